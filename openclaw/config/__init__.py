@@ -1,0 +1,1 @@
+"""Reading the gateway's JSON5 configuration file and turning it into settings."""

@@ -1,0 +1,1 @@
+"""Connection handling: the Autobahn protocol, the connect handshake, and outbound buffering."""

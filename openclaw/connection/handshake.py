@@ -1,0 +1,261 @@
+"""Admission of a ``connect`` request, in the reference's order (protocol §2.2).
+
+Each step either passes or raises a :class:`GatewayError` that already carries the close code the
+connection must use, so the transport code only has to send the response and close.
+"""
+from __future__ import annotations
+
+from ipaddress import ip_address
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import attrs
+from twisted.internet.defer import inlineCallbacks, returnValue
+
+from ..protocol.constants import (
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TRY_AGAIN_LATER,
+    MIN_NODE_PROTOCOL_VERSION,
+    MIN_PROBE_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    ROLE_NODE,
+    ROLE_OPERATOR,
+    ROLES,
+)
+from ..protocol.errors import INVALID_REQUEST, NOT_PAIRED, UNAVAILABLE, GatewayError
+from ..security.device_identity import VerifiedDevice, verify_device_proof
+from ..security.rate_limit import is_loopback
+from ..security.scopes import scopes_cover
+from ..security.shared_secret import AUTH_NONE, auth_failure, check_shared_secret, constant_time_equal
+from ..services.pairing import PairingRequestContext
+from ..stores.devices import DeviceToken, PairedDevice
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+RATE_LIMIT_KIND = "shared-secret"
+PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-host")
+LOCAL_HOSTNAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+@attrs.frozen
+class ConnectionInfo:
+    """What the transport knows about a socket before it speaks."""
+
+    conn_id: str
+    nonce: str
+    remote_ip: str | None
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+    @property
+    def origin(self) -> str | None:
+        return self.headers.get("origin") or None
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host", "")
+
+    @property
+    def is_local(self) -> bool:
+        """Direct local: a loopback peer, a local Host header, no proxy in between."""
+        if not is_loopback(self.remote_ip):
+            return False
+        if any(header in self.headers for header in PROXY_HEADERS):
+            return False
+        hostname = urlsplit(f"//{self.host}").hostname if self.host else None
+        return hostname is None or hostname in LOCAL_HOSTNAMES or _is_loopback_literal(hostname)
+
+
+def _is_loopback_literal(hostname: str) -> bool:
+    try:
+        return ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen
+class Admission:
+    """A connect that passed every check."""
+
+    protocol: int
+    role: str
+    scopes: tuple[str, ...]
+    params: dict[str, Any]
+    auth_method: str
+    device: VerifiedDevice | None = None
+    paired: PairedDevice | None = None
+    device_token: DeviceToken | None = None
+
+
+def negotiate_protocol(params: dict[str, Any]) -> int:
+    low, high = params["minProtocol"], params["maxProtocol"]
+    mode = params["client"].get("mode")
+    role = params.get("role", ROLE_OPERATOR)
+    if high >= PROTOCOL_VERSION and low <= PROTOCOL_VERSION:
+        return PROTOCOL_VERSION
+    if mode == "probe" and high >= MIN_PROBE_PROTOCOL_VERSION and low <= PROTOCOL_VERSION:
+        return min(high, PROTOCOL_VERSION)
+    if role == ROLE_NODE and mode == "node" and high >= MIN_NODE_PROTOCOL_VERSION and low <= MIN_NODE_PROTOCOL_VERSION:
+        return MIN_NODE_PROTOCOL_VERSION
+    raise GatewayError(
+        INVALID_REQUEST,
+        "protocol mismatch",
+        {
+            "code": "PROTOCOL_MISMATCH",
+            "clientMinProtocol": low,
+            "clientMaxProtocol": high,
+            "expectedProtocol": PROTOCOL_VERSION,
+            "minimumProbeProtocol": MIN_PROBE_PROTOCOL_VERSION,
+        },
+        close_code=CLOSE_PROTOCOL_ERROR,
+    )
+
+
+def keeps_scopes_without_device(params: dict[str, Any], info: ConnectionInfo) -> bool:
+    """The local CLI and local backend exceptions: device-less but trusted with their scopes."""
+    client = params["client"]
+    if info.origin or not info.is_local or params.get("role", ROLE_OPERATOR) != ROLE_OPERATOR:
+        return False
+    pair = (client.get("id"), client.get("mode"))
+    return pair in (("cli", "cli"), ("gateway-client", "backend"))
+
+
+class Handshake:
+    def __init__(self, gateway: "Gateway"):
+        self._gateway = gateway
+
+    def _origin_allowed(self, info: ConnectionInfo) -> bool:
+        origin = info.origin
+        if origin is None:
+            return True
+        allowed = self._gateway.settings.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        parts = urlsplit(origin)
+        if parts.hostname is None:
+            return False
+        host = urlsplit(f"//{info.host}")
+        if parts.netloc == info.host:
+            return True  # same origin as the gateway page the browser came from
+        return is_loopback(info.remote_ip) and (parts.hostname in LOCAL_HOSTNAMES or _is_loopback_literal(parts.hostname)) and (
+            host.hostname is None or host.hostname in LOCAL_HOSTNAMES or _is_loopback_literal(host.hostname)
+        )
+
+    @inlineCallbacks
+    def admit(self, info: ConnectionInfo, params: dict[str, Any]):
+        gateway = self._gateway
+        if not gateway.accepting:
+            raise GatewayError(
+                UNAVAILABLE,
+                "connect unavailable during gateway restart",
+                {"method": "connect", "reason": "restart", "phase": "draining"},
+                retryable=True,
+                retry_after_ms=1000,
+                close_code=CLOSE_TRY_AGAIN_LATER,
+                close_reason="gateway restart in progress",
+            )
+        protocol = negotiate_protocol(params)
+        role = params.get("role", ROLE_OPERATOR)
+        if role not in ROLES:
+            raise GatewayError(INVALID_REQUEST, "invalid role", close_code=CLOSE_POLICY_VIOLATION)
+        if not self._origin_allowed(info):
+            raise GatewayError(
+                INVALID_REQUEST,
+                "origin not allowed (open the Control UI from the gateway host or add it to gateway.controlUi.allowedOrigins)",
+                {"code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "origin": info.origin},
+                close_code=CLOSE_POLICY_VIOLATION,
+            )
+        retry_after = gateway.rate_limiter.retry_after_ms(info.remote_ip, RATE_LIMIT_KIND)
+        if retry_after is not None:
+            raise auth_failure("rate_limited", retry_after_ms=retry_after)
+
+        settings = gateway.settings.auth
+        auth = params.get("auth") or {}
+        scopes = tuple(params.get("scopes") or ())
+        secret = check_shared_secret(settings, auth)
+        auth_method = AUTH_NONE if settings.mode == AUTH_NONE else settings.mode
+
+        device_params = params.get("device")
+        if device_params is None:
+            if not secret.ok and secret.supplied:
+                gateway.rate_limiter.record_failure(info.remote_ip, RATE_LIMIT_KIND)
+                raise auth_failure(secret.reason)
+            if not secret.ok or role != ROLE_OPERATOR:
+                raise GatewayError(
+                    NOT_PAIRED,
+                    "device identity required",
+                    {"code": "DEVICE_IDENTITY_REQUIRED"},
+                    close_code=CLOSE_POLICY_VIOLATION,
+                )
+            gateway.rate_limiter.record_success(info.remote_ip, RATE_LIMIT_KIND)
+            if not keeps_scopes_without_device(params, info):
+                scopes = ()
+            returnValue(Admission(protocol=protocol, role=role, scopes=scopes, params=params, auth_method=auth_method))
+
+        device = verify_device_proof(
+            device_params,
+            challenge_nonce=info.nonce,
+            now_ms=gateway.now_ms(),
+            client=params["client"],
+            role=role,
+            scopes=list(scopes),
+            auth=auth,
+        )
+        device_token = None
+        if not secret.ok:
+            try:
+                device_token = self._verify_device_token(device, role, scopes, auth, secret.reason)
+            except GatewayError:
+                gateway.rate_limiter.record_failure(info.remote_ip, RATE_LIMIT_KIND)
+                raise
+            auth_method = "device-token"
+        gateway.rate_limiter.record_success(info.remote_ip, RATE_LIMIT_KIND)
+
+        context = PairingRequestContext(
+            role=role,
+            scopes=scopes,
+            client=params["client"],
+            remote_ip=info.remote_ip,
+            is_local=info.is_local,
+            has_origin=info.origin is not None,
+            auth_method=auth_method,
+        )
+        paired = yield gateway.pairing.ensure_access(device, context)
+        token = yield gateway.pairing.issue_token(paired, role)
+        returnValue(
+            Admission(
+                protocol=protocol,
+                role=role,
+                scopes=scopes,
+                params=params,
+                auth_method=auth_method,
+                device=device,
+                paired=paired,
+                device_token=token if device_token is None else device_token,
+            )
+        )
+
+    def _verify_device_token(
+        self, device: VerifiedDevice, role: str, scopes: tuple[str, ...], auth: dict[str, Any], secret_reason: str
+    ) -> DeviceToken:
+        """The fallback when the shared secret failed: the device's own token for this role.
+
+        ``auth.token`` is tried as a device token too, as the reference does for devices.
+        """
+        gateway = self._gateway
+        explicit = auth.get("deviceToken")
+        candidate = explicit if explicit else auth.get("token")
+        stored = gateway.pairing.store.token(device.device_id, role)
+        if candidate and stored is not None and constant_time_equal(candidate, stored.token):
+            if not scopes_cover(scopes, stored.scopes) and role == ROLE_OPERATOR:
+                raise auth_failure("scope_mismatch")
+            return stored
+        if explicit and auth.get("token") is None and auth.get("password") is None:
+            reason = "device_token_mismatch"
+        else:
+            reason = secret_reason
+        raise auth_failure(
+            reason,
+            can_retry_with_device_token=reason == "token_mismatch" and not explicit,
+        )

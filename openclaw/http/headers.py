@@ -1,0 +1,23 @@
+"""Headers every HTTP response carries (http spec §0), applied in one place."""
+from __future__ import annotations
+
+from typing import Any
+
+SECURITY_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Referrer-Policy", b"no-referrer"),
+    (b"Permissions-Policy", b"camera=(), microphone=(self), geolocation=()"),
+)
+
+
+def apply_security_headers(request: Any, strict_transport_security: str | None = None) -> None:
+    for name, value in SECURITY_HEADERS:
+        request.setHeader(name, value)
+    if strict_transport_security:
+        request.setHeader(b"Strict-Transport-Security", strict_transport_security.encode("latin-1"))
+
+
+def plain_text(request: Any, status: int, body: str) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    return body.encode("utf-8")

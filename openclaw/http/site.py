@@ -1,0 +1,59 @@
+"""One ``twisted.web`` Site for the port: WebSocket upgrades go to Autobahn, the rest to Klein.
+
+The root resource is a leaf that looks at each request once. A real upgrade (``Upgrade:
+websocket`` and ``Connection: upgrade``) is handed to Autobahn's ``WebSocketResource``; any other
+``Upgrade`` is refused with 400, as the reference does; everything else renders through Klein.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from .headers import apply_security_headers, plain_text
+
+
+def _tokens(request: Any, name: bytes) -> set[str]:
+    value = request.getHeader(name)
+    if not value:
+        return set()
+    return {part.strip().lower() for part in value.decode("latin-1").split(",")}
+
+
+def is_websocket_upgrade(request: Any) -> bool:
+    return "websocket" in _tokens(request, b"upgrade") and "upgrade" in _tokens(request, b"connection")
+
+
+class GatewayRootResource(Resource):
+    isLeaf = True
+
+    def __init__(self, websocket: WebSocketResource, http: Resource, strict_transport_security: str | None = None):
+        super().__init__()
+        self._websocket = websocket
+        self._http = http
+        self._hsts = strict_transport_security
+
+    def render(self, request: Any) -> Any:
+        if is_websocket_upgrade(request):
+            return self._websocket.render(request)
+        apply_security_headers(request, self._hsts)
+        if request.getHeader(b"upgrade"):
+            request.setHeader(b"Connection", b"close")
+            return plain_text(request, 400, "Bad Request")
+        expect = request.getHeader(b"expect")
+        if expect and expect.strip().lower() != b"100-continue":
+            request.setResponseCode(417)
+            return b""
+        return self._http.render(request)
+
+
+class GatewaySite(Site):
+    """A quiet Site: no access log lines, no tracebacks to clients."""
+
+    noisy = False
+    displayTracebacks = False
+
+    def log(self, request: Any) -> None:
+        """Access logging is off; failures are logged where they happen."""

@@ -1,0 +1,1 @@
+"""RPC methods, one module per family; ``registry`` gates and dispatches them."""

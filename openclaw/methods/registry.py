@@ -1,0 +1,113 @@
+"""Method specs, the role/scope gate, and dispatch (protocol §1.5, §5).
+
+The order of checks is part of the protocol: ``health`` bypasses everything; then the role gate
+(node methods for nodes, everything else for operators); then the scope gate, which treats unknown
+methods as admin-only; only then ``unknown method``; then params; then the handler.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+
+from ..protocol.errors import GatewayError, invalid_request, missing_scope
+from ..security.scopes import ADMIN, scope_satisfied
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+    from ..state.clients import ConnectedClient
+
+ROLE_OPERATOR = "operator"
+ROLE_NODE = "node"
+ROLE_ANY = "any"
+
+ScopeRule = str | None | Callable[[Any], str]
+Handler = Callable[["RequestContext"], Any]
+
+
+@attrs.frozen
+class MethodSpec:
+    """A method: its handler, who may call it, and whether ``hello-ok`` advertises it.
+
+    ``scope`` is the operator scope required, ``None`` for none, or a callable that picks the
+    scope from the (not yet validated) params for methods whose requirement depends on them.
+    """
+
+    name: str
+    handler: Handler
+    scope: ScopeRule = ADMIN
+    role: str = ROLE_OPERATOR
+    advertised: bool = True
+
+    def required_scope(self, params: Any) -> str | None:
+        if callable(self.scope):
+            return self.scope(params)
+        return self.scope
+
+
+@attrs.define
+class RequestContext:
+    """What a handler gets: the gateway, the calling client, and the request."""
+
+    gateway: "Gateway"
+    client: "ConnectedClient"
+    request_id: str
+    method: str
+    params: Any
+    send_interim: Callable[[Any], None] = lambda payload: None
+
+
+class UnauthorizedRole(GatewayError):
+    """Marks role-gate failures so the connection can count them for the flood guard."""
+
+
+class MethodRegistry:
+    def __init__(self) -> None:
+        self._specs: dict[str, MethodSpec] = {}
+
+    def add(self, spec: MethodSpec) -> None:
+        if spec.name in self._specs:
+            raise ValueError(f"method {spec.name} registered twice")
+        self._specs[spec.name] = spec
+
+    def add_all(self, specs: Iterable[MethodSpec]) -> None:
+        for spec in specs:
+            self.add(spec)
+
+    def get(self, name: str) -> MethodSpec | None:
+        return self._specs.get(name)
+
+    def advertised(self) -> list[str]:
+        return [name for name, spec in self._specs.items() if spec.advertised]
+
+    def authorize(self, client: "ConnectedClient", method: str, params: Any) -> MethodSpec:
+        """Apply the role and scope gates; return the spec, or raise the protocol's error."""
+        spec = self._specs.get(method)
+        if spec is not None and spec.role == ROLE_ANY:
+            return spec
+        expected_role = spec.role if spec is not None else ROLE_OPERATOR
+        if client.role != expected_role:
+            raise UnauthorizedRole("INVALID_REQUEST", f"unauthorized role: {client.role}")
+        if client.role == ROLE_OPERATOR:
+            required = spec.required_scope(params) if spec is not None else ADMIN
+            if required is not None and not scope_satisfied(required, client.scopes):
+                raise missing_scope(required)
+        if spec is None:
+            raise invalid_request(f"unknown method: {method}")
+        return spec
+
+    def dispatch(self, context: RequestContext) -> Deferred:
+        """Gate, validate and run one request; fires with the payload or fails with GatewayError."""
+        try:
+            spec = self.authorize(context.client, context.method, context.params)
+            context.gateway.validators.check_params(context.method, context.params)
+        except GatewayError as error:
+            return _failed(error)
+        return maybeDeferred(spec.handler, context)
+
+
+def _failed(error: GatewayError) -> Deferred:
+    d: Deferred = Deferred()
+    d.errback(error)
+    return d

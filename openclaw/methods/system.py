@@ -1,0 +1,83 @@
+"""``health``, ``status``, ``system-presence`` and ``system-event``."""
+from __future__ import annotations
+
+import os
+import resource
+from typing import Any
+
+from ..security.scopes import ADMIN, READ
+from .registry import ROLE_ANY, MethodSpec, RequestContext
+
+
+def health(ctx: RequestContext) -> dict[str, Any]:
+    params = ctx.params if isinstance(ctx.params, dict) else {}
+    return ctx.gateway.health.current(probe=bool(params.get("probe")))
+
+
+def process_memory() -> dict[str, int]:
+    """Resident and virtual size from procfs (no disk I/O), with a portable fallback."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            fields = handle.read().split()
+        return {"rssBytes": int(fields[1]) * page, "vmsBytes": int(fields[0]) * page}
+    except (OSError, IndexError, ValueError):
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {"rssBytes": peak_kib * 1024}
+
+
+def status(ctx: RequestContext) -> dict[str, Any]:
+    gateway = ctx.gateway
+    snapshot = gateway.health.current()
+    agents = snapshot.get("agents", [])
+    sessions = snapshot.get("sessions", {"path": None, "count": 0, "recent": []})
+    return {
+        "runtimeVersion": gateway.version,
+        "heartbeat": {
+            "defaultAgentId": snapshot.get("defaultAgentId"),
+            "agents": [
+                {
+                    "agentId": agent["agentId"],
+                    "enabled": agent.get("heartbeat", {}).get("enabled", False),
+                    "every": agent.get("heartbeat", {}).get("every"),
+                    "everyMs": agent.get("heartbeat", {}).get("everyMs"),
+                }
+                for agent in agents
+            ],
+        },
+        "channelSummary": [],
+        "queuedSystemEvents": gateway.presence.queued_system_events(),
+        "sessions": {
+            "paths": [sessions["path"]] if sessions.get("path") else [],
+            "count": sessions.get("count", 0),
+            "defaults": {"model": None, "contextTokens": None},
+            "recent": sessions.get("recent", []),
+            "byAgent": [
+                {"agentId": agent["agentId"], **agent.get("sessions", {"count": 0, "recent": []})} for agent in agents
+            ],
+        },
+        "connections": gateway.clients.counts(),
+        "eventLoop": gateway.event_loop.summary(),
+        "processMemory": process_memory(),
+        "uptimeMs": gateway.uptime_ms(),
+        "pid": os.getpid(),
+    }
+
+
+def system_presence(ctx: RequestContext) -> list[dict[str, Any]]:
+    return ctx.gateway.presence.entries()
+
+
+def system_event(ctx: RequestContext) -> dict[str, Any]:
+    ctx.gateway.presence.system_event(ctx.params)
+    ctx.gateway.broadcast_presence()
+    return {"ok": True}
+
+
+def methods() -> list[MethodSpec]:
+    return [
+        MethodSpec("health", health, scope=None, role=ROLE_ANY),
+        MethodSpec("status", status, scope=READ),
+        MethodSpec("system-presence", system_presence, scope=READ),
+        MethodSpec("system-event", system_event, scope=ADMIN),
+    ]

@@ -1,0 +1,47 @@
+"""Params of every implemented method (protocol §9). All objects are closed.
+
+Later method families add their params here, next to the ones they extend, so that the
+exported schema document stays complete.
+"""
+from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, array, integer, obj, string
+
+SYSTEM_EVENT = obj(
+    {
+        "text": NON_EMPTY,
+        "deviceId": {"type": "string"},
+        "instanceId": {"type": "string"},
+        "host": {"type": "string"},
+        "ip": {"type": "string"},
+        "mode": {"type": "string"},
+        "version": {"type": "string"},
+        "platform": {"type": "string"},
+        "deviceFamily": {"type": "string"},
+        "modelIdentifier": {"type": "string"},
+        "lastInputSeconds": integer(0),
+        "reason": {"type": "string"},
+        "roles": array({"type": "string"}),
+        "scopes": array({"type": "string"}),
+        "tags": array({"type": "string"}),
+    },
+    ("text",),
+)
+
+REQUEST_ID = obj({"requestId": NON_EMPTY}, ("requestId",))
+DEVICE_ID = obj({"deviceId": NON_EMPTY}, ("deviceId",))
+
+METHOD_PARAMS = {
+    "health": obj({"probe": BOOLEAN}),
+    "status": EMPTY_PARAMS,
+    "system-presence": EMPTY_PARAMS,
+    "system-event": SYSTEM_EVENT,
+    "device.pair.list": EMPTY_PARAMS,
+    "device.pair.approve": REQUEST_ID,
+    "device.pair.reject": REQUEST_ID,
+    "device.pair.remove": DEVICE_ID,
+    "device.pair.rename": obj({"deviceId": NON_EMPTY, "label": string(1, 64)}, ("deviceId", "label")),
+    "device.token.rotate": obj(
+        {"deviceId": NON_EMPTY, "role": NON_EMPTY, "scopes": array({"type": "string"})},
+        ("deviceId", "role"),
+    ),
+    "device.token.revoke": obj({"deviceId": NON_EMPTY, "role": NON_EMPTY}, ("deviceId", "role")),
+}

@@ -1,0 +1,145 @@
+"""Compiled validators for frames and params, with ajv-style messages on failure.
+
+fastjsonschema generates straight-line Python for the hot path (every inbound frame); it stops at
+the first error, so only when a value is rejected do we re-run it through ``jsonschema`` to list
+every problem in the wording the reference clients show (``at /client/id: must be …``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import fastjsonschema
+import jsonschema
+
+from .errors import GatewayError, invalid_request
+from .schema import EVENT_PAYLOADS, METHOD_PARAMS, with_definitions
+
+MAX_REPORTED_ERRORS = 8
+
+
+class SchemaValidator:
+    """One schema compiled for speed, explained with jsonschema when it rejects a value."""
+
+    def __init__(self, schema: dict[str, Any]):
+        self._schema = with_definitions(schema)
+        self._check: Callable[[Any], Any] = fastjsonschema.compile(self._schema)
+        self._explainer = jsonschema.Draft7Validator(self._schema)
+
+    def is_valid(self, value: Any) -> bool:
+        try:
+            self._check(value)
+        except fastjsonschema.JsonSchemaValueException:
+            return False
+        return True
+
+    def errors(self, value: Any) -> list[str]:
+        """Every problem with ``value`` in the reference's wording; empty when it is valid."""
+        if self.is_valid(value):
+            return []
+        found = sorted(self._explainer.iter_errors(value), key=_error_order)
+        messages: list[str] = []
+        for error in found:
+            for message in _describe(error):
+                if message not in messages:
+                    messages.append(message)
+        if not messages:  # the two engines disagree: never report a rejection with no reason
+            messages.append("must match the schema")
+        return messages[:MAX_REPORTED_ERRORS]
+
+    def error_text(self, value: Any) -> str | None:
+        errors = self.errors(value)
+        return "; ".join(errors) if errors else None
+
+
+class ProtocolValidators:
+    """Every validator the connection needs, compiled once per gateway."""
+
+    def __init__(self, method_params: dict[str, Any] | None = None):
+        self.request_frame = SchemaValidator({"$ref": "#/definitions/RequestFrame"})
+        self.connect_params = SchemaValidator({"$ref": "#/definitions/ConnectParams"})
+        self.hello_ok = SchemaValidator({"$ref": "#/definitions/HelloOk"})
+        self.event_frame = SchemaValidator({"$ref": "#/definitions/EventFrame"})
+        self.response_frame = SchemaValidator({"$ref": "#/definitions/ResponseFrame"})
+        self._params = {
+            name: SchemaValidator(schema)
+            for name, schema in (method_params if method_params is not None else METHOD_PARAMS).items()
+        }
+        self._events = {name: SchemaValidator(schema) for name, schema in EVENT_PAYLOADS.items()}
+
+    def has_params_schema(self, method: str) -> bool:
+        return method in self._params
+
+    def check_params(self, method: str, params: Any) -> None:
+        """Raise ``INVALID_REQUEST invalid <method> params: …`` when params do not fit."""
+        validator = self._params.get(method)
+        if validator is None:
+            return
+        text = validator.error_text(params)
+        if text is not None:
+            raise invalid_request(f"invalid {method} params: {text}")
+
+    def event_payload_errors(self, event: str, payload: Any) -> list[str]:
+        validator = self._events.get(event)
+        return validator.errors(payload) if validator is not None else []
+
+
+def _error_order(error: jsonschema.ValidationError) -> tuple[int, int]:
+    structural = error.validator in ("additionalProperties", "required")
+    return (0 if structural else 1, len(error.absolute_path))
+
+
+def _pointer(error: jsonschema.ValidationError) -> str:
+    return "".join(f"/{part}" for part in error.absolute_path)
+
+
+def _at(error: jsonschema.ValidationError, message: str, *, root_label: bool = False) -> str:
+    pointer = _pointer(error)
+    if pointer:
+        return f"at {pointer}: {message}"
+    return f"at root: {message}" if root_label else message
+
+
+def _describe(error: jsonschema.ValidationError) -> list[str]:
+    keyword = error.validator
+    value = error.validator_value
+    instance = error.instance
+    if keyword == "required":
+        missing = [name for name in value if isinstance(instance, dict) and name not in instance]
+        return [_at(error, f"must have required property '{name}'") for name in missing[:1]]
+    if keyword == "additionalProperties" and value is False and isinstance(instance, dict):
+        known = error.schema.get("properties", {})
+        extra = [name for name in instance if name not in known]
+        return [_at(error, f"unexpected property '{name}'", root_label=True) for name in extra]
+    if keyword == "type":
+        expected = ",".join(value) if isinstance(value, list) else value
+        return [_at(error, f"must be {expected}")]
+    simple = {
+        "enum": "must be equal to one of the allowed values",
+        "const": "must be equal to constant",
+        "anyOf": "must match a schema in anyOf",
+        "oneOf": "must match exactly one schema in oneOf",
+    }
+    if keyword in simple:
+        return [_at(error, simple[keyword])]
+    bounded = {
+        "minLength": "must NOT have fewer than {} characters",
+        "maxLength": "must NOT have more than {} characters",
+        "minItems": "must NOT have fewer than {} items",
+        "maxItems": "must NOT have more than {} items",
+        "minimum": "must be >= {}",
+        "maximum": "must be <= {}",
+        "exclusiveMinimum": "must be > {}",
+        "exclusiveMaximum": "must be < {}",
+        "pattern": 'must match pattern "{}"',
+        "minProperties": "must NOT have fewer than {} properties",
+        "maxProperties": "must NOT have more than {} properties",
+    }
+    if keyword in bounded:
+        return [_at(error, bounded[keyword].format(value))]
+    return [_at(error, error.message)]
+
+
+def require_valid(validator: SchemaValidator, value: Any, prefix: str) -> None:
+    text = validator.error_text(value)
+    if text is not None:
+        raise GatewayError("INVALID_REQUEST", f"{prefix}: {text}")

@@ -1,0 +1,102 @@
+"""Failed-authentication limiter: a sliding window per (remote address, credential kind) (§4.3).
+
+Only failures are counted and a success clears the slate. Loopback is exempt by default so a
+local operator cannot lock themselves out while typing a token.
+"""
+from __future__ import annotations
+
+from collections import deque
+from ipaddress import ip_address
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from ..protocol.constants import (
+    AUTH_RATE_LIMIT_LOCKOUT_MS,
+    AUTH_RATE_LIMIT_MAX_ATTEMPTS,
+    AUTH_RATE_LIMIT_WINDOW_MS,
+)
+
+MAX_TRACKED_KEYS = 10_000
+
+
+def is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+@attrs.define
+class _Window:
+    failures: deque[float] = attrs.field(factory=deque)
+    locked_until: float = 0.0
+
+
+class AuthRateLimiter:
+    """Counts failed attempts; ``retry_after_ms`` says how long a locked-out key must wait."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        max_attempts: int = AUTH_RATE_LIMIT_MAX_ATTEMPTS,
+        window_ms: int = AUTH_RATE_LIMIT_WINDOW_MS,
+        lockout_ms: int = AUTH_RATE_LIMIT_LOCKOUT_MS,
+        exempt_loopback: bool = True,
+    ):
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._window = window_ms / 1000.0
+        self._lockout = lockout_ms / 1000.0
+        self._exempt_loopback = exempt_loopback
+        self._windows: dict[tuple[str, str], _Window] = {}
+
+    def _exempt(self, address: str | None) -> bool:
+        return self._exempt_loopback and is_loopback(address)
+
+    def retry_after_ms(self, address: str | None, kind: str) -> int | None:
+        """Milliseconds left on a lockout, or ``None`` when the key may try."""
+        if self._exempt(address):
+            return None
+        window = self._windows.get((address or "", kind))
+        if window is None:
+            return None
+        remaining = window.locked_until - self._clock.seconds()
+        if remaining <= 0:
+            return None
+        return max(1, int(remaining * 1000))
+
+    def record_failure(self, address: str | None, kind: str) -> None:
+        if self._exempt(address):
+            return
+        now = self._clock.seconds()
+        key = (address or "", kind)
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= MAX_TRACKED_KEYS:
+                self._prune(now)
+            window = self._windows[key] = _Window()
+        window.failures.append(now)
+        while window.failures and window.failures[0] <= now - self._window:
+            window.failures.popleft()
+        if len(window.failures) >= self._max_attempts:
+            window.locked_until = now + self._lockout
+            window.failures.clear()
+
+    def record_success(self, address: str | None, kind: str) -> None:
+        self._windows.pop((address or "", kind), None)
+
+    def _prune(self, now: float) -> None:
+        """Forget keys with nothing recent, so a scan from many addresses stays bounded."""
+        stale = [
+            key
+            for key, window in self._windows.items()
+            if window.locked_until <= now and (not window.failures or window.failures[-1] <= now - self._window)
+        ]
+        for key in stale:
+            del self._windows[key]
+        while len(self._windows) >= MAX_TRACKED_KEYS:
+            self._windows.pop(next(iter(self._windows)))

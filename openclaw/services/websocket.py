@@ -1,0 +1,69 @@
+"""Owns the WebSocket factory's life: started with the tree, and a graceful goodbye on stop.
+
+``Site`` never starts a factory wrapped in a resource (the crossbar FIXME), so this service does.
+On stop it refuses new connects, sends ``shutdown`` to everyone, closes every socket with
+1012 "service restart", and waits (at most the close grace) for them to go.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ..protocol.constants import CLOSE_GRACE_MS, CLOSE_SERVICE_RESTART
+
+if TYPE_CHECKING:
+    from ..connection.factory import GatewayWebSocketFactory
+    from ..gateway import Gateway
+
+DEFAULT_SHUTDOWN_REASON = "gateway stopping"
+
+
+class WebSocketService(Service):
+    _log = Logger()
+
+    def __init__(self, gateway: "Gateway", factory: "GatewayWebSocketFactory", clock: IReactorTime):
+        self._gateway = gateway
+        self.factory = factory
+        self._clock = clock
+        self.shutdown_reason = DEFAULT_SHUTDOWN_REASON
+        self.restart_expected_ms: int | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._gateway.accepting = True
+        self.factory.startFactory()
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        gateway = self._gateway
+        gateway.accepting = False
+        payload: dict[str, Any] = {"reason": self.shutdown_reason}
+        if self.restart_expected_ms is not None:
+            payload["restartExpectedMs"] = self.restart_expected_ms
+        gateway.clients.broadcast("shutdown", payload)
+        for connection in list(self.factory.connections):
+            connection.close_with(CLOSE_SERVICE_RESTART, "service restart")
+        d = self._drain()
+        d.addBoth(self._stop_factory)
+        return d
+
+    def _drain(self) -> Deferred:
+        if not self.factory.connections:
+            return succeed(None)
+        drained = self.factory.when_drained()
+        timer = self._clock.callLater(CLOSE_GRACE_MS / 1000.0, self._abort_stragglers)
+        drained.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
+        return drained
+
+    def _abort_stragglers(self) -> None:
+        for connection in list(self.factory.connections):
+            self._log.info("aborting connection {conn} that ignored the close", conn=connection.conn_id)
+            connection.dropConnection(abort=True)
+
+    def _stop_factory(self, result: Any) -> Any:
+        self.factory.stopFactory()
+        return result

@@ -1,0 +1,122 @@
+"""Resolved gateway settings: command line over environment over config file over defaults."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import attrs
+
+from .config.loader import ConfigError, config_path_for, default_state_dir, lookup, read_config_file
+from .protocol.constants import (
+    DEFAULT_PORT,
+    HANDSHAKE_TIMEOUT_MS,
+    HEALTH_REFRESH_INTERVAL_MS,
+    MAX_BUFFERED_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_PREAUTH_CONNECTIONS_PER_IP,
+    TICK_INTERVAL_MS,
+)
+from .security.shared_secret import AUTH_MODES, AUTH_NONE, AUTH_PASSWORD, AUTH_TOKEN, AuthSettings
+
+BIND_MODES = ("loopback", "lan")
+
+
+@attrs.frozen
+class GatewaySettings:
+    port: int = DEFAULT_PORT
+    bind: str = "loopback"
+    auth: AuthSettings = AuthSettings()
+    state_dir: str = attrs.field(factory=lambda: default_state_dir({}))
+    config_path: str | None = None
+    handshake_timeout_ms: int = HANDSHAKE_TIMEOUT_MS
+    tick_interval_ms: int = TICK_INTERVAL_MS
+    health_refresh_interval_ms: int = HEALTH_REFRESH_INTERVAL_MS
+    max_payload: int = MAX_PAYLOAD_BYTES
+    max_buffered_bytes: int = MAX_BUFFERED_BYTES
+    max_preauth_per_ip: int = MAX_PREAUTH_CONNECTIONS_PER_IP
+    allowed_origins: tuple[str, ...] = ()
+    auto_approve_local: bool = True
+    rate_limit_exempt_loopback: bool = True
+    config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        """Addresses to listen on for the bind mode (``lan`` means every IPv4 interface)."""
+        if self.bind == "loopback":
+            return ("127.0.0.1", "::1")
+        if self.bind == "lan":
+            return ("0.0.0.0",)
+        return (self.bind,)
+
+
+def _pick(*values: Any) -> Any:
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def _positive_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+    return number
+
+
+def resolve_settings(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Combine the command line (``options``), the environment and the config file.
+
+    Raises :class:`ConfigError` with a message meant for the operator when the result cannot run.
+    """
+    env = os.environ if env is None else env
+    state_dir = os.path.expanduser(options.get("state-dir") or default_state_dir(env))
+    config_path = config_path_for(options.get("config"), state_dir, env)
+    config = read_config_file(config_path)
+
+    port = _positive_int(
+        _pick(options.get("port"), env.get("OPENCLAW_GATEWAY_PORT"), lookup(config, "gateway.port")), "port"
+    ) or DEFAULT_PORT
+    if port > 65535:
+        raise ConfigError(f"port must be at most 65535, not {port}")
+    bind = _pick(options.get("bind"), lookup(config, "gateway.bind"), "loopback")
+
+    token = _pick(options.get("token"), env.get("OPENCLAW_GATEWAY_TOKEN"), lookup(config, "gateway.auth.token"))
+    password = _pick(options.get("password"), env.get("OPENCLAW_GATEWAY_PASSWORD"), lookup(config, "gateway.auth.password"))
+    mode = _pick(options.get("auth"), lookup(config, "gateway.auth.mode"))
+    if mode is None:
+        mode = AUTH_TOKEN if token else AUTH_PASSWORD if password else AUTH_NONE
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"auth mode must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
+    if mode == AUTH_TOKEN and not token:
+        raise ConfigError("auth mode 'token' needs a token (--token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token)")
+    if mode == AUTH_PASSWORD and not password:
+        raise ConfigError(
+            "auth mode 'password' needs a password (--password, OPENCLAW_GATEWAY_PASSWORD or gateway.auth.password)"
+        )
+    if mode == AUTH_NONE and bind != "loopback":
+        raise ConfigError("refusing to serve beyond loopback without auth: set a token or password, or --bind loopback")
+
+    handshake_timeout = _positive_int(env.get("OPENCLAW_HANDSHAKE_TIMEOUT_MS"), "OPENCLAW_HANDSHAKE_TIMEOUT_MS")
+    max_preauth = _positive_int(env.get("OPENCLAW_MAX_PREAUTH_CONNECTIONS_PER_IP"), "OPENCLAW_MAX_PREAUTH_CONNECTIONS_PER_IP")
+    origins = lookup(config, "gateway.controlUi.allowedOrigins", ()) or ()
+    auto_approve = lookup(config, "gateway.nodes.pairing.autoApproveLocal", True)
+    exempt_loopback = lookup(config, "gateway.auth.rateLimit.exemptLoopback", True)
+
+    return GatewaySettings(
+        port=port,
+        bind=bind,
+        auth=AuthSettings(mode=mode, token=token, password=password),
+        state_dir=state_dir,
+        config_path=config_path,
+        handshake_timeout_ms=handshake_timeout or HANDSHAKE_TIMEOUT_MS,
+        max_preauth_per_ip=max_preauth or MAX_PREAUTH_CONNECTIONS_PER_IP,
+        allowed_origins=tuple(origins),
+        auto_approve_local=auto_approve is not False,
+        rate_limit_exempt_loopback=exempt_loopback is not False,
+        config=config,
+    )

@@ -1,0 +1,1 @@
+"""Live, in-memory gateway state: connected clients, presence, health and their versions."""

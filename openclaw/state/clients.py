@@ -1,0 +1,136 @@
+"""Connected clients and event fan-out with per-connection ``seq`` and scope gating (§6.2, §6.3).
+
+A broadcast encodes its payload once; each recipient then gets a hand-assembled frame carrying its
+own ``seq``. ``seq`` counts every event addressed to a client, including droppable ones that its
+full outbound buffer had to discard, so the client can see the gap.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol
+
+import attrs
+import orjson
+
+from ..security.scopes import may_receive_event
+
+
+class EventSink(Protocol):
+    """What a connection offers the registry: hand it a finished frame."""
+
+    def deliver_frame(self, frame: bytes, *, droppable: bool) -> bool: ...
+
+    def close_with(self, code: int, reason: str) -> None: ...
+
+
+@attrs.define(eq=False)
+class ConnectedClient:
+    """One admitted connection: who it is and what it may see."""
+
+    conn_id: str
+    role: str
+    scopes: frozenset[str]
+    client: dict[str, Any]
+    sink: EventSink = attrs.field(repr=False)
+    connected_at_ms: int
+    remote_ip: str | None = None
+    device_id: str | None = None
+    auth_method: str = "none"
+    protocol: int = 4
+    caps: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+    permissions: dict[str, bool] = attrs.field(factory=dict)
+    seq: int = 0
+    _event_access: dict[str, bool] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def client_id(self) -> str:
+        return self.client.get("id", "")
+
+    @property
+    def mode(self) -> str:
+        return self.client.get("mode", "")
+
+    @property
+    def instance_id(self) -> str | None:
+        return self.client.get("instanceId")
+
+    def may_receive(self, event: str) -> bool:
+        allowed = self._event_access.get(event)
+        if allowed is None:
+            allowed = self._event_access[event] = may_receive_event(event, self.role, self.scopes)
+        return allowed
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+def event_frame(name_json: bytes, payload_json: bytes, seq: int | None, state_version_json: bytes | None) -> bytes:
+    """``{"type":"event","event":…,"payload":…,"seq":N,"stateVersion":…}`` in the reference's key order."""
+    parts = [b'{"type":"event","event":', name_json, b',"payload":', payload_json]
+    if seq is not None:
+        parts += [b',"seq":', str(seq).encode("ascii")]
+    if state_version_json is not None:
+        parts += [b',"stateVersion":', state_version_json]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+class ClientRegistry:
+    """Every admitted connection, and the broadcaster that serves them."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, ConnectedClient] = {}
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def __iter__(self):
+        return iter(list(self._clients.values()))
+
+    def add(self, client: ConnectedClient) -> None:
+        self._clients[client.conn_id] = client
+
+    def remove(self, conn_id: str) -> ConnectedClient | None:
+        return self._clients.pop(conn_id, None)
+
+    def get(self, conn_id: str) -> ConnectedClient | None:
+        return self._clients.get(conn_id)
+
+    def by_device(self, device_id: str) -> list[ConnectedClient]:
+        return [client for client in self._clients.values() if client.device_id == device_id]
+
+    def counts(self) -> dict[str, int]:
+        operators = sum(1 for client in self._clients.values() if client.role == "operator")
+        return {"total": len(self._clients), "operators": operators, "nodes": len(self._clients) - operators}
+
+    def broadcast(
+        self,
+        event: str,
+        payload: Any,
+        *,
+        drop_if_slow: bool = False,
+        state_version: dict[str, int] | None = None,
+        only: Iterable[str] | None = None,
+    ) -> int:
+        """Send ``event`` to every client allowed to see it; returns how many were addressed."""
+        recipients = self._clients.values() if only is None else [c for c in (self._clients.get(i) for i in only) if c]
+        name_json = orjson.dumps(event)
+        payload_json = orjson.dumps(payload)
+        version_json = orjson.dumps(state_version) if state_version is not None else None
+        addressed = 0
+        for client in list(recipients):
+            if not client.may_receive(event):
+                continue
+            addressed += 1
+            frame = event_frame(name_json, payload_json, client.next_seq(), version_json)
+            client.sink.deliver_frame(frame, droppable=drop_if_slow)
+        return addressed
+
+    def send_direct(self, conn_id: str, event: str, payload: Any) -> bool:
+        """A targeted event without ``seq`` (node work items such as ``node.invoke.request``)."""
+        client = self._clients.get(conn_id)
+        if client is None:
+            return False
+        frame = event_frame(orjson.dumps(event), orjson.dumps(payload), None, None)
+        return client.sink.deliver_frame(frame, droppable=False)

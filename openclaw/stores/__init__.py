@@ -1,0 +1,1 @@
+"""Durable state in the state directory: SQLite databases driven off the reactor thread."""

@@ -1,0 +1,120 @@
+"""A SQLite database whose every statement runs on one dedicated worker thread.
+
+All disk work leaves the reactor thread; a single worker serialises writes so that the order the
+reactor issued them in is the order they reach the disk, and WAL mode keeps the file readable if
+the process is killed mid-write (the last uncommitted transaction is simply gone).
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any, Callable, Sequence, TypeVar
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+T = TypeVar("T")
+Migration = str | Callable[[sqlite3.Connection], None]
+
+
+class InlineExecutor:
+    """Runs database work synchronously: for SynchronousTestCase tests and offline tools."""
+
+    def submit(self, work: Callable[[], T]) -> Deferred:
+        return maybeDeferred(work)
+
+    def stop(self) -> None:
+        pass
+
+
+class ThreadExecutor:
+    """One worker thread owned by this database; its Deferreds fire on the reactor thread."""
+
+    def __init__(self, reactor: Any, name: str):
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+        self._pool.start()
+
+    def submit(self, work: Callable[[], T]) -> Deferred:
+        return deferToThreadPool(self._reactor, self._pool, work)
+
+    def stop(self) -> None:
+        self._pool.stop()
+
+
+class SQLiteDatabase:
+    """A database file plus its ordered migrations; ``run`` executes a function in a transaction."""
+
+    def __init__(self, path: str, migrations: Sequence[Migration], executor: Any):
+        self.path = path
+        self._migrations = list(migrations)
+        self._executor = executor
+        self._connection: sqlite3.Connection | None = None
+
+    @classmethod
+    def threaded(cls, reactor: Any, path: str, migrations: Sequence[Migration]) -> "SQLiteDatabase":
+        return cls(path, migrations, ThreadExecutor(reactor, f"sqlite:{os.path.basename(path)}"))
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            fresh = not os.path.exists(self.path)
+            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA busy_timeout=5000")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._migrate(connection)
+            self._connection = connection
+        return self._connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        for number, migration in enumerate(self._migrations[version:], start=version + 1):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if callable(migration):
+                    migration(connection)
+                else:
+                    for statement in filter(None, (s.strip() for s in migration.split(";"))):
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version={number}")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def run(self, work: Callable[..., T], *args: Any) -> Deferred:
+        """Run ``work(connection, *args)`` in one transaction on the worker; fires with its result."""
+
+        def in_transaction() -> T:
+            connection = self._connect()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection, *args)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+        return self._executor.submit(in_transaction)
+
+    def close(self) -> Deferred:
+        def shut() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        d = self._executor.submit(shut)
+        d.addBoth(self._stop_executor)
+        return d
+
+    def _stop_executor(self, result: Any) -> Any:
+        self._executor.stop()
+        return result

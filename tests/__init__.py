@@ -1,0 +1,1 @@
+"""Trial tests for the gateway; ``python -m twisted.trial tests`` from the project root."""

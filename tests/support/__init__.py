@@ -1,0 +1,1 @@
+"""Shared test helpers: a gateway on loopback, a WebSocket test client, signed connects."""
