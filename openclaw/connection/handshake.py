@@ -145,6 +145,16 @@ class Handshake:
     @inlineCallbacks
     def admit(self, info: ConnectionInfo, params: dict[str, Any]):
         gateway = self._gateway
+        if not gateway.pairing.loaded:
+            # The device store is still loading: answering now could pair a known device twice.
+            raise GatewayError(
+                UNAVAILABLE,
+                "gateway starting; retry shortly",
+                retryable=True,
+                retry_after_ms=500,
+                close_code=CLOSE_TRY_AGAIN_LATER,
+                close_reason="gateway starting",
+            )
         if not gateway.accepting:
             raise GatewayError(
                 UNAVAILABLE,
