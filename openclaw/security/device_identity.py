@@ -15,9 +15,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..protocol.constants import DEVICE_SIGNATURE_SKEW_MS
+from ..protocol.constants import CLOSE_POLICY_VIOLATION, DEVICE_SIGNATURE_SKEW_MS
 from ..protocol.errors import GatewayError
-from ..protocol.constants import CLOSE_POLICY_VIOLATION
 
 MAX_PUBLIC_KEY_INPUT = 4096
 RAW_KEY_BYTES = 32
@@ -90,6 +89,31 @@ class SignatureFields:
     nonce: str
     platform: str = ""
     device_family: str = ""
+
+    @classmethod
+    def for_connect(
+        cls,
+        device_id: str,
+        client: dict[str, Any],
+        role: str,
+        scopes: list[str] | tuple[str, ...],
+        signed_at_ms: int,
+        auth: dict[str, Any] | None,
+        nonce: str,
+    ) -> "SignatureFields":
+        """The fields as both sides derive them from a connect request."""
+        return cls(
+            device_id=device_id,
+            client_id=client.get("id", ""),
+            client_mode=client.get("mode", ""),
+            role=role,
+            scopes=tuple(scopes),
+            signed_at_ms=signed_at_ms,
+            token=signature_token(auth),
+            nonce=nonce,
+            platform=client.get("platform", ""),
+            device_family=client.get("deviceFamily", ""),
+        )
 
     def payload_v2(self) -> str:
         return "|".join(
@@ -173,7 +197,9 @@ def verify_device_proof(
     try:
         raw = raw_public_key(device.get("publicKey"))
     except DeviceKeyError:
-        raise _device_failure("device public key invalid", "device-public-key", "DEVICE_AUTH_PUBLIC_KEY_INVALID")
+        # The reference derives the id first and treats an unreadable key as an id mismatch
+        # (deriveDeviceIdFromPublicKey -> null), so that is what the client sees.
+        raise _device_failure("device identity mismatch", "device-id-mismatch", "DEVICE_AUTH_DEVICE_ID_MISMATCH")
     device_id = device_id_for(raw)
     if device.get("id") != device_id:
         raise _device_failure("device identity mismatch", "device-id-mismatch", "DEVICE_AUTH_DEVICE_ID_MISMATCH")
@@ -185,18 +211,7 @@ def verify_device_proof(
         raise _device_failure("device nonce required", "device-nonce-missing", "DEVICE_AUTH_NONCE_REQUIRED")
     if nonce != challenge_nonce:
         raise _device_failure("device nonce mismatch", "device-nonce-mismatch", "DEVICE_AUTH_NONCE_MISMATCH")
-    fields = SignatureFields(
-        device_id=device_id,
-        client_id=client.get("id", ""),
-        client_mode=client.get("mode", ""),
-        role=role,
-        scopes=tuple(scopes),
-        signed_at_ms=signed_at,
-        token=signature_token(auth),
-        nonce=nonce,
-        platform=client.get("platform", ""),
-        device_family=client.get("deviceFamily", ""),
-    )
+    fields = SignatureFields.for_connect(device_id, client, role, scopes, signed_at, auth, nonce)
     version = verify_signature(raw, device.get("signature", ""), fields)
     if version is None:
         raise _device_failure("device signature invalid", "device-signature", "DEVICE_AUTH_SIGNATURE_INVALID")
@@ -252,18 +267,7 @@ class DeviceKeyPair:
         version: str = "v3",
     ) -> dict[str, Any]:
         """The ``device`` object of a connect request, signed for this challenge."""
-        fields = SignatureFields(
-            device_id=self.device_id,
-            client_id=client.get("id", ""),
-            client_mode=client.get("mode", ""),
-            role=role,
-            scopes=tuple(scopes),
-            signed_at_ms=signed_at_ms,
-            token=signature_token(auth),
-            nonce=nonce,
-            platform=client.get("platform", ""),
-            device_family=client.get("deviceFamily", ""),
-        )
+        fields = SignatureFields.for_connect(self.device_id, client, role, scopes, signed_at_ms, auth, nonce)
         payload = fields.payload_v3() if version == "v3" else fields.payload_v2()
         return {
             "id": self.device_id,

@@ -39,8 +39,20 @@ def _drop_none(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if value is not None}
 
 
+class _Record:
+    """JSON-column round trip; unknown keys from newer versions are ignored, not fatal."""
+
+    def to_record(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Any:
+        known = {field.name for field in attrs.fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in known})
+
+
 @attrs.define
-class PairedDevice:
+class PairedDevice(_Record):
     device_id: str
     public_key: str
     roles: list[str]
@@ -56,14 +68,6 @@ class PairedDevice:
     remote_ip: str | None = None
     last_seen_at_ms: int | None = None
     last_seen_reason: str | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "PairedDevice":
-        known = {field.name for field in attrs.fields(cls)}
-        return cls(**{key: value for key, value in record.items() if key in known})
 
     def to_wire(self, tokens: Iterable["DeviceToken"] = ()) -> dict[str, Any]:
         return _drop_none(
@@ -91,7 +95,7 @@ class PairedDevice:
 
 
 @attrs.define
-class DeviceToken:
+class DeviceToken(_Record):
     device_id: str
     role: str
     token: str = attrs.field(repr=False)
@@ -99,14 +103,6 @@ class DeviceToken:
     created_at_ms: int
     rotated_at_ms: int | None = None
     last_used_at_ms: int | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "DeviceToken":
-        known = {field.name for field in attrs.fields(cls)}
-        return cls(**{key: value for key, value in record.items() if key in known})
 
     @property
     def issued_at_ms(self) -> int:
@@ -126,7 +122,7 @@ class DeviceToken:
 
 
 @attrs.define
-class PendingPairing:
+class PendingPairing(_Record):
     request_id: str
     device_id: str
     public_key: str
@@ -144,14 +140,6 @@ class PendingPairing:
     silent: bool = False
     is_repair: bool = False
     refreshed_at_ms: int | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "PendingPairing":
-        known = {field.name for field in attrs.fields(cls)}
-        return cls(**{key: value for key, value in record.items() if key in known})
 
     @property
     def last_activity_ms(self) -> int:
