@@ -59,6 +59,8 @@ def _pick(*values: Any) -> Any:
 def _positive_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
     try:
         number = int(value)
     except (TypeError, ValueError):

@@ -41,6 +41,10 @@ class GatewayRootResource(Resource):
         apply_security_headers(request, self._hsts)
         if request.getHeader(b"upgrade"):
             request.setHeader(b"Connection", b"close")
+            channel = getattr(request, "channel", None)
+            if channel is not None:
+                # Twisted only honours a client's "Connection: close"; having said close, close.
+                channel.persistent = False
             return plain_text(request, 400, "Bad Request")
         expect = request.getHeader(b"expect")
         if expect and expect.strip().lower() != b"100-continue":

@@ -34,12 +34,17 @@ class ThreadExecutor:
     def __init__(self, reactor: Any, name: str):
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
-        self._pool.start()
+        # Started on first use, not here: ``makeService`` runs before twistd daemonizes (forks),
+        # and a thread started before the fork does not exist in the daemon.
+        self._stopped = False
 
     def submit(self, work: Callable[[], T]) -> Deferred:
+        if not self._pool.started and not self._stopped:
+            self._pool.start()
         return deferToThreadPool(self._reactor, self._pool, work)
 
     def stop(self) -> None:
+        self._stopped = True
         self._pool.stop()
 
 
@@ -61,15 +66,18 @@ class SQLiteDatabase:
             directory = os.path.dirname(self.path)
             if directory:
                 os.makedirs(directory, mode=0o700, exist_ok=True)
-            fresh = not os.path.exists(self.path)
+            # Create the file 0600 before SQLite opens it, so it is never readable by others.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            if fresh:
-                os.chmod(self.path, 0o600)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=5000")
-            connection.execute("PRAGMA foreign_keys=ON")
-            self._migrate(connection)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.execute("PRAGMA busy_timeout=5000")
+                connection.execute("PRAGMA foreign_keys=ON")
+                self._migrate(connection)
+            except BaseException:
+                connection.close()
+                raise
             self._connection = connection
         return self._connection
 
