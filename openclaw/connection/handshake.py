@@ -5,7 +5,6 @@ connection must use, so the transport code only has to send the response and clo
 """
 from __future__ import annotations
 
-from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
 RATE_LIMIT_KIND = "shared-secret"
 PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-host")
 LOCAL_HOSTNAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+CONTROL_UI_CLIENT_ID = "openclaw-control-ui"
 
 
 @attrs.frozen
@@ -64,14 +64,11 @@ class ConnectionInfo:
         if any(header in self.headers for header in PROXY_HEADERS):
             return False
         hostname = urlsplit(f"//{self.host}").hostname if self.host else None
-        return hostname is None or hostname in LOCAL_HOSTNAMES or _is_loopback_literal(hostname)
+        return _is_local_hostname(hostname)
 
 
-def _is_loopback_literal(hostname: str) -> bool:
-    try:
-        return ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+def _is_local_hostname(hostname: str | None) -> bool:
+    return hostname is None or hostname in LOCAL_HOSTNAMES or is_loopback(hostname.strip("[]"))
 
 
 @attrs.frozen
@@ -138,9 +135,7 @@ class Handshake:
         host = urlsplit(f"//{info.host}")
         if parts.netloc == info.host:
             return True  # same origin as the gateway page the browser came from
-        return is_loopback(info.remote_ip) and (parts.hostname in LOCAL_HOSTNAMES or _is_loopback_literal(parts.hostname)) and (
-            host.hostname is None or host.hostname in LOCAL_HOSTNAMES or _is_loopback_literal(host.hostname)
-        )
+        return is_loopback(info.remote_ip) and _is_local_hostname(parts.hostname) and _is_local_hostname(host.hostname)
 
     @inlineCallbacks
     def admit(self, info: ConnectionInfo, params: dict[str, Any]):
@@ -188,6 +183,13 @@ class Handshake:
 
         device_params = params.get("device")
         if device_params is None:
+            if params["client"].get("id") == CONTROL_UI_CLIENT_ID:
+                raise GatewayError(
+                    INVALID_REQUEST,
+                    "control ui requires device identity (use HTTPS or localhost secure context)",
+                    {"code": "CONTROL_UI_DEVICE_IDENTITY_REQUIRED"},
+                    close_code=CLOSE_POLICY_VIOLATION,
+                )
             if not secret.ok and secret.supplied:
                 gateway.rate_limiter.record_failure(info.remote_ip, RATE_LIMIT_KIND)
                 raise auth_failure(secret.reason)

@@ -24,9 +24,11 @@ def is_loopback(address: str | None) -> bool:
     if not address:
         return False
     try:
-        return ip_address(address.split("%", 1)[0]).is_loopback
+        parsed = ip_address(address.split("%", 1)[0])
     except ValueError:
         return address == "localhost"
+    mapped = getattr(parsed, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    return (mapped or parsed).is_loopback
 
 
 @attrs.define
