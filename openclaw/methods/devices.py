@@ -7,7 +7,7 @@ from twisted.internet.defer import inlineCallbacks, returnValue
 
 from ..protocol.constants import CLOSE_INVALIDATED
 from ..protocol.errors import missing_scope
-from ..security.scopes import ADMIN, PAIRING
+from ..security.scopes import ADMIN, PAIRING, scopes_cover
 from .registry import MethodSpec, RequestContext
 
 
@@ -53,7 +53,7 @@ def _check_token_authority(ctx: RequestContext) -> None:
     if not is_admin and params["deviceId"] != ctx.client.device_id:
         raise missing_scope(ADMIN)
     requested = params.get("scopes")
-    if requested is not None and not is_admin and not set(requested) <= set(ctx.client.scopes):
+    if requested is not None and not is_admin and not scopes_cover(requested, ctx.client.scopes):
         raise missing_scope(ADMIN)
 
 

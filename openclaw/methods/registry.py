@@ -78,6 +78,9 @@ class MethodRegistry:
     def get(self, name: str) -> MethodSpec | None:
         return self._specs.get(name)
 
+    def names(self) -> list[str]:
+        return list(self._specs)
+
     def advertised(self) -> list[str]:
         return [name for name, spec in self._specs.items() if spec.advertised]
 

@@ -22,8 +22,14 @@ class SchemaValidator:
 
     def __init__(self, schema: dict[str, Any]):
         self._schema = with_definitions(schema)
-        self._check: Callable[[Any], Any] = fastjsonschema.compile(self._schema)
-        self._explainer = jsonschema.Draft7Validator(self._schema)
+        self._compiled: Callable[[Any], Any] | None = None
+        self._explainer: jsonschema.Draft7Validator | None = None
+
+    def _check(self, value: Any) -> Any:
+        # Compiled on first use: a gateway has dozens of schemas and most never see a frame.
+        if self._compiled is None:
+            self._compiled = fastjsonschema.compile(self._schema)
+        return self._compiled(value)
 
     def is_valid(self, value: Any) -> bool:
         try:
@@ -36,6 +42,8 @@ class SchemaValidator:
         """Every problem with ``value`` in the reference's wording; empty when it is valid."""
         if self.is_valid(value):
             return []
+        if self._explainer is None:
+            self._explainer = jsonschema.Draft7Validator(self._schema)
         found = sorted(self._explainer.iter_errors(value), key=_error_order)
         messages: list[str] = []
         for error in found:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, returnValue
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..state.clients import ClientRegistry
 
 PRUNE_INTERVAL_S = 30.0
+LAST_SEEN_WRITE_INTERVAL_MS = 60_000
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 REASON_MESSAGES = {
@@ -146,8 +147,7 @@ class DevicePairingService(Service):
         reason = self.upgrade_reason(device, context)
         paired = self.store.paired(device.device_id)
         if reason is None:
-            paired.last_seen_at_ms = self._now_ms()
-            paired.last_seen_reason = "connect"
+            self._seen(paired)
             returnValue(paired)
         request, created = yield self._open_request(device, context, reason, paired)
         if self._may_approve_silently(reason, context, paired):
@@ -156,6 +156,17 @@ class DevicePairingService(Service):
         if created:
             self._clients.broadcast("device.pair.requested", request.to_wire())
         raise self._pairing_required(request, paired)
+
+    def _seen(self, paired: PairedDevice) -> None:
+        """Record the connect; written at most once a minute per device, without waiting on it."""
+        now = self._now_ms()
+        previous = paired.last_seen_at_ms or 0
+        paired.last_seen_at_ms = now
+        paired.last_seen_reason = "connect"
+        if now - previous >= LAST_SEEN_WRITE_INTERVAL_MS:
+            self.store.put_paired(paired).addErrback(
+                lambda failure: self._log.failure("could not record last-seen time", failure)
+            )
 
     def _pairing_required(self, request: PendingPairing, paired: PairedDevice | None) -> GatewayError:
         message = REASON_MESSAGES[request.reason]
@@ -260,8 +271,7 @@ class DevicePairingService(Service):
     # -- operator actions --------------------------------------------------------------------
 
     def approve(self, request_id: str) -> Deferred:
-        request = self._live_request(request_id)
-        return self._approve(request)
+        return maybeDeferred(self._live_request, request_id).addCallback(self._approve)
 
     @inlineCallbacks
     def reject(self, request_id: str):
@@ -283,12 +293,14 @@ class DevicePairingService(Service):
             client.sink.close_with(CLOSE_INVALIDATED, "client invalidated: device removed")
         returnValue(removed)
 
-    def rename(self, device_id: str, label: str) -> Deferred:
+    @inlineCallbacks
+    def rename(self, device_id: str, label: str):
         device = self.store.paired(device_id)
         if device is None:
             raise invalid_request(f"unknown deviceId: {device_id}")
         device.operator_label = label
-        return self.store.put_paired(device)
+        yield self.store.put_paired(device)
+        returnValue(device)
 
     def _live_request(self, request_id: str) -> PendingPairing:
         request = self.store.pending(request_id)
