@@ -26,7 +26,8 @@ TOKEN = "test-token-123"
 
 def make_settings(state_dir: str, **overrides: Any) -> GatewaySettings:
     auth = overrides.pop("auth", None) or AuthSettings(mode="token", token=TOKEN)
-    return GatewaySettings(auth=auth, state_dir=state_dir, config_path=None, **overrides)
+    overrides.setdefault("config_path", None)
+    return GatewaySettings(auth=auth, state_dir=state_dir, **overrides)
 
 
 def make_gateway(testcase: Any, clock: Any = None, state_dir: str | None = None, **overrides: Any) -> Gateway:

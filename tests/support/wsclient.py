@@ -42,6 +42,7 @@ class TestClient:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.challenge: dict[str, Any] | None = None
+        self.skipped: list[Any] = []
 
     def _opened(self, protocol: _TestProtocol) -> None:
         self.protocol = protocol
@@ -78,11 +79,12 @@ class TestClient:
 
     @inlineCallbacks
     def next_matching(self, predicate: Any, limit: int = 50):
-        """Skip frames until one satisfies ``predicate`` (e.g. the response to an id)."""
+        """Wait for a frame satisfying ``predicate``; frames passed over are kept in ``skipped``."""
         for _ in range(limit):
             frame = yield self.next_frame()
             if predicate(frame):
                 returnValue(frame)
+            self.skipped.append(frame)
         raise AssertionError("no matching frame")
 
     def send(self, frame: Any) -> None:
@@ -93,7 +95,7 @@ class TestClient:
 
     @inlineCallbacks
     def request(self, method: str, params: Any = None, request_id: str | None = None):
-        """Send a req and wait for its res (events in between are kept aside in ``events``)."""
+        """Send a req and wait for its res (events in between are kept in ``skipped``)."""
         request_id = request_id or uuid.uuid4().hex
         frame: dict[str, Any] = {"type": "req", "id": request_id, "method": method}
         if params is not None:
