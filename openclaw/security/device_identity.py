@@ -199,7 +199,9 @@ def verify_device_proof(
     except DeviceKeyError:
         # The reference derives the id first and treats an unreadable key as an id mismatch
         # (deriveDeviceIdFromPublicKey -> null), so that is what the client sees.
-        raise _device_failure("device identity mismatch", "device-id-mismatch", "DEVICE_AUTH_DEVICE_ID_MISMATCH")
+        raise _device_failure(
+            "device identity mismatch", "device-id-mismatch", "DEVICE_AUTH_DEVICE_ID_MISMATCH"
+        ) from None
     device_id = device_id_for(raw)
     if device.get("id") != device_id:
         raise _device_failure("device identity mismatch", "device-id-mismatch", "DEVICE_AUTH_DEVICE_ID_MISMATCH")

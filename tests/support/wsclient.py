@@ -8,7 +8,6 @@ from collections import deque
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
 
 from openclaw.security.device_identity import DeviceKeyPair
