@@ -7,11 +7,13 @@ broadcasts are timer-driven, so they run synchronously on a ``task.Clock`` with 
 """
 from __future__ import annotations
 
+import json
+
 import uuid
 
 import attrs
 import orjson
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -457,3 +459,71 @@ class ShutdownTests(TestCase):
         self.assertEqual((late.close_code, late.close_reason), (1013, "gateway restart in progress"))
         yield stopping
         yield existing.closed
+
+
+class ShutdownDeliveryTests(SynchronousTestCase):
+    """A client that is already backed up must be told 1012, not dropped as a slow consumer."""
+
+    def test_shutdown_event_is_droppable_and_every_socket_gets_1012(self):
+        from openclaw.services.websocket import WebSocketService
+        from openclaw.state.clients import ConnectedClient
+
+        class Sink:
+            def __init__(self):
+                self.delivered = []
+                self.closed = []
+
+            def deliver_frame(self, frame, *, droppable):
+                self.delivered.append((json.loads(frame), droppable))
+                return True
+
+            def close_with(self, code, reason):
+                self.closed.append((code, reason))
+
+        class Factory:
+            def __init__(self, connections):
+                self.connections = set(connections)
+                self.stopped = False
+                self.drained = Deferred()
+
+            def startFactory(self):
+                pass
+
+            def stopFactory(self):
+                self.stopped = True
+
+            def when_drained(self):
+                return self.drained
+
+        class Connection:
+            conn_id = "c1"
+
+            def __init__(self):
+                self.closed = []
+                self.aborted = False
+
+            def close_with(self, code, reason):
+                self.closed.append((code, reason))
+
+            def dropConnection(self, abort=False):
+                self.aborted = abort
+                factory.connections.discard(self)
+                factory.drained.callback(None)
+
+        clock = Clock()
+        gateway = make_gateway(self, clock=clock)
+        sink = Sink()
+        gateway.clients.add(
+            ConnectedClient(conn_id="c1", role="operator", scopes=frozenset(), client={}, sink=sink, connected_at_ms=0)
+        )
+        connection = Connection()
+        factory = Factory([connection])
+        service = WebSocketService(gateway, factory, clock)
+        service.startService()
+        service.stopService()
+        self.assertEqual([(frame["event"], droppable) for frame, droppable in sink.delivered], [("shutdown", True)])
+        self.assertEqual(connection.closed, [(1012, "service restart")])
+        self.assertFalse(factory.stopped)
+        clock.advance(1)  # the grace period ends: a peer that never answered is aborted
+        self.assertTrue(connection.aborted)
+        self.assertTrue(factory.stopped)

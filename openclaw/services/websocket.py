@@ -44,7 +44,9 @@ class WebSocketService(Service):
         payload: dict[str, Any] = {"reason": self.shutdown_reason}
         if self.restart_expected_ms is not None:
             payload["restartExpectedMs"] = self.restart_expected_ms
-        gateway.clients.broadcast("shutdown", payload)
+        # Droppable: a client whose buffer is already full must still get the 1012 below (so it
+        # reconnects), not a 1008 "slow consumer" for the sake of this one event.
+        gateway.clients.broadcast("shutdown", payload, drop_if_slow=True)
         for connection in list(self.factory.connections):
             connection.close_with(CLOSE_SERVICE_RESTART, "service restart")
         d = self._drain()
