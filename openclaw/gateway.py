@@ -18,7 +18,7 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter
 from .methods import devices, system
 from .methods.registry import MethodRegistry
-from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, PROTOCOL_VERSION, SERVER_CAPABILITIES
+from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.validation import ProtocolValidators
 from .security.rate_limit import AuthRateLimiter
 from .security.scopes import ADMIN
@@ -142,7 +142,7 @@ class Gateway:
             auth["issuedAtMs"] = admission.device_token.issued_at_ms
         return {
             "type": "hello-ok",
-            "protocol": admission.protocol if admission.protocol else PROTOCOL_VERSION,
+            "protocol": admission.protocol,
             "server": {"version": self.version, "bootId": self.boot_id, "connId": client.conn_id},
             "features": {
                 "methods": self.methods.advertised(),

@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from openclaw.protocol.errors import GatewayError
 from openclaw.security.device_identity import DeviceKeyPair, VerifiedDevice
 from openclaw.services.pairing import PairingRequestContext
+from openclaw.stores.devices import PairedDevice
 
 from .support.gateway import make_gateway, start_gateway
 from .support.wsclient import CLI_CLIENT, OPERATOR_SCOPES, connect
@@ -647,3 +648,29 @@ class PendingExpiryTests(SynchronousTestCase):
         second = self.request()
         self.assertNotEqual(first, second)
         self.assertEqual([r.request_id for r in self.pairing.store.all_pending()], [second])
+
+
+class TokenIssueWriteTests(SynchronousTestCase):
+    """Confirming a device's token on every handshake must not cost a disk write each time."""
+
+    def test_confirming_a_token_writes_only_when_something_changed(self):
+        clock = Clock()
+        clock.advance(1_000)
+        gateway = make_gateway(self, clock=clock)
+        store = gateway.pairing.store
+        writes = []
+        original = store.put_token
+        store.put_token = lambda token: (writes.append(token.token), original(token))[1]
+        device = PairedDevice(
+            device_id="d" * 64, public_key="k", roles=["operator"], scopes=["operator.read"], created_at_ms=0, approved_at_ms=0
+        )
+        first = self.successResultOf(gateway.pairing.issue_token(device, "operator"))
+        self.assertEqual(len(writes), 1)  # minted
+        again = self.successResultOf(gateway.pairing.issue_token(device, "operator"))
+        self.assertEqual((again.token, len(writes)), (first.token, 1))  # confirmed from memory
+        clock.advance(61)
+        self.successResultOf(gateway.pairing.issue_token(device, "operator"))
+        self.assertEqual(len(writes), 2)  # last-used refreshed at most once a minute
+        device.scopes = ["operator.read", "operator.write"]
+        upgraded = self.successResultOf(gateway.pairing.issue_token(device, "operator"))
+        self.assertEqual((len(writes), upgraded.scopes, upgraded.token), (3, device.scopes, first.token))

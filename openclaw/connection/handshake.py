@@ -26,7 +26,7 @@ from ..protocol.errors import INVALID_REQUEST, NOT_PAIRED, UNAVAILABLE, GatewayE
 from ..security.device_identity import VerifiedDevice, verify_device_proof
 from ..security.rate_limit import is_loopback
 from ..security.scopes import scopes_cover
-from ..security.shared_secret import AUTH_NONE, auth_failure, check_shared_secret, constant_time_equal
+from ..security.shared_secret import auth_failure, check_shared_secret, constant_time_equal
 from ..services.pairing import PairingRequestContext
 from ..stores.devices import DeviceToken, PairedDevice
 
@@ -179,7 +179,7 @@ class Handshake:
         auth = params.get("auth") or {}
         scopes = tuple(params.get("scopes") or ())
         secret = check_shared_secret(settings, auth)
-        auth_method = AUTH_NONE if settings.mode == AUTH_NONE else settings.mode
+        auth_method = settings.mode
 
         device_params = params.get("device")
         if device_params is None:

@@ -15,8 +15,6 @@ NOT_PAIRED = "NOT_PAIRED"
 UNAVAILABLE = "UNAVAILABLE"
 APPROVAL_NOT_FOUND = "APPROVAL_NOT_FOUND"
 
-ERROR_CODES = (INVALID_REQUEST, FORBIDDEN, NOT_PAIRED, UNAVAILABLE, APPROVAL_NOT_FOUND)
-
 
 @attrs.define(eq=False)
 class GatewayError(Exception):
@@ -58,9 +56,6 @@ def missing_scope(scope: str) -> GatewayError:
         {"code": "MISSING_SCOPE", "missingScope": scope, "requiredScopes": [scope]},
     )
 
-
-def unavailable(message: str, *, retryable: bool | None = None) -> GatewayError:
-    return GatewayError(UNAVAILABLE, message, retryable=retryable)
 
 
 SERVER_BUSY = "The server is busy. Please try again in a moment."

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import fastjsonschema
 import jsonschema
 
-from .errors import GatewayError, invalid_request
+from .errors import invalid_request
 from .schema import EVENT_PAYLOADS, METHOD_PARAMS, with_definitions
 
 MAX_REPORTED_ERRORS = 8
@@ -146,8 +146,3 @@ def _describe(error: jsonschema.ValidationError) -> list[str]:
         return [_at(error, bounded[keyword].format(value))]
     return [_at(error, error.message)]
 
-
-def require_valid(validator: SchemaValidator, value: Any, prefix: str) -> None:
-    text = validator.error_text(value)
-    if text is not None:
-        raise GatewayError("INVALID_REQUEST", f"{prefix}: {text}")

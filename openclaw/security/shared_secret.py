@@ -72,9 +72,6 @@ class AuthSettings:
     token: str | None = None
     password: str | None = None
 
-    def describe(self) -> str:
-        return self.mode
-
 
 @attrs.frozen
 class SecretCheck:
@@ -83,10 +80,6 @@ class SecretCheck:
     ok: bool
     reason: str | None = None
     supplied: bool = False
-
-    @property
-    def method(self) -> str:
-        return "none" if self.reason is None and not self.supplied else "token"
 
 
 def check_shared_secret(settings: AuthSettings, auth: dict[str, Any] | None) -> SecretCheck:

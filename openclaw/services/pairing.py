@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, returnValue, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -316,9 +316,11 @@ class DevicePairingService(Service):
         scopes = list(device.scopes) if role == "operator" else []
         now = self._now_ms()
         if existing is not None:
+            stale = now - (existing.last_used_at_ms or 0) >= LAST_SEEN_WRITE_INTERVAL_MS
             existing.last_used_at_ms = now
-            if existing.scopes != scopes:
-                existing.scopes = scopes
+            if existing.scopes == scopes and not stale:
+                return succeed(existing)  # nothing worth a disk write on this handshake
+            existing.scopes = scopes
             return self.store.put_token(existing)
         token = DeviceToken(device_id=device.device_id, role=role, token=new_device_token(), scopes=scopes, created_at_ms=now, last_used_at_ms=now)
         return self.store.put_token(token)

@@ -126,11 +126,3 @@ class ClientRegistry:
             frame = event_frame(name_json, payload_json, client.next_seq(), version_json)
             client.sink.deliver_frame(frame, droppable=drop_if_slow)
         return addressed
-
-    def send_direct(self, conn_id: str, event: str, payload: Any) -> bool:
-        """A targeted event without ``seq`` (node work items such as ``node.invoke.request``)."""
-        client = self._clients.get(conn_id)
-        if client is None:
-            return False
-        frame = event_frame(orjson.dumps(event), orjson.dumps(payload), None, None)
-        return client.sink.deliver_frame(frame, droppable=False)
