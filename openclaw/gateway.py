@@ -6,32 +6,34 @@ with ``task.Clock`` and in-memory transports.
 """
 from __future__ import annotations
 
-import os
 import uuid
-from typing import Any
+from typing import Any, Mapping
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from . import __version__
+from .agents.catalog import Catalog
+from .agents.dedupe import IdempotencyCache
+from .agents.runs import RunManager
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter
-from .methods import devices, system
+from .methods import agent, chat, devices, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.validation import ProtocolValidators
 from .security.rate_limit import AuthRateLimiter
 from .security.scopes import ADMIN
 from .services.event_loop import EventLoopMonitor
+from .providers.client import ModelClient
 from .services.pairing import DevicePairingService
+from .sessions.keys import agent_id_of, canonical_session_key, main_session_key
 from .settings import GatewaySettings
 from .state.clients import ClientRegistry, ConnectedClient
 from .state.health import HealthMonitor
 from .state.presence import PresenceTracker
 from .stores.devices import DeviceStore
-
-DEFAULT_AGENT_ID = "main"
-MAIN_KEY = "main"
+from .stores.sessions import SessionStore
 
 # Events this gateway emits; hello-ok advertises exactly these.
 CORE_EVENTS = (
@@ -42,13 +44,23 @@ CORE_EVENTS = (
     "shutdown",
     "device.pair.requested",
     "device.pair.resolved",
+    "agent",
+    "chat",
+    "sessions.changed",
 )
 
 
 class Gateway:
     _log = Logger()
 
-    def __init__(self, settings: GatewaySettings, clock: IReactorTime, device_store: DeviceStore):
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clock: IReactorTime,
+        device_store: DeviceStore,
+        session_store: SessionStore,
+        model_client: ModelClient,
+    ):
         self.settings = settings
         self.clock = clock
         self.version = __version__
@@ -63,16 +75,26 @@ class Gateway:
         self.presence = PresenceTracker(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )
-        self.health = HealthMonitor(clock, default_agent_id=DEFAULT_AGENT_ID)
+        self.catalog = Catalog.from_config(settings.config)
+        self.health = HealthMonitor(clock, default_agent_id=self.catalog.default_agent_id)
         self.event_loop = EventLoopMonitor(clock)
         self.pairing = DevicePairingService(
             device_store, clock, self.clients, auto_approve_local=lambda: self.settings.auto_approve_local
+        )
+        self.sessions = session_store
+        self.sessions_loaded = False
+        self.dedupe: IdempotencyCache = IdempotencyCache(clock)
+        self.runs = RunManager(
+            clock, session_store, lambda: self.catalog, model_client, self.broadcast_event, self.sessions_changed
         )
         self.handshake = Handshake(self)
         self.methods = MethodRegistry()
         self.events: list[str] = list(CORE_EVENTS)
         self.methods.add_all(system.methods())
         self.methods.add_all(devices.methods())
+        self.methods.add_all(sessions.methods())
+        self.methods.add_all(chat.methods())
+        self.methods.add_all(agent.methods())
         self.health.add_contributor(self._core_health)
 
     def now_ms(self) -> int:
@@ -88,31 +110,58 @@ class Gateway:
             failing.append("shutting-down")
         if not self.pairing.loaded:
             failing.append("device-store")
+        if not self.sessions_loaded:
+            failing.append("session-store")
         return failing
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def session_defaults(self) -> dict[str, Any]:
+        agent_id = self.catalog.default_agent_id
         return {
-            "defaultAgentId": DEFAULT_AGENT_ID,
-            "mainKey": MAIN_KEY,
-            "mainSessionKey": f"agent:{DEFAULT_AGENT_ID}:{MAIN_KEY}",
-            "scope": "per-sender",
+            "defaultAgentId": agent_id,
+            "mainKey": self.catalog.main_key,
+            "mainSessionKey": main_session_key(agent_id, self.catalog.main_key),
+            "scope": self.catalog.scope,
+        }
+
+    def session_key(self, raw: str, agent_id: str | None = None) -> str:
+        """The canonical store key for a key a client sent (protocol §10)."""
+        return canonical_session_key(
+            raw, agent_id=agent_id, default_agent_id=self.catalog.default_agent_id, main_key=self.catalog.main_key
+        )
+
+    def model_defaults(self, agent_id: str | None = None) -> dict[str, Any]:
+        """``{modelProvider, model, contextTokens}`` an agent's runs use unless a session overrides."""
+        refs = self.catalog.candidates(agent_id)
+        target = self.catalog.resolve(refs[0]) if refs else None
+        if target is None:
+            return {"modelProvider": None, "model": None, "contextTokens": None}
+        return {
+            "modelProvider": target.provider.id,
+            "model": target.model.id,
+            "contextTokens": target.model.context_window,
         }
 
     def _core_health(self) -> dict[str, Any]:
-        sessions = {"path": os.path.join(self.settings.state_dir, "sessions.sqlite"), "count": 0, "recent": []}
+        summary = self.sessions.summary(self.now_ms())
+        sessions = {"path": self.sessions.path, "count": summary.count, "recent": summary.recent}
+        default_id = self.catalog.default_agent_id
         return {
             "heartbeatSeconds": 0,
             "agents": [
                 {
-                    "agentId": DEFAULT_AGENT_ID,
-                    "isDefault": True,
+                    "agentId": entry.id,
+                    "isDefault": entry.id == default_id,
                     "heartbeat": {"enabled": False, "every": "off", "everyMs": 0},
-                    "sessions": sessions,
+                    "sessions": sessions
+                    if entry.id == default_id
+                    else {"path": self.sessions.path, "count": 0, "recent": []},
                 }
+                for entry in self.catalog.agents
             ],
             "sessions": sessions,
+            "runs": {"active": self.runs.active_count, "queued": self.runs.queued_count},
             "eventLoop": self.event_loop.summary(),
         }
 
@@ -201,6 +250,7 @@ class Gateway:
     def client_left(self, client: ConnectedClient) -> None:
         if self.clients.remove(client.conn_id) is None:
             return
+        self.runs.connection_lost(client.conn_id)
         self.presence.client_disconnected(self.presence_key(client), client.conn_id)
         self.broadcast_presence()
 
@@ -216,6 +266,29 @@ class Gateway:
     def broadcast_health(self) -> None:
         snapshot, _ = self.health.refresh()
         self.clients.broadcast("health", snapshot, state_version=self.state_version())
+
+    def broadcast_event(self, event: str, payload: Mapping[str, Any]) -> None:
+        self.clients.broadcast(event, payload)
+
+    def sessions_changed(self, session_key: str, reason: str, **extra: Any) -> None:
+        """Tell session lists a row changed (created, patched, reset, deleted, run started/ended)."""
+        payload: dict[str, Any] = {"sessionKey": session_key, "agentId": agent_id_of(session_key), "reason": reason}
+        payload.update(extra)
+        payload["ts"] = self.now_ms()
+        subscribers = self.clients.subscribed(sessions.SESSIONS_TOPIC)
+        if subscribers:
+            self.clients.broadcast("sessions.changed", payload, only=subscribers)
+
+    def reset_session(self, session_key: str, reason: str = "reset", expect: Mapping[str, Any] | None = None) -> Any:
+        """Abort anything running in the session, then start it over with a new sessionId."""
+        self.runs.abort(session_key, reason="session-reset")
+        d = self.sessions.reset(session_key, self.now_ms(), reason=reason, expect=expect)
+
+        def announce(entry: dict[str, Any]) -> dict[str, Any]:
+            self.sessions_changed(session_key, reason=reason)
+            return entry
+
+        return d.addCallback(announce)
 
     def broadcast_tick(self) -> None:
         self.clients.broadcast("tick", {"ts": self.now_ms()}, drop_if_slow=True)

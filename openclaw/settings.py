@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import attrs
 
+from .agents.catalog import Catalog
 from .config.loader import ConfigError, config_path_for, default_state_dir, lookup, read_config_file
 from .protocol.constants import (
     DEFAULT_PORT,
@@ -108,6 +109,8 @@ def resolve_settings(options: Mapping[str, Any], env: Mapping[str, str] | None =
     origins = lookup(config, "gateway.controlUi.allowedOrigins", ()) or ()
     auto_approve = lookup(config, "gateway.nodes.pairing.autoApproveLocal", True)
     exempt_loopback = lookup(config, "gateway.auth.rateLimit.exemptLoopback", True)
+
+    Catalog.from_config(config)  # models/agents mistakes stop start-up with a message, not a run later
 
     return GatewaySettings(
         port=port,

@@ -1,7 +1,7 @@
 """``twistd openclaw``: command-line options and the service tree.
 
 ``makeService`` returns a named ``MultiService``; an application embedding the gateway adds that
-same tree to its own service. Start order is the order below (state first, listeners last) and
+same tree to its own service. Start order is the order below (state first: pairing, agents; listeners last) and
 Twisted stops in reverse, so the port closes first and the state is written last.
 """
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+import treq.client
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from .config.loader import ConfigError
 from .connection.factory import GatewayWebSocketFactory
@@ -21,13 +23,17 @@ from .gateway import Gateway
 from .http.app import GatewayHttpApp
 from .http.site import GatewayRootResource, GatewaySite
 from .protocol.constants import DEFAULT_PORT
+from .providers.client import ModelClient
+from .services.agents import AgentService
 from .services.maintenance import PeriodicBroadcast
 from .services.websocket import WebSocketService
 from .settings import GatewaySettings, resolve_settings
-from .stores import devices
+from .stores import devices, sessions
 from .stores.sqlite import SQLiteDatabase
 
 DEVICE_DB_NAME = "devices.sqlite"
+SESSION_DB_NAME = "sessions.sqlite"
+UPSTREAM_CONNECT_TIMEOUT_S = 10
 
 
 class Options(usage.Options):
@@ -77,7 +83,13 @@ def makeService(options: Mapping[str, Any], reactor: Any = None) -> MultiService
     store = devices.DeviceStore(
         SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, DEVICE_DB_NAME), devices.MIGRATIONS)
     )
-    gateway = Gateway(settings, reactor, store)
+    session_store = sessions.SessionStore(
+        SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, SESSION_DB_NAME), sessions.MIGRATIONS),
+        settings.state_dir,
+    )
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=UPSTREAM_CONNECT_TIMEOUT_S))
+    gateway = Gateway(settings, reactor, store, session_store, ModelClient(http, reactor))
 
     root = MultiService()
     root.setName("openclaw")
@@ -85,6 +97,9 @@ def makeService(options: Mapping[str, Any], reactor: Any = None) -> MultiService
 
     gateway.pairing.setName("pairing")
     gateway.pairing.setServiceParent(root)
+    agents = AgentService(gateway, pool)
+    agents.setName("agents")
+    agents.setServiceParent(root)
     gateway.event_loop.setName("event-loop")
     gateway.event_loop.setServiceParent(root)
     tick = PeriodicBroadcast(reactor, settings.tick_interval_ms / 1000.0, gateway.broadcast_tick, what="tick")

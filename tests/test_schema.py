@@ -138,6 +138,10 @@ class ExportTests(SynchronousTestCase):
         self.assertEqual(json.dumps(protocol_schema.document()), json.dumps(protocol_schema.document()))
 
 
+# Params the reference documents as open objects (protocol §9.7).
+OPEN_PARAMS = frozenset(("models.list",))
+
+
 class CoverageTests(SynchronousTestCase):
     """Every method the gateway registers and every event it emits is in the document."""
 
@@ -174,6 +178,8 @@ class CoverageTests(SynchronousTestCase):
             with self.subTest(method=method):
                 params = resolve(entry["params"])
                 self.assertEqual(params["type"], "object")
+                if method in OPEN_PARAMS:
+                    continue
                 self.assertIs(params.get("additionalProperties"), False)
 
     def test_every_core_event_has_a_payload(self):

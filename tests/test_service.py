@@ -106,7 +106,7 @@ class _TreeMixin:
 
     def start(self, root: MultiService, reactor: ThreadedMemoryReactor) -> None:
         root.startService()
-        reactor.run_thread_results(lambda: root.gateway.pairing.loaded)
+        reactor.run_thread_results(lambda: root.gateway.pairing.loaded and root.gateway.sessions_loaded)
 
     def _stop(self, root: MultiService, reactor: ThreadedMemoryReactor) -> None:
         if root.running:
@@ -129,7 +129,7 @@ class ServiceTreeTests(_TreeMixin, SynchronousTestCase):
         root, _ = self.build("--token", "secret")
         self.assertEqual(
             [service.name for service in root],
-            ["pairing", "event-loop", "tick", "health", "websocket", "listeners"],
+            ["pairing", "agents", "event-loop", "tick", "health", "websocket", "listeners"],
         )
 
     def test_loopback_has_ipv4_and_ipv6_listeners(self):
@@ -199,6 +199,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         """A connect before the pairing table is read could not be checked, so readyz says no."""
         root, reactor = self.build("--token", "secret")
         self.assertIn("device-store", root.gateway.failing_checks())
+        self.assertIn("session-store", root.gateway.failing_checks())
         self.start(root, reactor)
         self.assertEqual(root.gateway.failing_checks(), [])
 
@@ -206,7 +207,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         """After stop no worker thread survives, so trial (and twistd) can exit cleanly."""
         root, reactor = self.build("--token", "secret")
         self.start(root, reactor)
-        self.assertEqual(len(sqlite_threads()), 1)
+        self.assertEqual(len(sqlite_threads()), 2)  # devices and sessions
         stopped = root.stopService()
         reactor.run_thread_results(lambda: stopped.called)
         self.successResultOf(stopped)
@@ -223,7 +224,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertFalse(root.gateway.accepting)
         self.assertEqual([service.running for service in root.getServiceNamed("listeners")], [0, 0])
-        self.assertEqual([service.running for service in root], [0] * 6)
+        self.assertEqual([service.running for service in root], [0] * 7)
 
     def test_periodic_services_run_on_the_injected_reactor(self):
         """Ticks are scheduled on the reactor given to makeService, never the global one."""
@@ -248,13 +249,14 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         root, _ = self.build("--token", "secret", reactor=reactor)
         with self.assertRaises(CannotListenError):
             root.startService()
-        reactor.run_thread_results(lambda: root.gateway.pairing.loaded)
+        reactor.run_thread_results(lambda: root.gateway.pairing.loaded and root.gateway.sessions_loaded)
         # twistd exits here without stopping the half-started tree (::1 never started, and
-        # Twisted's endpoint service cannot stop unstarted); close the store so no thread leaks.
+        # Twisted's endpoint service cannot stop unstarted); close the stores so no thread leaks.
         root.running = 0
-        closed = root.gateway.pairing.stopService()
-        reactor.run_thread_results(lambda: closed.called)
-        self.successResultOf(closed)
+        for name in ("pairing", "agents"):
+            closed = root.getServiceNamed(name).stopService()
+            reactor.run_thread_results(lambda: closed.called)
+            self.successResultOf(closed)
         self.assertEqual(sqlite_threads(), [])
 
 

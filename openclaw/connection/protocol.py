@@ -286,7 +286,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             self._unauthorized_streak += 1
         else:
             self._unauthorized_streak = 0
-        self._respond(request_id, False, error=error)
+        self._respond(request_id, False, payload=error.payload, error=error)
         if self._unauthorized_streak > UNAUTHORIZED_ROLE_FLOOD_LIMIT:
             self.close_with(CLOSE_POLICY_VIOLATION, "repeated unauthorized calls")
 

@@ -30,6 +30,8 @@ class GatewayError(Exception):
     retry_after_ms: int | None = None
     close_code: int | None = attrs.field(default=None, kw_only=True)
     close_reason: str | None = attrs.field(default=None, kw_only=True)
+    # A few methods answer failures with a payload too (``agent``'s final frame).
+    payload: Any = attrs.field(default=None, kw_only=True)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -40,6 +40,8 @@ class ConnectedClient:
     commands: tuple[str, ...] = ()
     permissions: dict[str, bool] = attrs.field(factory=dict)
     seq: int = 0
+    # Opt-in event streams (``sessions.subscribe``); the reference only sends those to subscribers.
+    subscriptions: set[str] = attrs.field(factory=set)
     _event_access: dict[str, bool] = attrs.field(factory=dict, repr=False)
 
     @property
@@ -99,6 +101,9 @@ class ClientRegistry:
 
     def by_device(self, device_id: str) -> list[ConnectedClient]:
         return [client for client in self._clients.values() if client.device_id == device_id]
+
+    def subscribed(self, topic: str) -> list[str]:
+        return [conn_id for conn_id, client in self._clients.items() if topic in client.subscriptions]
 
     def counts(self) -> dict[str, int]:
         operators = sum(1 for client in self._clients.values() if client.role == "operator")

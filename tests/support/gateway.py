@@ -18,7 +18,11 @@ from openclaw.http.site import GatewayRootResource, GatewaySite
 from openclaw.security.shared_secret import AuthSettings
 from openclaw.services.websocket import WebSocketService
 from openclaw.settings import GatewaySettings
-from openclaw.stores import devices
+from treq.client import HTTPClient
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from openclaw.providers.client import ModelClient
+from openclaw.stores import devices, sessions
 from openclaw.stores.sqlite import InlineExecutor, SQLiteDatabase
 
 TOKEN = "test-token-123"
@@ -30,16 +34,45 @@ def make_settings(state_dir: str, **overrides: Any) -> GatewaySettings:
     return GatewaySettings(auth=auth, state_dir=state_dir, **overrides)
 
 
-def make_gateway(testcase: Any, clock: Any = None, state_dir: str | None = None, **overrides: Any) -> Gateway:
-    """A gateway whose device store runs inline (synchronously) in a fresh temp directory."""
+def make_gateway(
+    testcase: Any,
+    clock: Any = None,
+    state_dir: str | None = None,
+    model_client: ModelClient | None = None,
+    http: Any = None,
+    **overrides: Any,
+) -> Gateway:
+    """A gateway whose stores run inline (synchronously) in a fresh temp directory.
+
+    Model requests go through ``model_client``, or a ModelClient over ``http`` (a treq
+    HTTPClient or StubTreq), or by default through treq on the real reactor.
+    """
     state_dir = state_dir or tempfile.mkdtemp(prefix="openclaw-test-")
     settings = make_settings(state_dir, **overrides)
+    clock = clock if clock is not None else Clock()
     store = devices.DeviceStore(
         SQLiteDatabase(os.path.join(state_dir, "devices.sqlite"), devices.MIGRATIONS, InlineExecutor())
     )
-    gateway = Gateway(settings, clock if clock is not None else Clock(), store)
+    session_store = sessions.SessionStore(
+        SQLiteDatabase(os.path.join(state_dir, "sessions.sqlite"), sessions.MIGRATIONS, InlineExecutor()), state_dir
+    )
+    if model_client is None:
+        if http is None:
+            pool = HTTPConnectionPool(global_reactor, persistent=True)
+            http = HTTPClient(Agent(global_reactor, pool=pool))
+            testcase.addCleanup(pool.closeCachedConnections)
+        model_client = ModelClient(http, clock)
+    gateway = Gateway(settings, clock, store, session_store, model_client)
     gateway.pairing.startService()
     testcase.addCleanup(lambda: gateway.pairing.stopService() if gateway.pairing.running else None)
+    session_store.load()
+    gateway.sessions_loaded = True
+
+    def close_sessions() -> None:
+        gateway.runs.stop_all()
+        session_store.close()
+
+    testcase.addCleanup(close_sessions)
     return gateway
 
 

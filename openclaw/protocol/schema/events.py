@@ -24,7 +24,28 @@ PENDING_DEVICE = obj(
     ("requestId", "deviceId", "publicKey", "ts"),
 )
 
+RUN_EVENT = obj(
+    {"runId": NON_EMPTY, "sessionKey": {"type": "string"}, "agentId": {"type": "string"}, "seq": integer(0)},
+    ("runId", "seq"),
+    closed=False,
+)
+
 EVENT_PAYLOADS = {
+    "agent": obj(
+        {**RUN_EVENT["properties"], "stream": NON_EMPTY, "data": {"type": "object"}, "ts": integer(0), "isHeartbeat": {"type": "boolean"}},
+        ("runId", "seq", "stream", "data", "ts"),
+        closed=False,
+    ),
+    "chat": obj(
+        {**RUN_EVENT["properties"], "state": enum("status", "delta", "final", "aborted", "error")},
+        ("runId", "sessionKey", "seq", "state"),
+        closed=False,
+    ),
+    "sessions.changed": obj(
+        {"sessionKey": NON_EMPTY, "agentId": {"type": ["string", "null"]}, "reason": {"type": "string"}, "ts": integer(0)},
+        ("sessionKey", "ts"),
+        closed=False,
+    ),
     "connect.challenge": obj(
         {"nonce": NON_EMPTY, "ts": integer(0), "capabilities": array({"type": "string"})},
         ("nonce", "ts"),

@@ -1,0 +1,1 @@
+"""Agents: their configuration, the model catalog, and the runs that drive model providers."""

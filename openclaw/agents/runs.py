@@ -1,0 +1,533 @@
+"""Agent runs: one model turn for one session, streamed to clients as ``agent`` and ``chat`` events.
+
+A session runs one turn at a time; later sends wait in that session's queue (bounded), in order.
+A run appends the user message to the transcript, sends the recent history to the model (with
+fallbacks), streams text deltas out as events, and appends the answer. Whatever ends a run (the
+model finishing, ``chat.abort``, the run timeout, the requesting client going away, an upstream
+error) produces exactly one terminal event and records the outcome for ``agent.wait`` and for
+idempotent replays.
+
+Event shapes follow the reference: ``agent`` events carry ``{runId, stream, data, sessionKey,
+agentId, seq, ts, isHeartbeat}`` with a per-run ``seq``; ``chat`` events mirror them with
+``state`` delta/final/aborted/error, and chat deltas are coalesced to one every 150 ms.
+"""
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict, deque
+from typing import Any, Callable, Mapping
+
+import attrs
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..providers.client import Completion, FallbackStream, ModelClient
+from ..providers.errors import KIND_TIMEOUT, ProviderError, StreamAborted
+from ..stores.sessions import SessionStore, message_text
+from .catalog import Catalog, ModelRef
+
+CHAT_DELTA_INTERVAL_S = 0.15
+MAX_QUEUED_PER_SESSION = 32
+MAX_HISTORY_MESSAGES = 200
+FINISHED_RUNS_KEPT = 1000
+FINISHED_RUN_TTL_S = 600.0
+CHARS_PER_TOKEN = 4
+TIMEOUT_MESSAGE = (
+    "Request timed out before a response was generated. Please try again, "
+    "or increase `agents.defaults.timeoutSeconds` in your config."
+)
+
+STATUS_QUEUED = "queued"
+STATUS_RUNNING = "running"
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_ABORTED = "aborted"
+STATUS_TIMEOUT = "timeout"
+TERMINAL = (STATUS_OK, STATUS_ERROR, STATUS_ABORTED, STATUS_TIMEOUT)
+
+
+def _failover_reason(error: ProviderError) -> str:
+    if error.status == 429:
+        return "rate_limit"
+    if error.status is not None and error.status >= 500:
+        return "server_error"
+    if error.kind == KIND_TIMEOUT:
+        return "timeout"
+    if error.retryable:
+        return "network"
+    return error.kind
+
+
+class QueueFull(Exception):
+    pass
+
+
+@attrs.define(eq=False)
+class Run:
+    run_id: str
+    session_key: str
+    agent_id: str
+    message: str
+    accepted_at: int
+    kind: str = "chat"  # or "agent"
+    conn_id: str | None = None
+    timeout_s: float | None = None
+    model_override: str | None = None
+    extra_system_prompt: str | None = None
+    idempotency_key: str | None = None
+    status: str = STATUS_QUEUED
+    session_id: str | None = None
+    started_at: int | None = None
+    ended_at: int | None = None
+    text: str = ""
+    error: str | None = None
+    error_kind: str | None = None
+    stop_reason: str | None = None
+    usage: dict[str, int] | None = None
+    error_detail: dict[str, Any] | None = None
+    target: ModelRef | None = None
+    seq: int = 0
+    _observers: list[Deferred] = attrs.field(factory=list, repr=False)
+    _stream: FallbackStream | None = attrs.field(default=None, repr=False)
+    _timer: IDelayedCall | None = attrs.field(default=None, repr=False)
+    _abort_reason: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    def when_finished(self) -> Deferred:
+        """Fires with this run once it reaches a terminal status."""
+        if self.finished:
+            return succeed(self)
+        d: Deferred = Deferred()
+        self._observers.append(d)
+        return d
+
+    def wait_summary(self) -> dict[str, Any]:
+        """The ``agent.wait`` answer for this run (shape as the reference reports it)."""
+        summary: dict[str, Any] = {"runId": self.run_id, "status": self.status if self.finished else "pending"}
+        if self.started_at is not None:
+            summary["startedAt"] = self.started_at
+        if self.ended_at is not None:
+            summary["endedAt"] = self.ended_at
+        if self.status == STATUS_ABORTED:
+            summary.update({"status": STATUS_ERROR, "error": "aborted", "stopReason": "rpc"})
+        elif self.status == STATUS_TIMEOUT:
+            summary.update({"error": self.error, "timeoutPhase": "provider", "providerStarted": self.target is not None})
+        elif self.status == STATUS_ERROR:
+            summary["error"] = self.error
+        elif self.status == STATUS_OK:
+            summary["stopReason"] = self.stop_reason
+        return summary
+
+
+class _ChatDeltaCoalescer:
+    """Holds back chat deltas so a fast model costs clients one event per 150 ms, not per token."""
+
+    def __init__(self, clock: IReactorTime, flush: Callable[[str], None]):
+        self._clock = clock
+        self._flush = flush
+        self._pending = ""
+        self._call: IDelayedCall | None = None
+        self._last = float("-inf")
+
+    def add(self, delta: str) -> None:
+        self._pending += delta
+        if self._call is not None:
+            return
+        wait = self._last + CHAT_DELTA_INTERVAL_S - self._clock.seconds()
+        if wait <= 0:
+            self.flush()
+        else:
+            self._call = self._clock.callLater(wait, self.flush)
+
+    def flush(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            self._last = self._clock.seconds()
+            self._flush(pending)
+
+
+class RunManager:
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        store: SessionStore,
+        catalog: Callable[[], Catalog],
+        model_client: ModelClient,
+        emit: Callable[[str, Mapping[str, Any]], None],
+        sessions_changed: Callable[..., None],
+    ):
+        self._clock = clock
+        self._store = store
+        self._catalog = catalog
+        self._client = model_client
+        self._emit = emit
+        self._sessions_changed = sessions_changed
+        self._active: dict[str, Run] = {}  # session key -> running run
+        self._queues: dict[str, deque[Run]] = {}
+        self._runs: dict[str, Run] = {}  # run id -> unfinished run
+        self._finished: OrderedDict[str, tuple[float, Run]] = OrderedDict()
+        self._waiters: dict[str, list[Deferred]] = {}
+
+    def now_ms(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run | None:
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run
+        self._expire_finished()
+        found = self._finished.get(run_id)
+        return found[1] if found else None
+
+    def active_run(self, session_key: str) -> Run | None:
+        return self._active.get(session_key)
+
+    def has_activity(self, session_key: str) -> bool:
+        return session_key in self._active or bool(self._queues.get(session_key))
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    @property
+    def queued_count(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    # -- submitting and stopping -------------------------------------------------------------
+
+    def submit(self, run: Run) -> Run:
+        """Start ``run`` now or queue it behind the session's current run."""
+        queue = self._queues.setdefault(run.session_key, deque())
+        if run.session_key in self._active and len(queue) >= MAX_QUEUED_PER_SESSION:
+            raise QueueFull(f"session {run.session_key} already has {MAX_QUEUED_PER_SESSION} queued messages")
+        self._runs[run.run_id] = run
+        if run.session_key in self._active:
+            queue.append(run)
+        else:
+            self._start(run)
+        return run
+
+    def abort(self, session_key: str, run_id: str | None = None, reason: str = "aborted") -> list[str]:
+        """Abort the session's running run and drop its queued ones (or just ``run_id``)."""
+        aborted = []
+        queue = self._queues.get(session_key) or deque()
+        for run in list(queue):
+            if run_id is None or run.run_id == run_id:
+                self._drop_queued(run, reason)
+                aborted.append(run.run_id)
+        active = self._active.get(session_key)
+        if active is not None and (run_id is None or active.run_id == run_id):
+            self._cancel(active, reason)
+            aborted.insert(0, active.run_id)
+        return aborted
+
+    def connection_lost(self, conn_id: str) -> None:
+        """Runs whose requesting client is gone stop, so nobody pays for an answer nobody reads."""
+        for run in [r for r in self._runs.values() if r.conn_id == conn_id]:
+            if run.status == STATUS_QUEUED:
+                self._drop_queued(run, "client-disconnected")
+            else:
+                self._cancel(run, "client-disconnected")
+
+    def _drop_queued(self, run: Run, reason: str) -> None:
+        self._queues[run.session_key].remove(run)
+        self._chat(run, "aborted", stopReason="aborted")
+        self._finish(run, STATUS_ABORTED, abort_reason=reason)
+
+    def stop_all(self) -> None:
+        for session_key in list(set(self._active) | set(self._queues)):
+            self.abort(session_key, reason="gateway-stopping")
+
+    def wait(self, run_id: str, timeout_ms: int) -> Deferred:
+        """``agent.wait``: the run's outcome, or ``status: timeout`` if it is still going."""
+        run = self.get(run_id)
+        if run is not None and run.finished:
+            return succeed(run.wait_summary())
+        d: Deferred = Deferred()
+        waiters = self._waiters.setdefault(run_id, [])
+        waiters.append(d)
+
+        def expire() -> None:
+            if d in waiters:
+                waiters.remove(d)
+                if not waiters:
+                    self._waiters.pop(run_id, None)
+                current = self.get(run_id)
+                summary = current.wait_summary() if current is not None else {"runId": run_id}
+                summary["status"] = STATUS_TIMEOUT
+                d.callback(summary)
+
+        timer = self._clock.callLater(timeout_ms / 1000.0, expire)
+        d.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
+        return d
+
+    # -- the run itself ----------------------------------------------------------------------
+
+    def _event(self, run: Run, stream: str, data: Mapping[str, Any], **extra: Any) -> int:
+        run.seq += 1
+        payload: dict[str, Any] = {"runId": run.run_id, "stream": stream, "data": dict(data), "sessionKey": run.session_key, "agentId": run.agent_id}
+        payload.update(extra)
+        payload.update({"seq": run.seq, "ts": self.now_ms(), "isHeartbeat": False})
+        self._emit("agent", payload)
+        return run.seq
+
+    def _chat(self, run: Run, state: str, seq: int | None = None, **fields: Any) -> None:
+        payload: dict[str, Any] = {
+            "runId": run.run_id,
+            "sessionKey": run.session_key,
+            "agentId": run.agent_id,
+            "seq": seq if seq is not None else run.seq,
+            "state": state,
+        }
+        payload.update({k: v for k, v in fields.items() if v is not None})
+        self._emit("chat", payload)
+
+    def _assistant_message(self, text: str) -> dict[str, Any]:
+        return {"role": "assistant", "content": [{"type": "text", "text": text}], "timestamp": self.now_ms()}
+
+    def _start(self, run: Run) -> None:
+        self._active[run.session_key] = run
+        run.status = STATUS_RUNNING
+        run.started_at = self.now_ms()
+        if run.timeout_s:
+            run._timer = self._clock.callLater(run.timeout_s, self._cancel, run, "timeout")
+        self._drive(run).addErrback(self._crashed, run)
+
+    def _crashed(self, failure: Failure, run: Run) -> None:
+        self._log.failure("run {run_id} failed unexpectedly", failure, run_id=run.run_id)
+        if not run.finished:
+            run.error = failure.getErrorMessage() or failure.type.__name__
+            self._chat(run, STATUS_ERROR, errorMessage=run.error, errorKind="unknown")
+            self._finish(run, STATUS_ERROR)
+
+    @inlineCallbacks
+    def _drive(self, run: Run) -> Any:
+        catalog = self._catalog()
+        entry = yield self._store.ensure(run.session_key, self.now_ms())
+        run.session_id = entry["sessionId"]
+        if run.finished or run._abort_reason is not None:
+            return self._conclude_without_model(run)
+        user_message = {"role": "user", "content": run.message, "timestamp": run.accepted_at}
+        if run.idempotency_key:
+            user_message["idempotencyKey"] = f"{run.idempotency_key}:user"
+        yield self._store.append(
+            run.session_key,
+            run.session_id,
+            [self.transcript_line(user_message)],
+            {"updatedAt": self.now_ms(), "lastInteractionAt": self.now_ms(), "abortedLastRun": None},
+        )
+        self._sessions_changed(run.session_key, reason="agent.run.started", runId=run.run_id)
+        self._event(run, "lifecycle", {"phase": "start", "startedAt": run.started_at}, sessionId=run.session_id)
+        history, _ = yield self._store.history(run.session_id, MAX_HISTORY_MESSAGES)
+        if run._abort_reason is not None:
+            return self._conclude_without_model(run)
+        refs = catalog.candidates(run.agent_id, run.model_override or entry.get("modelOverride") or entry.get("model"))
+        targets = [target for target in (catalog.resolve(ref) for ref in refs) if target is not None]
+        messages = self._prompt(run, history, targets[0] if targets else None)
+        coalescer = _ChatDeltaCoalescer(
+            self._clock,
+            lambda pending: self._chat(run, "delta", deltaText=pending, message=self._assistant_message(run.text)),
+        )
+
+        def on_delta(delta: str) -> None:
+            run.text += delta
+            self._event(run, "assistant", {"text": run.text, "delta": delta})
+            coalescer.add(delta)
+
+        stream = run._stream = self._client.complete(targets, messages, on_delta)
+        if targets:
+            run.target = targets[0]
+            self._event(run, "lifecycle", {"phase": "model", "provider": targets[0].provider.id, "model": targets[0].model.id})
+        try:
+            completion: Completion = yield stream.start()
+        except StreamAborted:
+            coalescer.flush()
+            yield self._record_partial(run)
+            return self._conclude_aborted(run)
+        except ProviderError as error:
+            coalescer.flush()
+            run.error = error.message
+            run.error_kind = error.kind
+            if run.target is not None:
+                run.error_detail = {
+                    "provider": run.target.provider.id,
+                    "model": run.target.model.id,
+                    "failoverReason": _failover_reason(error),
+                }
+            yield self._record_error(run)
+            return self._conclude_error(run)
+        coalescer.flush()
+        run.target = completion.target
+        run.usage = completion.result.usage
+        run.stop_reason = completion.result.stop_reason
+        run.text = completion.result.text or run.text
+        yield self._record_answer(run, completion)
+        if run.usage:
+            self._event(run, "usage", {"outputTokens": run.usage.get("output", 0)})
+        message = self._assistant_message(run.text)
+        self._event(
+            run,
+            "lifecycle",
+            {"phase": "end", "startedAt": run.started_at, "endedAt": self.now_ms(), "stopReason": run.stop_reason, "aborted": False},
+            sessionId=run.session_id,
+        )
+        self._chat(run, "final", stopReason=run.stop_reason, message=message, usage=run.usage)
+        self._finish(run, STATUS_OK)
+
+    def _prompt(self, run: Run, history: list[tuple[int, dict[str, Any]]], target: ModelRef | None) -> list[dict[str, Any]]:
+        """System prompt plus as much recent history as fits the model's context window."""
+        budget = (target.model.context_window if target and target.model.context_window else 128_000) * CHARS_PER_TOKEN
+        if target and target.model.max_tokens:
+            budget -= target.model.max_tokens * CHARS_PER_TOKEN
+        messages: list[dict[str, Any]] = []
+        for _, line in reversed(history):
+            message = line.get("message") if line.get("type") == "message" else None
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+                continue
+            if message.get("stopReason") == "error":
+                continue
+            text = message_text(message)
+            if not text:
+                continue
+            budget -= len(text)
+            if budget < 0 and messages:
+                break
+            messages.append({"role": message["role"], "content": text})
+        messages.reverse()
+        if run.extra_system_prompt:
+            messages.insert(0, {"role": "system", "content": run.extra_system_prompt})
+        return messages
+
+    def transcript_line(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        return {"type": "message", "id": str(uuid.uuid4()), "timestamp": self.now_ms(), "message": dict(message)}
+
+    def _record(self, run: Run, message: dict[str, Any], changes: dict[str, Any]) -> Deferred:
+        if run.session_id is None:
+            return succeed(None)
+        message.setdefault("timestamp", self.now_ms())
+        changes.setdefault("updatedAt", self.now_ms())
+        d = self._store.append(run.session_key, run.session_id, [self.transcript_line(message)], changes)
+        d.addErrback(lambda f: self._log.failure("could not record run {run_id}", f, run_id=run.run_id))
+        return d
+
+    def _record_answer(self, run: Run, completion: Completion) -> Deferred:
+        target = completion.target
+        usage = run.usage or {}
+        message = self._assistant_message(run.text)
+        message.update(
+            {
+                "api": target.provider.api,
+                "provider": target.provider.id,
+                "model": completion.result.model or target.model.id,
+                "usage": {"input": usage.get("input", 0), "output": usage.get("output", 0), "totalTokens": usage.get("totalTokens", 0)},
+                "stopReason": run.stop_reason,
+            }
+        )
+        changes: dict[str, Any] = {"modelProvider": target.provider.id, "model": target.model.id, "abortedLastRun": False}
+        if usage:
+            changes.update(
+                {"inputTokens": usage.get("input", 0), "outputTokens": usage.get("output", 0), "totalTokens": usage.get("totalTokens", 0)}
+            )
+        if target.model.context_window:
+            changes["contextTokens"] = target.model.context_window
+        return self._record(run, message, changes)
+
+    def _record_partial(self, run: Run) -> Deferred:
+        if not run.text:
+            return self._record_flag(run, {"abortedLastRun": True})
+        message = self._assistant_message(run.text)
+        message["stopReason"] = "aborted"
+        return self._record(run, message, {"abortedLastRun": True})
+
+    def _record_flag(self, run: Run, changes: dict[str, Any]) -> Deferred:
+        if run.session_id is None:
+            return succeed(None)
+        changes.setdefault("updatedAt", self.now_ms())
+        d = self._store.append(run.session_key, run.session_id, [], changes)
+        d.addErrback(lambda f: self._log.failure("could not record run {run_id}", f, run_id=run.run_id))
+        return d
+
+    def _record_error(self, run: Run) -> Deferred:
+        message = self._assistant_message(run.text)
+        message.update({"stopReason": "error", "errorMessage": run.error})
+        return self._record(run, message, {})
+
+    def _conclude_without_model(self, run: Run) -> None:
+        self._conclude_aborted(run)
+
+    def _conclude_aborted(self, run: Run) -> None:
+        reason = run._abort_reason or "aborted"
+        ended = self.now_ms()
+        if reason == "timeout":
+            run.error = TIMEOUT_MESSAGE
+            run.error_kind = KIND_TIMEOUT
+            self._event(run, "lifecycle", {"phase": "error", "startedAt": run.started_at, "endedAt": ended, "error": run.error, "aborted": True})
+            self._chat(run, "error", errorMessage=run.error, errorKind=KIND_TIMEOUT, stopReason="timeout")
+            self._finish(run, STATUS_TIMEOUT)
+            return
+        self._event(run, "lifecycle", {"phase": "end", "startedAt": run.started_at, "endedAt": ended, "stopReason": "aborted", "aborted": True})
+        self._chat(run, "aborted", stopReason="aborted", message=self._assistant_message(run.text) if run.text else None)
+        self._finish(run, STATUS_ABORTED, abort_reason=reason)
+
+    def _conclude_error(self, run: Run) -> None:
+        self._event(run, "lifecycle", {"phase": "error", "startedAt": run.started_at, "endedAt": self.now_ms(), "error": run.error})
+        self._chat(run, "error", errorMessage=run.error, errorKind=run.error_kind or "unknown", errorDetail=run.error_detail)
+        self._finish(run, STATUS_TIMEOUT if run.error_kind == KIND_TIMEOUT else STATUS_ERROR)
+
+    def _cancel(self, run: Run, reason: str) -> None:
+        if run.finished or run._abort_reason is not None:
+            return
+        run._abort_reason = reason
+        if run._stream is not None:
+            run._stream.cancel(reason)
+        # Otherwise ``_drive`` notices the reason at its next step.
+
+    def _finish(self, run: Run, status: str, abort_reason: str | None = None) -> None:
+        if run.finished:
+            return
+        run.status = status
+        run.ended_at = self.now_ms()
+        if abort_reason is not None:
+            run._abort_reason = abort_reason
+        if run._timer is not None and run._timer.active():
+            run._timer.cancel()
+        run._timer = None
+        run._stream = None
+        self._runs.pop(run.run_id, None)
+        self._finished[run.run_id] = (self._clock.seconds() + FINISHED_RUN_TTL_S, run)
+        self._finished.move_to_end(run.run_id)
+        while len(self._finished) > FINISHED_RUNS_KEPT:
+            self._finished.popitem(last=False)
+        observers, run._observers = run._observers, []
+        for d in observers:
+            d.callback(run)
+        for d in self._waiters.pop(run.run_id, []):
+            d.callback(run.wait_summary())
+        if self._active.get(run.session_key) is run:
+            del self._active[run.session_key]
+            self._sessions_changed(run.session_key, reason="agent.run.ended", runId=run.run_id)
+            queue = self._queues.get(run.session_key)
+            if queue:
+                self._start(queue.popleft())
+            else:
+                self._queues.pop(run.session_key, None)
+
+    def _expire_finished(self) -> None:
+        now = self._clock.seconds()
+        while self._finished:
+            run_id, (expires, _) = next(iter(self._finished.items()))
+            if expires > now:
+                break
+            del self._finished[run_id]

@@ -1,0 +1,156 @@
+"""``agent`` (two responses on one request id), ``agent.wait``, and the catalog reads
+``models.list`` / ``agents.list`` (protocol §9.3, §9.7).
+
+``agent`` first answers ``status: accepted`` so ordinary clients can move on, then answers again
+when the run ends; clients that pass ``expectFinal`` wait for the second frame.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+
+from ..agents.runs import STATUS_ABORTED, STATUS_OK, STATUS_TIMEOUT, Run
+from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
+from ..security.scopes import ADMIN, READ, WRITE
+from ..sessions.keys import main_session_key
+from .chat import SubmittedRun, replay_or_conflict, resolve_agent, submit
+from .registry import MethodSpec, RequestContext
+
+AGENT_WAIT_DEFAULT_MS = 30_000
+_RESET_COMMAND = re.compile(r"^/(new|reset)(\s.*)?$", re.IGNORECASE | re.DOTALL)
+
+
+def agent_scope(params: Any) -> str:
+    """``/new`` and ``/reset`` wipe a session, so they need admin; any other message needs write."""
+    message = params.get("message") if isinstance(params, dict) else None
+    if isinstance(message, str) and _RESET_COMMAND.match(message.strip()):
+        return ADMIN
+    return WRITE
+
+
+def acceptance(run: Run) -> dict[str, Any]:
+    return {
+        "runId": run.run_id,
+        "sessionKey": run.session_key,
+        "agentId": run.agent_id,
+        "status": "accepted",
+        "acceptedAt": run.accepted_at,
+    }
+
+
+def final_payload(run: Run) -> dict[str, Any]:
+    """The second ``agent`` response; failures raise a GatewayError that carries the payload."""
+    duration = (run.ended_at or 0) - (run.started_at or run.accepted_at)
+    if run.status == STATUS_OK:
+        usage = run.usage or {}
+        agent_meta: dict[str, Any] = {"sessionId": run.session_id}
+        if run.target is not None:
+            agent_meta.update({"provider": run.target.provider.id, "model": run.target.model.id})
+            if run.target.model.context_window:
+                agent_meta["contextTokens"] = run.target.model.context_window
+        if usage:
+            agent_meta["usage"] = {"input": usage.get("input", 0), "output": usage.get("output", 0), "total": usage.get("totalTokens", 0)}
+        return {
+            "runId": run.run_id,
+            "status": "ok",
+            "summary": "completed",
+            "result": {"payloads": [{"text": run.text, "mediaUrl": None}], "meta": {"durationMs": duration, "agentMeta": agent_meta}},
+        }
+    if run.status == STATUS_TIMEOUT:
+        return {"runId": run.run_id, "status": "timeout", "summary": "aborted", "stopReason": "timeout", "timeoutPhase": "provider"}
+    if run.status == STATUS_ABORTED:
+        return {"runId": run.run_id, "status": "aborted", "summary": "aborted", "stopReason": "rpc"}
+    message = run.error or "agent run failed"
+    raise GatewayError(UNAVAILABLE, message, payload={"runId": run.run_id, "status": "error", "summary": message})
+
+
+@inlineCallbacks
+def agent(ctx: RequestContext) -> Any:
+    params = ctx.params
+    gateway = ctx.gateway
+    message = params["message"]
+    if params.get("sessionKey"):
+        session_key = gateway.session_key(params["sessionKey"], params.get("agentId"))
+    elif params.get("sessionId"):
+        found = yield gateway.sessions.find(session_id=params["sessionId"], limit=1)
+        if not found:
+            raise invalid_request(f"no session with sessionId {params['sessionId']}")
+        session_key = found[0][0]
+    else:
+        session_key = main_session_key(params.get("agentId") or gateway.catalog.default_agent_id, gateway.catalog.main_key)
+    agent_id = resolve_agent(ctx, session_key, params.get("agentId"))
+    override = None
+    if params.get("model"):
+        override = params["model"] if "/" in params["model"] or not params.get("provider") else f"{params['provider']}/{params['model']}"
+        if gateway.catalog.resolve(override) is None:
+            raise invalid_request(f"unknown model {override!r}")
+    cache_key = f"agent:{params['idempotencyKey']}"
+    fingerprint = (session_key, message)
+    run = replay_or_conflict(gateway.dedupe, cache_key, fingerprint)
+    if run is None:
+        if gateway.runs.get(params["idempotencyKey"]) is not None:
+            raise invalid_request("idempotencyKey is already the id of another run")
+        if _RESET_COMMAND.match(message.strip()):
+            yield gateway.reset_session(session_key, reason="new" if message.strip().lower().startswith("/new") else "reset")
+            remainder = _RESET_COMMAND.match(message.strip()).group(2)
+            if not remainder or not remainder.strip():
+                return {"runId": params["idempotencyKey"], "status": "ok", "summary": "session reset", "sessionKey": session_key}
+            message = remainder.strip()
+        timeout = params.get("timeout")
+        run = Run(
+            run_id=params["idempotencyKey"],
+            session_key=session_key,
+            agent_id=agent_id,
+            message=message,
+            accepted_at=gateway.now_ms(),
+            kind="agent",
+            conn_id=ctx.client.conn_id,
+            timeout_s=float(timeout) if timeout else float(gateway.catalog.run_timeout_s),
+            model_override=override,
+            extra_system_prompt=params.get("extraSystemPrompt"),
+            idempotency_key=params["idempotencyKey"],
+        )
+        submit(ctx, run)
+        gateway.dedupe.put(cache_key, SubmittedRun(run, fingerprint))
+    elif run.finished:
+        return final_payload(run)
+    ctx.send_interim(acceptance(run))
+    finished = yield run.when_finished()
+    return final_payload(finished)
+
+
+def agent_wait(ctx: RequestContext) -> Any:
+    params = ctx.params
+    timeout_ms = params.get("timeoutMs")
+    return ctx.gateway.runs.wait(params["runId"], AGENT_WAIT_DEFAULT_MS if timeout_ms is None else timeout_ms)
+
+
+def models_list(ctx: RequestContext) -> dict[str, Any]:
+    return {"models": ctx.gateway.catalog.models()}
+
+
+def agents_list(ctx: RequestContext) -> dict[str, Any]:
+    catalog = ctx.gateway.catalog
+    agents = []
+    for entry in catalog.agents:
+        summary: dict[str, Any] = {"id": entry.id}
+        if entry.name:
+            summary["name"] = entry.name
+        if entry.identity:
+            summary["identity"] = dict(entry.identity)
+        model = entry.model or catalog.default_model
+        if model:
+            summary["model"] = model
+        agents.append(summary)
+    return {"defaultId": catalog.default_agent_id, "mainKey": catalog.main_key, "scope": catalog.scope, "agents": agents}
+
+
+def methods() -> list[MethodSpec]:
+    return [
+        MethodSpec("agent", agent, scope=agent_scope),
+        MethodSpec("agent.wait", agent_wait, scope=WRITE),
+        MethodSpec("models.list", models_list, scope=READ),
+        MethodSpec("agents.list", agents_list, scope=READ),
+    ]

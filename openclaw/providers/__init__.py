@@ -1,0 +1,1 @@
+"""Streaming clients for OpenAI-compatible model servers."""

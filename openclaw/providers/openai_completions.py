@@ -1,0 +1,79 @@
+"""The ``openai-completions`` flavour: ``POST {baseUrl}/chat/completions`` with ``stream: true``."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import orjson
+
+from .errors import KIND_CONTEXT_LENGTH, KIND_REFUSAL, ProviderError
+from .sse import SSEEvent
+from .streaming import StreamResult
+
+_STOP_REASONS = {"stop": "stop", "length": "length", "tool_calls": "toolUse", "content_filter": "refusal"}
+
+
+def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens: int | None) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {
+        "model": model_id,
+        "messages": list(messages),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if max_tokens:
+        body["max_tokens"] = max_tokens
+    return "/chat/completions", body
+
+
+class CompletionsInterpreter:
+    def __init__(self, label: str):
+        self._label = label
+        self.result = StreamResult()
+        self.finished = False
+        self._parts: list[str] = []
+
+    def feed(self, event: SSEEvent) -> list[str]:
+        data = event.data.strip()
+        if data == "[DONE]":
+            self._finish()
+            return []
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{self._label} sent a chunk that is not JSON") from None
+        if not isinstance(chunk, dict):
+            return []
+        error = chunk.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            kind = KIND_CONTEXT_LENGTH if "context" in str(message).lower() else "unknown"
+            raise ProviderError(f"{self._label}: {message}", kind=kind)
+        if isinstance(chunk.get("model"), str):
+            self.result.model = chunk["model"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.result.usage = {
+                "input": int(usage.get("prompt_tokens") or 0),
+                "output": int(usage.get("completion_tokens") or 0),
+                "totalTokens": int(usage.get("total_tokens") or 0),
+            }
+        deltas = []
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or choice.get("message") or {}
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                deltas.append(content)
+                self._parts.append(content)
+            refusal = delta.get("refusal") if isinstance(delta, dict) else None
+            if isinstance(refusal, str) and refusal:
+                raise ProviderError(f"{self._label} refused: {refusal}", kind=KIND_REFUSAL)
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str):
+                self.result.stop_reason = _STOP_REASONS.get(reason, reason)
+        self.result.text = "".join(self._parts)
+        return deltas
+
+    def _finish(self) -> None:
+        self.result.text = "".join(self._parts)
+        self.finished = True

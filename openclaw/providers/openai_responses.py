@@ -1,0 +1,80 @@
+"""The ``openai-responses`` flavour: ``POST {baseUrl}/responses`` with ``stream: true``."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import orjson
+
+from .errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_REFUSAL, ProviderError
+from .sse import SSEEvent
+from .streaming import StreamResult
+
+
+def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens: int | None) -> tuple[str, dict[str, Any]]:
+    instructions = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
+    body: dict[str, Any] = {
+        "model": model_id,
+        "input": [
+            {"role": m["role"], "content": m["content"]} for m in messages if m["role"] in ("user", "assistant")
+        ],
+        "stream": True,
+        "store": False,
+    }
+    if instructions:
+        body["instructions"] = instructions
+    if max_tokens:
+        body["max_output_tokens"] = max_tokens
+    return "/responses", body
+
+
+class ResponsesInterpreter:
+    def __init__(self, label: str):
+        self._label = label
+        self.result = StreamResult()
+        self.finished = False
+        self._parts: list[str] = []
+
+    def feed(self, event: SSEEvent) -> list[str]:
+        if event.data.strip() == "[DONE]":
+            self._finish(None)
+            return []
+        try:
+            payload = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{self._label} sent an event that is not JSON") from None
+        if not isinstance(payload, dict):
+            return []
+        kind = payload.get("type") or event.event
+        if kind == "response.output_text.delta":
+            delta = payload.get("delta")
+            if isinstance(delta, str) and delta:
+                self._parts.append(delta)
+                self.result.text = "".join(self._parts)
+                return [delta]
+        elif kind == "response.refusal.delta":
+            raise ProviderError(f"{self._label} refused: {payload.get('delta', '')}", kind=KIND_REFUSAL)
+        elif kind in ("response.completed", "response.incomplete"):
+            self._finish(payload.get("response"))
+        elif kind in ("response.failed", "error"):
+            error = payload.get("error") or (payload.get("response") or {}).get("error") or {}
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            code = str(error.get("code", "")) if isinstance(error, dict) else ""
+            error_kind = KIND_RATE_LIMIT if "rate" in code else KIND_CONTEXT_LENGTH if "context" in code else "unknown"
+            raise ProviderError(f"{self._label}: {message or 'response failed'}", kind=error_kind)
+        return []
+
+    def _finish(self, response: Any) -> None:
+        if isinstance(response, dict):
+            usage = response.get("usage")
+            if isinstance(usage, dict):
+                self.result.usage = {
+                    "input": int(usage.get("input_tokens") or 0),
+                    "output": int(usage.get("output_tokens") or 0),
+                    "totalTokens": int(usage.get("total_tokens") or 0),
+                }
+            if isinstance(response.get("model"), str):
+                self.result.model = response["model"]
+            if response.get("status") == "incomplete":
+                self.result.stop_reason = "length"
+        self.result.text = "".join(self._parts)
+        self.finished = True

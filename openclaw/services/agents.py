@@ -1,0 +1,43 @@
+"""The session store and agent runs as a service: load on start, wind down on stop.
+
+Stopping aborts every run first (each records what it streamed so far), then closes the
+upstream connection pool, then the store; the store's single worker runs those writes before
+the close because it takes work in order.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+
+class AgentService(Service):
+    _log = Logger()
+
+    def __init__(self, gateway: "Gateway", pool: Any = None):
+        self._gateway = gateway
+        self._pool = pool
+
+    def startService(self) -> Deferred:
+        super().startService()
+        d = self._gateway.sessions.load()
+        d.addCallback(self._loaded)
+        d.addErrback(lambda failure: self._log.failure("could not open the session store", failure))
+        return d
+
+    def _loaded(self, _: object) -> None:
+        self._gateway.sessions_loaded = True
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        self._gateway.runs.stop_all()
+        closing = []
+        if self._pool is not None:
+            closing.append(self._pool.closeCachedConnections())
+        closing.append(self._gateway.sessions.close())
+        return DeferredList(closing, consumeErrors=True)

@@ -1,0 +1,1 @@
+"""Session keys and the rules that turn raw keys into canonical store keys."""

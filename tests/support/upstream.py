@@ -1,0 +1,168 @@
+"""A small OpenAI-compatible model server for tests, on a real loopback port.
+
+It streams ``/v1/chat/completions`` and ``/v1/responses`` as SSE, chunk by chunk, and can be told
+to fail in the ways real upstreams do: HTTP 500/429, hang before or after the first chunk, or
+stream slowly. Every request body is recorded so tests can check what the gateway sent.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.web import server
+from twisted.web.resource import Resource
+
+DEFAULT_CHUNKS = ("Hel", "lo", " there!")
+
+
+@attrs.define
+class Behaviour:
+    mode: str = "ok"  # ok | error | hang | hang-after-first | slow
+    status: int = 500
+    chunks: tuple[str, ...] = DEFAULT_CHUNKS
+    interval_s: float = 0.05
+    usage: dict[str, int] = attrs.field(factory=lambda: {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14})
+
+
+class _Endpoint(Resource):
+    isLeaf = True
+
+    def __init__(self, upstream: "FakeUpstream", flavour: str):
+        super().__init__()
+        self._upstream = upstream
+        self._flavour = flavour
+
+    def render_POST(self, request: Any) -> Any:
+        body = json.loads(request.content.read() or b"{}")
+        self._upstream.requests.append(
+            {"path": request.path.decode(), "body": body, "authorization": (request.getHeader("authorization") or "")}
+        )
+        behaviour = self._upstream.behaviour_for(body.get("model"))
+        if behaviour.mode == "error":
+            request.setResponseCode(behaviour.status)
+            request.setHeader("content-type", "application/json")
+            return json.dumps({"error": {"message": f"upstream says {behaviour.status}"}}).encode()
+        request.setHeader("content-type", "text/event-stream")
+        self._upstream.open_requests.append(request)
+        request.notifyFinish().addBoth(lambda _: self._upstream.open_requests.remove(request))
+        if behaviour.mode == "hang":
+            request.write(b"")  # headers only
+            return server.NOT_DONE_YET
+        events = self._events(body.get("model", "m"), behaviour)
+        if not body.get("stream"):
+            request.setHeader("content-type", "application/json")
+            return json.dumps(self._whole(body.get("model", "m"), behaviour)).encode()
+        self._send(request, events, behaviour, 0)
+        return server.NOT_DONE_YET
+
+    def _send(self, request: Any, events: list[bytes], behaviour: Behaviour, index: int) -> None:
+        if request.finished or request._disconnected:
+            return
+        if index >= len(events):
+            request.finish()
+            return
+        request.write(events[index])
+        if behaviour.mode == "hang-after-first":
+            return
+        delay = behaviour.interval_s if behaviour.mode == "slow" else 0
+        self._upstream.reactor.callLater(delay, self._send, request, events, behaviour, index + 1)
+
+    def _events(self, model: str, behaviour: Behaviour) -> list[bytes]:
+        def sse(payload: dict[str, Any], event: str | None = None) -> bytes:
+            prefix = f"event: {event}\n".encode() if event else b""
+            return prefix + b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+        if self._flavour == "responses":
+            events = [sse({"type": "response.output_text.delta", "delta": chunk}, "response.output_text.delta") for chunk in behaviour.chunks]
+            usage = behaviour.usage
+            events.append(
+                sse(
+                    {
+                        "type": "response.completed",
+                        "response": {
+                            "model": model,
+                            "status": "completed",
+                            "usage": {
+                                "input_tokens": usage["prompt_tokens"],
+                                "output_tokens": usage["completion_tokens"],
+                                "total_tokens": usage["total_tokens"],
+                            },
+                        },
+                    },
+                    "response.completed",
+                )
+            )
+            return events
+        events = [
+            sse({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": chunk}}]})
+            for chunk in behaviour.chunks
+        ]
+        events.append(sse({"id": "chatcmpl-1", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        events.append(sse({"id": "chatcmpl-1", "model": model, "choices": [], "usage": behaviour.usage}))
+        events.append(b"data: [DONE]\n\n")
+        return events
+
+    def _whole(self, model: str, behaviour: Behaviour) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(behaviour.chunks)}, "finish_reason": "stop"}],
+            "usage": behaviour.usage,
+        }
+
+
+class FakeUpstream:
+    def __init__(self, reactor: Any = global_reactor):
+        self.reactor = reactor
+        self.requests: list[dict[str, Any]] = []
+        self.open_requests: list[Any] = []
+        self.behaviour = Behaviour()
+        self.per_model: dict[str, Behaviour] = {}
+        root = Resource()
+        v1 = Resource()
+        root.putChild(b"v1", v1)
+        v1.putChild(b"chat", Resource())
+        v1.children[b"chat"].putChild(b"completions", _Endpoint(self, "completions"))
+        v1.putChild(b"responses", _Endpoint(self, "responses"))
+        self.site = server.Site(root)
+        self.port: Any = None
+
+    def behaviour_for(self, model: str | None) -> Behaviour:
+        return self.per_model.get(model or "", self.behaviour)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port.getHost().port}/v1"
+
+    def start(self, testcase: Any) -> "FakeUpstream":
+        self.port = self.reactor.listenTCP(0, self.site, interface="127.0.0.1")
+
+        @inlineCallbacks
+        def stop() -> Any:
+            for request in list(self.open_requests):
+                if not request.finished and request.channel is not None:
+                    request.channel.transport.abortConnection()
+            yield self.port.stopListening()
+
+        testcase.addCleanup(stop)
+        return self
+
+    def config(self, *, api: str = "openai-completions", models: tuple[str, ...] = ("m1",), fallbacks: tuple[str, ...] = (), provider: str = "fake", **model_extra: Any) -> dict[str, Any]:
+        """A config mapping declaring this server as provider ``fake`` (primary ``fake/<first>``)."""
+        return {
+            "models": {
+                "providers": {
+                    provider: {
+                        "baseUrl": self.base_url,
+                        "apiKey": "sk-test",
+                        "api": api,
+                        "models": [{"id": model, "name": model.upper(), **model_extra} for model in models],
+                    }
+                }
+            },
+            "agents": {"defaults": {"model": {"primary": f"{provider}/{models[0]}", "fallbacks": list(fallbacks)}}},
+        }
