@@ -21,6 +21,7 @@ from .connection.limits import PreauthLimiter
 from .methods import agent, chat, devices, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
+from .protocol.errors import invalid_request
 from .protocol.validation import ProtocolValidators
 from .security.rate_limit import AuthRateLimiter
 from .security.scopes import ADMIN
@@ -127,9 +128,12 @@ class Gateway:
 
     def session_key(self, raw: str, agent_id: str | None = None) -> str:
         """The canonical store key for a key a client sent (protocol §10)."""
-        return canonical_session_key(
-            raw, agent_id=agent_id, default_agent_id=self.catalog.default_agent_id, main_key=self.catalog.main_key
-        )
+        try:
+            return canonical_session_key(
+                raw, agent_id=agent_id, default_agent_id=self.catalog.default_agent_id, main_key=self.catalog.main_key
+            )
+        except ValueError as exc:
+            raise invalid_request(str(exc)) from None
 
     def model_defaults(self, agent_id: str | None = None) -> dict[str, Any]:
         """``{modelProvider, model, contextTokens}`` an agent's runs use unless a session overrides."""

@@ -98,8 +98,11 @@ def _provider(provider_id: str, raw: Any) -> ProviderConfig:
     headers = raw.get("headers") or {}
     if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{where}.headers must map header names to strings")
+    raw_models = raw.get("models") or []
+    if not isinstance(raw_models, list):
+        raise ConfigError(f"{where}.models must be a list")
     models = []
-    for index, model in enumerate(raw.get("models") or []):
+    for index, model in enumerate(raw_models):
         if not isinstance(model, Mapping) or not isinstance(model.get("id"), str) or not model["id"]:
             raise ConfigError(f"{where}.models[{index}] needs a string id")
         models.append(

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from ..providers.client import Completion, FallbackStream, ModelClient
 from ..providers.errors import KIND_TIMEOUT, ProviderError, StreamAborted
-from ..stores.sessions import SessionStore, message_text
+from ..stores.sessions import SessionStore, message_text, model_override
 from .catalog import Catalog, ModelRef
 
 CHAT_DELTA_INTERVAL_S = 0.15
@@ -333,7 +333,7 @@ class RunManager:
         history, _ = yield self._store.history(run.session_id, MAX_HISTORY_MESSAGES)
         if run._abort_reason is not None:
             return self._conclude_without_model(run)
-        refs = catalog.candidates(run.agent_id, run.model_override or entry.get("modelOverride") or entry.get("model"))
+        refs = catalog.candidates(run.agent_id, run.model_override or model_override(entry))
         targets = [target for target in (catalog.resolve(ref) for ref in refs) if target is not None]
         messages = self._prompt(run, history, targets[0] if targets else None)
         coalescer = _ChatDeltaCoalescer(

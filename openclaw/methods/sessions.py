@@ -14,7 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, READ, WRITE
 from ..sessions.keys import agent_id_of, is_main_session_key, normalize_agent_id, session_kind
-from ..stores.sessions import LabelInUse, ListQuery, SessionConflict, SessionNotFound
+from ..stores.sessions import LabelInUse, ListQuery, SessionConflict, SessionNotFound, model_override
 from .registry import MethodSpec, RequestContext
 
 SESSIONS_TOPIC = "sessions"  # the subscription ``Gateway.sessions_changed`` delivers to
@@ -197,8 +197,14 @@ def sessions_patch(ctx: RequestContext) -> Any:
     changes = {field: value for field, value in params.items() if field not in _NOT_ENTRY_FIELDS}
     if isinstance(changes.get("label"), str):
         changes["label"] = changes["label"].strip() or None
-    if changes.get("model") is not None and gateway.catalog.resolve(changes["model"]) is None:
-        raise invalid_request(f"unknown model {changes['model']!r}: declare it under models.providers")
+    if "model" in changes:
+        # The session's choice is an override; ``model``/``modelProvider`` record what last ran.
+        ref = changes.pop("model")
+        target = gateway.catalog.resolve(ref) if ref is not None else None
+        if ref is not None and target is None:
+            raise invalid_request(f"unknown model {ref!r}: declare it under models.providers")
+        changes["modelOverride"] = target.model.id if target else None
+        changes["providerOverride"] = target.provider.id if target else None
     if "archived" in changes:
         changes["archivedAt"] = gateway.now_ms() if changes["archived"] else None
     if "pinned" in changes:
@@ -213,10 +219,10 @@ def sessions_patch(ctx: RequestContext) -> Any:
     gateway.sessions_changed(key, reason="patch", session=row)
     defaults = gateway.model_defaults(agent_id_of(key))
     resolved = {"modelProvider": defaults.get("modelProvider"), "model": defaults.get("model")}
-    if entry.get("model"):
-        target = gateway.catalog.resolve(entry["model"])
-        if target is not None:
-            resolved = {"modelProvider": target.provider.id, "model": target.model.id}
+    override = model_override(entry)
+    target = gateway.catalog.resolve(override) if override else None
+    if target is not None:
+        resolved = {"modelProvider": target.provider.id, "model": target.model.id}
     return {"ok": True, "path": gateway.sessions.path, "key": key, "entry": entry, "resolved": resolved}
 
 

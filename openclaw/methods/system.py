@@ -28,7 +28,8 @@ def process_memory() -> dict[str, int]:
 
 def status(ctx: RequestContext) -> dict[str, Any]:
     gateway = ctx.gateway
-    snapshot = gateway.health.current()
+    # Fresh, not the ~2 s health cache: a status right after a chat must count its session.
+    snapshot = gateway.health.current(probe=True)
     agents = snapshot.get("agents", [])
     sessions = snapshot.get("sessions", {"path": None, "count": 0, "recent": []})
     return {

@@ -36,6 +36,8 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode what ``chunk`` completes; returns the events dispatched by it."""
+        if not chunk:
+            return []  # nothing to decode; keeps a pending \r waiting for its possible \n
         buffer = self._tail + chunk
         if self._pending_cr and buffer.startswith(b"\n"):
             buffer = buffer[1:]  # the \n of a \r\n split across chunks

@@ -124,6 +124,7 @@ class UpstreamStream:
         self._body_transport: Any = None
         self._done: Deferred = Deferred()
         self._settled = False
+        self._aborting = False
         self.emitted_text = False
 
     def start(self) -> Deferred:
@@ -160,13 +161,16 @@ class UpstreamStream:
         self._fail(ProviderError(f"{self.request.label} sent nothing for {seconds} s", kind=KIND_TIMEOUT))
 
     def _abort_transport(self) -> None:
+        # Cancelling a request still connecting can fail it with e.g. DNSLookupError rather than
+        # CancelledError; the caller settles with the real reason right after, so ignore that.
+        self._aborting = True
         if self._request_d is not None and not self._request_d.called:
             self._request_d.cancel()
         if self._body_transport is not None:
             self._body_transport.stopProducing()
 
     def _request_failed(self, failure: Failure) -> None:
-        if self._settled or failure.check(CancelledError):
+        if self._settled or self._aborting or failure.check(CancelledError):
             return
         self._fail(
             ProviderError(

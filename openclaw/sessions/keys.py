@@ -62,12 +62,15 @@ def canonical_session_key(
     ``global`` and ``unknown`` stay bare; ``agent:`` keys get a normalised agent id; a bare main
     key becomes the agent's main session; any other bare key is scoped to the requested (or
     default) agent, which is how ``chat.send {sessionKey: "work"}`` lands in ``agent:main:work``.
+    A key that starts with ``agent:`` but does not parse raises ValueError.
     """
     key = raw.strip()
     lowered = key.lower()
     if lowered in (GLOBAL_KEY, UNKNOWN_KEY):
         return lowered
     parsed = parse_agent_session_key(key)
+    if parsed is None and lowered.startswith("agent:"):
+        raise ValueError(f"malformed session key {key!r}: expected agent:<agentId>:<rest>")
     if parsed is not None:
         rest = parsed.rest
         if rest.lower() == (main_key or DEFAULT_MAIN_KEY).lower():

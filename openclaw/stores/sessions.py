@@ -129,6 +129,19 @@ def message_text(message: Mapping[str, Any]) -> str:
     return ""
 
 
+def model_override(entry: Mapping[str, Any]) -> str | None:
+    """The ``provider/model`` a session was switched to (``sessions.patch {model}``), if any.
+
+    ``model``/``modelProvider`` on an entry record what last ran, which after a fallback is not
+    what the user chose, so the choice lives in ``modelOverride``/``providerOverride``.
+    """
+    model = entry.get("modelOverride")
+    if not model:
+        return None
+    provider = entry.get("providerOverride")
+    return f"{provider}/{model}" if provider else model
+
+
 def truncate(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
@@ -200,8 +213,10 @@ class SessionStore:
         )
 
     def _refresh_summary(self, connection: sqlite3.Connection) -> tuple[int, list[tuple[str, int]]]:
-        (count,) = connection.execute("SELECT count(*) FROM sessions").fetchone()
-        recent = connection.execute("SELECT key, updated_at FROM sessions ORDER BY updated_at DESC LIMIT 5").fetchall()
+        (count,) = connection.execute("SELECT count(*) FROM sessions WHERE hidden = 0").fetchone()
+        recent = connection.execute(
+            "SELECT key, updated_at FROM sessions WHERE hidden = 0 ORDER BY updated_at DESC LIMIT 5"
+        ).fetchall()
         return count, [(key, updated) for key, updated in recent]
 
     def _write(self, work: Any, *args: Any) -> Deferred:
@@ -409,6 +424,10 @@ class SessionStore:
         os.makedirs(self._archive_dir, mode=0o700, exist_ok=True)
         stamp = _iso(now_ms).replace(":", "-")
         path = os.path.join(self._archive_dir, f"{session_id}.jsonl.{reason}.{stamp}")
+        # Two archives in one millisecond (say, two compactions) must not overwrite each other.
+        base, suffix = path, 1
+        while os.path.exists(path):
+            path, suffix = f"{base}.{suffix}", suffix + 1
         temporary = f"{path}.{uuid.uuid4().hex}.tmp"
         descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         try:

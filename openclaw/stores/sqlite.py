@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class SQLiteDatabase:
         self._migrations = list(migrations)
         self._executor = executor
         self._connection: sqlite3.Connection | None = None
+        self._closing: Deferred | None = None
 
     @classmethod
     def threaded(cls, reactor: Any, path: str, migrations: Sequence[Migration]) -> "SQLiteDatabase":
@@ -114,13 +116,27 @@ class SQLiteDatabase:
         return self._executor.submit(in_transaction)
 
     def close(self) -> Deferred:
+        """Close the file and stop the worker; closing twice is harmless (the worker is gone)."""
+        d: Deferred = Deferred()
+        if self._closing is not None:
+            self._closing.addBoth(lambda result: (d.callback(None), result)[1])
+            return d
+
         def shut() -> None:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
 
-        d = self._executor.submit(shut)
-        d.addBoth(self._stop_executor)
+        def relay(result: Any) -> None:
+            # The first caller gets the outcome (including a failure); later callers get None.
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(None)
+
+        self._closing = self._executor.submit(shut)
+        self._closing.addBoth(self._stop_executor)
+        self._closing.addBoth(relay)
         return d
 
     def _stop_executor(self, result: Any) -> Any:
