@@ -7,8 +7,8 @@ Fills ``<state-dir>/sessions.sqlite`` through the store's own row encoding (skip
 already has the rows), starts ``twistd -n openclaw`` on it in a child process, and measures over a
 real WebSocket, one request in flight:
 
-* ``sessions.list {limit: 50, search: …}`` with searches matching one session, a thousandth of
-  them, and all of them, plus a plain ``sessions.list {limit: 50}``;
+* ``sessions.list {limit: 50, search: …}`` with searches matching one session, about 100, a
+  tenth and all of them, plus a plain ``sessions.list {limit: 50}``;
 * ``chat.history {limit: 200}`` on sessions with 1,000 lines.
 
 Prints p50/p99 per scenario and the store's size on disk (database plus WAL), as a table and as
@@ -211,6 +211,15 @@ def main(reactor, args):
                     "sessions.list limit 50 search (10%)",
                     "sessions.list",
                     lambda i: {"limit": 50, "search": WORDS[i % 10]},
+                    args.requests,
+                )
+            ),
+            (
+                yield measure(
+                    protocol,
+                    "sessions.list limit 50 search (all)",
+                    "sessions.list",
+                    lambda i: {"limit": 50, "search": "bench"},
                     args.requests,
                 )
             ),

@@ -11,7 +11,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from openclaw.agents.runs import TIMEOUT_MESSAGE
+from openclaw.agents.runs import TIMEOUT_MESSAGE, Run
 from openclaw.providers.streaming import DEFAULT_IDLE_TIMEOUT_S
 from openclaw.security.scopes import ADMIN, READ, WRITE
 
@@ -278,15 +278,32 @@ class ChatStreamingTests(_RunTestBase):
         yield self.upstream_closed()
 
     @inlineCallbacks
-    def test_client_disconnect_aborts_its_run(self):
-        self.upstream.behaviour = Behaviour(mode="hang-after-first")
+    def test_sender_disconnecting_does_not_stop_its_run(self):
+        """Like the reference: a CLI that sends and disconnects still gets its message answered."""
+        self.upstream.behaviour = Behaviour(mode="slow", interval_s=0.01)
         other, hello = yield connect(self, self.running.url, scopes=[WRITE])
         self.assertTrue(hello["ok"], hello)
         yield self.send("hi", key="gone", client=other)
-        yield run_events(self.client, "gone", is_chat("delta", "gone"))
-        self.assertEqual(len(self.upstream.open_requests), 1)
         yield other.close()
-        frames = yield run_events(self.client, "gone", is_chat("aborted", "gone"))
+        frames = yield run_events(self.client, "gone", is_chat("final", "gone"))
+        self.assertEqual(payloads(frames, "chat")[-1]["message"]["content"][0]["text"], "Hello there!")
+        messages = yield self.history()
+        self.assertEqual([m["role"] for m in messages], ["user", "assistant"])
+
+    @inlineCallbacks
+    def test_owner_disconnect_aborts_owned_run(self):
+        """Runs owned by a connection (HTTP requests) stop when it goes away."""
+        self.upstream.behaviour = Behaviour(mode="hang-after-first")
+        run = Run(
+            run_id="owned", session_key="agent:main:main", agent_id="main", message="hi",
+            accepted_at=self.gateway.now_ms(), owner="http-1", timeout_s=60.0,
+        )
+        self.gateway.runs.submit(run)
+        yield run_events(self.client, "owned", is_chat("delta", "owned"))
+        self.gateway.runs.connection_lost("someone-else")
+        self.assertFalse(run.finished)
+        self.gateway.runs.connection_lost("http-1")
+        frames = yield run_events(self.client, "owned", is_chat("aborted", "owned"))
         self.assertEqual(payloads(frames, "chat")[-1]["state"], "aborted")
         yield self.upstream_closed()
         self.assertEqual(self.gateway.runs.active_count, 0)

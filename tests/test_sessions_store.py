@@ -518,6 +518,58 @@ class ListTests(StoreTestMixin, SynchronousTestCase):
         self.assertEqual([key for key, _ in found], ["agent:ops:child", "agent:ops:deploy"])
 
 
+class SearchIndexTests(StoreTestMixin, SynchronousTestCase):
+    """Selective searches go through the trigram index, broad ones scan; both give the same rows."""
+
+    def setUp(self):
+        super().setUp()
+        self.broad = sessions.SEARCH_INDEX_MAX_HITS + 5
+        connection = sqlite3.connect(self.db_path, isolation_level=None)
+        connection.execute("BEGIN")
+        for index in range(self.broad):
+            SessionStore._put(connection, f"agent:main:common-{index}", {"sessionId": f"s{index}", "updatedAt": index})
+        for index in range(3):
+            SessionStore._put(connection, f"agent:main:rare-{index}", {"sessionId": f"r{index}", "updatedAt": 10**9 + index, "label": f"Needle {index}"})
+        connection.execute("COMMIT")
+        connection.close()
+
+    def search(self, term, limit=10):
+        return self.ok(self.store.list(ListQuery(limit=limit, search=term)))
+
+    def test_index_exists_and_follows_changes(self):
+        self.assertEqual(self.sql("SELECT count(*) FROM session_search WHERE session_search MATCH '\"needle\"'"), [(3,)])
+        self.ok(self.store.patch("agent:main:rare-0", {"label": "haystack"}, 5))
+        self.ok(self.store.delete("agent:main:rare-1", 6))
+        page = self.search("needle")
+        self.assertEqual([row["key"] for row in page.rows], ["agent:main:rare-2"])
+        self.assertEqual(self.search("haystack").total, 1)
+
+    def test_selective_and_broad_searches(self):
+        page = self.search("needle")
+        self.assertEqual(page.total, 3)
+        self.assertEqual([row["key"] for row in page.rows], ["agent:main:rare-2", "agent:main:rare-1", "agent:main:rare-0"])
+        page = self.search("common", limit=5)
+        self.assertEqual(page.total, self.broad)
+        self.assertEqual(len(page.rows), 5)
+        self.assertEqual(page.rows[0]["key"], f"agent:main:common-{self.broad - 1}")
+
+    def test_short_terms_and_quotes_scan(self):
+        self.assertEqual(self.search("ne").total, 3)
+        self.assertEqual(self.search('needle "x').total, 0)
+
+    def test_without_the_index_search_still_works(self):
+        """SQLite builds without FTS5 trigram skip the index; search falls back to scanning."""
+        self.successResultOf(self.store.close())
+        connection = sqlite3.connect(self.db_path, isolation_level=None)
+        for trigger in ("insert", "delete", "update"):
+            connection.execute(f"DROP TRIGGER sessions_search_{trigger}")
+        connection.execute("DROP TABLE session_search")
+        connection.close()
+        self.store = self.open()
+        self.assertEqual(self.search("needle").total, 3)
+        self.assertEqual(self.search("common", limit=1).total, self.broad)
+
+
 class SummaryAndDurabilityTests(StoreTestMixin, SynchronousTestCase):
     def test_summary_counts_and_recent(self):
         self.assertEqual(self.store.summary(0).count, 0)

@@ -3,7 +3,7 @@
 A session runs one turn at a time; later sends wait in that session's queue (bounded), in order.
 A run appends the user message to the transcript, sends the recent history to the model (with
 fallbacks), streams text deltas out as events, and appends the answer. Whatever ends a run (the
-model finishing, ``chat.abort``, the run timeout, the requesting client going away, an upstream
+model finishing, ``chat.abort``, the run timeout, the owning HTTP client going away, an upstream
 error) produces exactly one terminal event and records the outcome for ``agent.wait`` and for
 idempotent replays.
 
@@ -72,7 +72,10 @@ class Run:
     message: str
     accepted_at: int
     kind: str = "chat"  # or "agent"
-    conn_id: str | None = None
+    # The connection whose loss cancels the run: set for HTTP requests, whose client is the only
+    # reader. WebSocket runs belong to the session (other operators watch them, the transcript
+    # keeps the answer), so a CLI that sends and disconnects still gets its message answered.
+    owner: str | None = None
     timeout_s: float | None = None
     model_override: str | None = None
     extra_system_prompt: str | None = None
@@ -233,9 +236,9 @@ class RunManager:
             aborted.insert(0, active.run_id)
         return aborted
 
-    def connection_lost(self, conn_id: str) -> None:
-        """Runs whose requesting client is gone stop, so nobody pays for an answer nobody reads."""
-        for run in [r for r in self._runs.values() if r.conn_id == conn_id]:
+    def connection_lost(self, owner: str) -> None:
+        """Runs owned by a client that is gone stop, so nobody pays for an answer nobody reads."""
+        for run in [r for r in self._runs.values() if r.owner == owner]:
             if run.status == STATUS_QUEUED:
                 self._drop_queued(run, "client-disconnected")
             else:

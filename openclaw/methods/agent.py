@@ -15,7 +15,7 @@ from ..agents.runs import STATUS_ABORTED, STATUS_OK, STATUS_TIMEOUT, Run
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, READ, WRITE
 from ..sessions.keys import main_session_key
-from .chat import SubmittedRun, replay_or_conflict, resolve_agent, submit
+from .chat import replay_or_conflict, resolve_agent, start_run
 from .registry import MethodSpec, RequestContext
 
 AGENT_WAIT_DEFAULT_MS = 30_000
@@ -99,21 +99,18 @@ def agent(ctx: RequestContext) -> Any:
                 return {"runId": params["idempotencyKey"], "status": "ok", "summary": "session reset", "sessionKey": session_key}
             message = remainder.strip()
         timeout = params.get("timeout")
-        run = Run(
-            run_id=params["idempotencyKey"],
+        run = start_run(
+            ctx,
+            kind="agent",
             session_key=session_key,
             agent_id=agent_id,
             message=message,
-            accepted_at=gateway.now_ms(),
-            kind="agent",
-            conn_id=ctx.client.conn_id,
-            timeout_s=float(timeout) if timeout else float(gateway.catalog.run_timeout_s),
+            timeout_s=float(timeout) if timeout else None,
+            cache_key=cache_key,
+            fingerprint=fingerprint,
             model_override=override,
             extra_system_prompt=params.get("extraSystemPrompt"),
-            idempotency_key=params["idempotencyKey"],
         )
-        submit(ctx, run)
-        gateway.dedupe.put(cache_key, SubmittedRun(run, fingerprint))
     elif run.finished:
         return final_payload(run)
     ctx.send_interim(acceptance(run))

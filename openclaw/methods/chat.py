@@ -56,11 +56,38 @@ def resolve_agent(ctx: RequestContext, session_key: str, agent_id: str | None) -
     return agent.id
 
 
-def submit(ctx: RequestContext, run: Run) -> Run:
+def start_run(
+    ctx: RequestContext,
+    *,
+    kind: str,
+    session_key: str,
+    agent_id: str,
+    message: str,
+    timeout_s: float | None,
+    cache_key: str,
+    fingerprint: tuple[Any, ...],
+    **options: Any,
+) -> Run:
+    """Queue a run keyed by the request's idempotency key and remember it for replays."""
+    gateway = ctx.gateway
+    key = ctx.params["idempotencyKey"]
+    run = Run(
+        run_id=key,
+        session_key=session_key,
+        agent_id=agent_id,
+        message=message,
+        accepted_at=gateway.now_ms(),
+        kind=kind,
+        timeout_s=timeout_s or float(gateway.catalog.run_timeout_s),
+        idempotency_key=key,
+        **options,
+    )
     try:
-        return ctx.gateway.runs.submit(run)
+        gateway.runs.submit(run)
     except QueueFull as exc:
         raise GatewayError(UNAVAILABLE, str(exc), retryable=True) from None
+    gateway.dedupe.put(cache_key, SubmittedRun(run, fingerprint))
+    return run
 
 
 def chat_send(ctx: RequestContext) -> dict[str, Any]:
@@ -79,19 +106,16 @@ def chat_send(ctx: RequestContext) -> dict[str, Any]:
     if gateway.runs.get(params["idempotencyKey"]) is not None:
         raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
     timeout_ms = params.get("timeoutMs")
-    run = Run(
-        run_id=params["idempotencyKey"],
+    run = start_run(
+        ctx,
+        kind="chat",
         session_key=session_key,
         agent_id=agent_id,
         message=message,
-        accepted_at=gateway.now_ms(),
-        kind="chat",
-        conn_id=ctx.client.conn_id,
-        timeout_s=(timeout_ms / 1000.0) if timeout_ms else float(gateway.catalog.run_timeout_s),
-        idempotency_key=params["idempotencyKey"],
+        timeout_s=timeout_ms / 1000.0 if timeout_ms else None,
+        cache_key=cache_key,
+        fingerprint=fingerprint,
     )
-    submit(ctx, run)
-    gateway.dedupe.put(cache_key, SubmittedRun(run, fingerprint))
     return {"runId": run.run_id, "status": "started"}
 
 

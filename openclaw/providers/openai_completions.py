@@ -7,7 +7,7 @@ import orjson
 
 from .errors import KIND_CONTEXT_LENGTH, KIND_REFUSAL, ProviderError
 from .sse import SSEEvent
-from .streaming import StreamResult
+from .streaming import TextInterpreter
 
 _STOP_REASONS = {"stop": "stop", "length": "length", "tool_calls": "toolUse", "content_filter": "refusal"}
 
@@ -24,13 +24,7 @@ def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens:
     return "/chat/completions", body
 
 
-class CompletionsInterpreter:
-    def __init__(self, label: str):
-        self._label = label
-        self.result = StreamResult()
-        self.finished = False
-        self._parts: list[str] = []
-
+class CompletionsInterpreter(TextInterpreter):
     def feed(self, event: SSEEvent) -> list[str]:
         data = event.data.strip()
         if data == "[DONE]":
@@ -64,16 +58,11 @@ class CompletionsInterpreter:
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str) and content:
                 deltas.append(content)
-                self._parts.append(content)
+                self._append(content)
             refusal = delta.get("refusal") if isinstance(delta, dict) else None
             if isinstance(refusal, str) and refusal:
                 raise ProviderError(f"{self._label} refused: {refusal}", kind=KIND_REFUSAL)
             reason = choice.get("finish_reason")
             if isinstance(reason, str):
                 self.result.stop_reason = _STOP_REASONS.get(reason, reason)
-        self.result.text = "".join(self._parts)
         return deltas
-
-    def _finish(self) -> None:
-        self.result.text = "".join(self._parts)
-        self.finished = True

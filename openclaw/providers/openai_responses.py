@@ -7,7 +7,7 @@ import orjson
 
 from .errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_REFUSAL, ProviderError
 from .sse import SSEEvent
-from .streaming import StreamResult
+from .streaming import TextInterpreter
 
 
 def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens: int | None) -> tuple[str, dict[str, Any]]:
@@ -27,16 +27,10 @@ def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens:
     return "/responses", body
 
 
-class ResponsesInterpreter:
-    def __init__(self, label: str):
-        self._label = label
-        self.result = StreamResult()
-        self.finished = False
-        self._parts: list[str] = []
-
+class ResponsesInterpreter(TextInterpreter):
     def feed(self, event: SSEEvent) -> list[str]:
         if event.data.strip() == "[DONE]":
-            self._finish(None)
+            self._finish()
             return []
         try:
             payload = orjson.loads(event.data)
@@ -48,13 +42,12 @@ class ResponsesInterpreter:
         if kind == "response.output_text.delta":
             delta = payload.get("delta")
             if isinstance(delta, str) and delta:
-                self._parts.append(delta)
-                self.result.text = "".join(self._parts)
+                self._append(delta)
                 return [delta]
         elif kind == "response.refusal.delta":
             raise ProviderError(f"{self._label} refused: {payload.get('delta', '')}", kind=KIND_REFUSAL)
         elif kind in ("response.completed", "response.incomplete"):
-            self._finish(payload.get("response"))
+            self._complete(payload.get("response"))
         elif kind in ("response.failed", "error"):
             error = payload.get("error") or (payload.get("response") or {}).get("error") or {}
             message = error.get("message") if isinstance(error, dict) else str(error)
@@ -63,7 +56,7 @@ class ResponsesInterpreter:
             raise ProviderError(f"{self._label}: {message or 'response failed'}", kind=error_kind)
         return []
 
-    def _finish(self, response: Any) -> None:
+    def _complete(self, response: Any) -> None:
         if isinstance(response, dict):
             usage = response.get("usage")
             if isinstance(usage, dict):
@@ -76,5 +69,4 @@ class ResponsesInterpreter:
                 self.result.model = response["model"]
             if response.get("status") == "incomplete":
                 self.result.stop_reason = "length"
-        self.result.text = "".join(self._parts)
-        self.finished = True
+        self._finish()

@@ -46,6 +46,24 @@ class Interpreter(TypingProtocol):
         """Text deltas carried by ``event``; raises ProviderError for an in-stream error."""
 
 
+class TextInterpreter:
+    """What both API flavours share: accumulating text and marking the stream finished."""
+
+    def __init__(self, label: str):
+        self._label = label
+        self.result = StreamResult()
+        self.finished = False
+        self._parts: list[str] = []
+
+    def _append(self, delta: str) -> None:
+        self._parts.append(delta)
+        self.result.text = "".join(self._parts)
+
+    def _finish(self) -> None:
+        self.result.text = "".join(self._parts)
+        self.finished = True
+
+
 @attrs.frozen
 class StreamRequest:
     url: str

@@ -26,10 +26,11 @@ from twisted.internet.defer import Deferred
 from ..sessions.keys import GLOBAL_KEY, UNKNOWN_KEY, agent_id_of, is_cron_run_key
 from .sqlite import SQLiteDatabase
 
-MIGRATIONS = [
+MIGRATIONS: list[Any] = [
     """
     CREATE TABLE sessions (
-        key TEXT PRIMARY KEY,
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
         agent_id TEXT,
         session_id TEXT NOT NULL,
         updated_at INTEGER NOT NULL,
@@ -42,7 +43,7 @@ MIGRATIONS = [
         last_message_preview TEXT,
         entry TEXT NOT NULL
     );
-    CREATE INDEX sessions_by_updated ON sessions(updated_at DESC);
+    CREATE INDEX sessions_listing ON sessions(updated_at DESC, key, hidden, archived, agent_id, search_text);
     CREATE INDEX sessions_by_agent ON sessions(agent_id, updated_at DESC);
     CREATE INDEX sessions_by_label ON sessions(label);
     CREATE INDEX sessions_by_spawner ON sessions(spawned_by);
@@ -55,6 +56,45 @@ MIGRATIONS = [
     CREATE INDEX transcript_by_session ON transcript(session_id, id)
     """,
 ]
+
+# A trigram index answers selective substring searches without reading every row; SQLite
+# builds without FTS5 or the trigram tokenizer (before 3.34) simply search by scanning.
+SEARCH_INDEX = [
+    "CREATE VIRTUAL TABLE session_search USING fts5("
+    "search_text, content='sessions', content_rowid='id', tokenize='trigram')",
+    """CREATE TRIGGER sessions_search_insert AFTER INSERT ON sessions BEGIN
+        INSERT INTO session_search(rowid, search_text) VALUES (new.id, new.search_text);
+    END""",
+    """CREATE TRIGGER sessions_search_delete AFTER DELETE ON sessions BEGIN
+        INSERT INTO session_search(session_search, rowid, search_text) VALUES ('delete', old.id, old.search_text);
+    END""",
+    """CREATE TRIGGER sessions_search_update AFTER UPDATE OF search_text ON sessions
+    WHEN old.search_text IS NOT new.search_text BEGIN
+        INSERT INTO session_search(session_search, rowid, search_text) VALUES ('delete', old.id, old.search_text);
+        INSERT INTO session_search(rowid, search_text) VALUES (new.id, new.search_text);
+    END""",
+    "INSERT INTO session_search(session_search) VALUES ('rebuild')",
+]
+
+
+def _add_search_index(connection: sqlite3.Connection) -> None:
+    connection.execute("SAVEPOINT search_index")
+    try:
+        for statement in SEARCH_INDEX:
+            connection.execute(statement)
+    except sqlite3.OperationalError:
+        connection.execute("ROLLBACK TO search_index")
+    connection.execute("RELEASE search_index")
+
+
+MIGRATIONS.append(_add_search_index)
+
+# Above SEARCH_INDEX_MAX_HITS trigram hits a term is broad, and walking the recency index with a
+# substring test finds the first page sooner than sorting every hit; the index still counts
+# faster than a scan up to SEARCH_INDEX_COUNT_HITS.
+SEARCH_INDEX_MAX_HITS = 2000
+SEARCH_INDEX_COUNT_HITS = 20_000
+MIN_TRIGRAM_SEARCH = 3
 
 PREVIEW_CHARS = 240
 DERIVED_TITLE_CHARS = 60
@@ -186,6 +226,7 @@ class SessionStore:
         self._db = database
         self._archive_dir = os.path.join(state_dir, ARCHIVE_DIR)
         self._count = 0
+        self._search_index: bool | None = None
         self._recent: list[tuple[str, int]] = []
 
     @property
@@ -543,16 +584,30 @@ class SessionStore:
         """Rows newest first (``key`` and ``entry`` plus preview columns); fires with a ListPage."""
 
         def read(connection: sqlite3.Connection) -> ListPage:
-            where, args = _list_filters(query)
-            clause = " WHERE " + " AND ".join(where) if where else ""
-            (total,) = connection.execute(f"SELECT count(*) FROM sessions{clause}", args).fetchone()
+            where, args = _filters(
+                agent_id=query.agent_id,
+                spawned_by=query.spawned_by,
+                label=query.label,
+                include_global=query.include_global,
+                include_unknown=query.include_unknown,
+                archived=query.archived,
+                active_since_ms=query.active_since_ms,
+            )
+            count_where, count_args, page_where, page_args = where, args, where, args
+            if query.search:
+                count_term, page_term = self._search_terms(connection, query.search.lower())
+                count_where, count_args = where + [count_term[0]], args + [count_term[1]]
+                page_where, page_args = where + [page_term[0]], args + [page_term[1]]
+            (total,) = connection.execute(
+                f"SELECT count(*) FROM sessions WHERE {' AND '.join(count_where)}", count_args
+            ).fetchone()
             page_sql = (
                 "SELECT key, entry, first_user_text, last_message_preview FROM sessions"
-                f"{clause} ORDER BY updated_at DESC, key LIMIT ? OFFSET ?"
+                f" WHERE {' AND '.join(page_where)} ORDER BY updated_at DESC, key LIMIT ? OFFSET ?"
             )
             limit = query.limit if query.limit is not None else -1
             rows = []
-            for key, text, first_user, last_preview in connection.execute(page_sql, args + [limit, query.offset]):
+            for key, text, first_user, last_preview in connection.execute(page_sql, page_args + [limit, query.offset]):
                 row = {"key": key, "entry": _loads(text)}
                 if include_previews:
                     row["firstUserText"] = first_user
@@ -561,6 +616,36 @@ class SessionStore:
             return ListPage(rows, total)
 
         return self._db.run(read)
+
+    def _search_terms(self, connection: sqlite3.Connection, search: str) -> tuple[tuple[str, Any], tuple[str, Any]]:
+        """WHERE terms (for counting, for the page) matching ``search`` as a substring.
+
+        The trigram index is exact and cheap for selective terms. For broad ones the first page
+        is found sooner by walking the recency index with a substring test (it stops after one
+        page), while counting is still cheaper through the index up to a point; past that,
+        everything scans.
+        """
+        scan = ("instr(search_text, ?) > 0", search)
+        if len(search) < MIN_TRIGRAM_SEARCH or not self._has_search_index(connection):
+            return scan, scan
+        phrase = '"' + search.replace('"', '""') + '"'
+        (hits,) = connection.execute(
+            "SELECT count(*) FROM (SELECT rowid FROM session_search WHERE session_search MATCH ? LIMIT ?)",
+            (phrase, SEARCH_INDEX_COUNT_HITS + 1),
+        ).fetchone()
+        indexed = ("id IN (SELECT rowid FROM session_search WHERE session_search MATCH ?)", phrase)
+        if hits <= SEARCH_INDEX_MAX_HITS:
+            return indexed, indexed
+        if hits <= SEARCH_INDEX_COUNT_HITS:
+            return indexed, scan
+        return scan, scan
+
+    def _has_search_index(self, connection: sqlite3.Connection) -> bool:
+        # Only the worker thread calls this, so the cached answer needs no lock.
+        if self._search_index is None:
+            found = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'session_search'").fetchone()
+            self._search_index = found is not None
+        return self._search_index
 
     def find(
         self,
@@ -577,58 +662,56 @@ class SessionStore:
         """Keys matching every given criterion (for ``sessions.resolve``), newest first."""
 
         def read(connection: sqlite3.Connection) -> list[tuple[str, dict[str, Any]]]:
-            where: list[str] = ["hidden = 0"]
-            args: list[Any] = []
-            if key is not None:
-                where.append("key = ?")
-                args.append(key)
-            if session_id is not None:
-                where.append("session_id = ?")
-                args.append(session_id)
-            if label is not None:
-                where.append("label = ?")
-                args.append(label.strip())
-            if agent_id is not None:
-                where.append("agent_id = ?")
-                args.append(agent_id)
-            if spawned_by is not None:
-                where.append("spawned_by = ?")
-                args.append(spawned_by)
-            excluded = [name for name, keep in ((GLOBAL_KEY, include_global), (UNKNOWN_KEY, include_unknown)) if not keep]
-            if excluded and key is None:
-                where.append(f"key NOT IN ({', '.join('?' for _ in excluded)})")
-                args.extend(excluded)
+            where, args = _filters(
+                key=key,
+                session_id=session_id,
+                label=label,
+                agent_id=agent_id,
+                spawned_by=spawned_by,
+                include_global=include_global or key is not None,
+                include_unknown=include_unknown or key is not None,
+            )
             sql = f"SELECT key, entry FROM sessions WHERE {' AND '.join(where)} ORDER BY updated_at DESC LIMIT ?"
             return [(row_key, _loads(text)) for row_key, text in connection.execute(sql, args + [limit])]
 
         return self._db.run(read)
 
 
-def _list_filters(query: ListQuery) -> tuple[list[str], list[Any]]:
+def _filters(
+    *,
+    key: str | None = None,
+    session_id: str | None = None,
+    label: str | None = None,
+    agent_id: str | None = None,
+    spawned_by: str | None = None,
+    include_global: bool = False,
+    include_unknown: bool = False,
+    archived: bool | None = None,
+    active_since_ms: int | None = None,
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms shared by lists and lookups; hidden (cron run) sessions never match."""
     where: list[str] = ["hidden = 0"]
     args: list[Any] = []
-    excluded = [name for name, keep in ((GLOBAL_KEY, query.include_global), (UNKNOWN_KEY, query.include_unknown)) if not keep]
+    excluded = [name for name, keep in ((GLOBAL_KEY, include_global), (UNKNOWN_KEY, include_unknown)) if not keep]
     if excluded:
         where.append(f"key NOT IN ({', '.join('?' for _ in excluded)})")
         args.extend(excluded)
-    if query.agent_id is not None:
-        where.append("agent_id = ?")
-        args.append(query.agent_id)
-    if query.spawned_by is not None:
-        where.append("spawned_by = ?")
-        args.append(query.spawned_by)
-    if query.label is not None:
-        where.append("label = ?")
-        args.append(query.label.strip())
-    if query.archived is not None:
+    for column, value in (
+        ("key", key),
+        ("session_id", session_id),
+        ("agent_id", agent_id),
+        ("spawned_by", spawned_by),
+        ("label", label.strip() if label is not None else None),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if archived is not None:
         where.append("archived = ?")
-        args.append(1 if query.archived else 0)
-    if query.search:
-        where.append("instr(search_text, ?) > 0")
-        args.append(query.search.lower())
-    if query.active_since_ms is not None:
+        args.append(1 if archived else 0)
+    if active_since_ms is not None:
         where.append("updated_at >= ?")
-        args.append(query.active_since_ms)
+        args.append(active_since_ms)
     return where, args
 
 
