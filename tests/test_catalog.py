@@ -147,6 +147,16 @@ class ConfigErrorTests(TestCase):
     def test_unknown_fallback_model(self):
         self.assertConfigError(config(agents__defaults__model={"primary": "local/small", "fallbacks": ["cloud/nope"]}), "cloud/nope")
 
+    def test_unknown_agent_model(self):
+        """An agent pointing at an undeclared model would fail every run with a misleading error."""
+        self.assertConfigError(config(agents__list=[{"id": "ops", "model": "cloud/nope"}]), "agents.list[0].model", "cloud/nope")
+        self.assertConfigError(
+            config(agents__list=[{"id": "ops", "model": {"primary": "cloud/gpt", "fallbacks": ["x/y"]}}]), "x/y"
+        )
+
+    def test_main_key_must_be_a_string(self):
+        self.assertConfigError(config(session={"mainKey": 7}), "session.mainKey")
+
     def test_ambiguous_bare_model_is_unknown(self):
         self.assertConfigError(config(agents__defaults__model={"primary": "shared"}), "shared")
 

@@ -126,6 +126,14 @@ def _optional_int(value: Any, where: str) -> int | None:
     return value
 
 
+def _main_key(value: Any) -> str:
+    if value is None:
+        return DEFAULT_MAIN_KEY
+    if not isinstance(value, str):
+        raise ConfigError("session.mainKey must be a string")
+    return value.strip().lower() or DEFAULT_MAIN_KEY
+
+
 @attrs.frozen
 class Catalog:
     providers: Mapping[str, ProviderConfig] = attrs.field(factory=dict)
@@ -173,12 +181,16 @@ class Catalog:
             default_model=primary,
             default_fallbacks=fallbacks or (),
             run_timeout_s=_optional_int(timeout, "agents.defaults.timeoutSeconds") or DEFAULT_RUN_TIMEOUT_S,
-            main_key=(lookup(config, "session.mainKey") or DEFAULT_MAIN_KEY).strip().lower() or DEFAULT_MAIN_KEY,
+            main_key=_main_key(lookup(config, "session.mainKey")),
             scope="global" if lookup(config, "session.scope") == "global" else "per-sender",
         )
         for ref in (primary, *(fallbacks or ())):
             if ref and catalog.resolve(ref) is None:
                 raise ConfigError(f"agents.defaults.model: unknown model {ref!r} (declare it under models.providers)")
+        for index, agent in enumerate(catalog.agents):
+            for ref in (agent.model, *(agent.fallbacks or ())):
+                if ref and catalog.resolve(ref) is None:
+                    raise ConfigError(f"agents.list[{index}].model: unknown model {ref!r} (declare it under models.providers)")
         return catalog
 
     @property
