@@ -98,6 +98,10 @@ class Gateway:
         self.methods.add_all(agent.methods())
         self.health.add_contributor(self._core_health)
 
+    def current_config(self) -> Mapping[str, Any]:
+        """The config as it is now; HTTP enable flags are read from here on every request."""
+        return self.settings.config
+
     def now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
 

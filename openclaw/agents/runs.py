@@ -79,6 +79,10 @@ class Run:
     timeout_s: float | None = None
     model_override: str | None = None
     extra_system_prompt: str | None = None
+    # The conversation a caller supplies itself (OpenAI HTTP clients send their history); when
+    # None the session's transcript is the context.
+    context: list[dict[str, Any]] | None = None
+    options: dict[str, Any] = attrs.field(factory=dict)  # sampling settings for the upstream
     idempotency_key: str | None = None
     status: str = STATUS_QUEUED
     session_id: str | None = None
@@ -93,6 +97,7 @@ class Run:
     target: ModelRef | None = None
     seq: int = 0
     _observers: list[Deferred] = attrs.field(factory=list, repr=False)
+    _text_listeners: list[Callable[[str], None]] = attrs.field(factory=list, repr=False)
     _stream: FallbackStream | None = attrs.field(default=None, repr=False)
     _timer: IDelayedCall | None = attrs.field(default=None, repr=False)
     _abort_reason: str | None = attrs.field(default=None, repr=False)
@@ -100,6 +105,10 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    def on_text(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(delta)`` for every piece of answer text as it streams."""
+        self._text_listeners.append(listener)
 
     def when_finished(self) -> Deferred:
         """Fires with this run once it reaches a terminal status."""
@@ -333,7 +342,9 @@ class RunManager:
         )
         self._sessions_changed(run.session_key, reason="agent.run.started", runId=run.run_id)
         self._event(run, "lifecycle", {"phase": "start", "startedAt": run.started_at}, sessionId=run.session_id)
-        history, _ = yield self._store.history(run.session_id, MAX_HISTORY_MESSAGES)
+        history: list[tuple[int, dict[str, Any]]] = []
+        if run.context is None:
+            history, _ = yield self._store.history(run.session_id, MAX_HISTORY_MESSAGES)
         if run._abort_reason is not None:
             return self._conclude_without_model(run)
         refs = catalog.candidates(run.agent_id, run.model_override or model_override(entry))
@@ -348,8 +359,10 @@ class RunManager:
             run.text += delta
             self._event(run, "assistant", {"text": run.text, "delta": delta})
             coalescer.add(delta)
+            for listener in run._text_listeners:
+                listener(delta)
 
-        stream = run._stream = self._client.complete(targets, messages, on_delta)
+        stream = run._stream = self._client.complete(targets, messages, on_delta, run.options)
         if targets:
             run.target = targets[0]
             self._event(run, "lifecycle", {"phase": "model", "provider": targets[0].provider.id, "model": targets[0].model.id})
@@ -395,6 +408,8 @@ class RunManager:
         if target and target.model.max_tokens:
             budget -= target.model.max_tokens * CHARS_PER_TOKEN
         messages: list[dict[str, Any]] = []
+        if run.context is not None:
+            history = [(0, {"type": "message", "message": message}) for message in run.context]
         for _, line in reversed(history):
             message = line.get("message") if line.get("type") == "message" else None
             if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
@@ -513,6 +528,7 @@ class RunManager:
         self._finished.move_to_end(run.run_id)
         while len(self._finished) > FINISHED_RUNS_KEPT:
             self._finished.popitem(last=False)
+        run._text_listeners = []
         observers, run._observers = run._observers, []
         for d in observers:
             d.callback(run)

@@ -12,21 +12,28 @@ from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ..security.scopes import READ, WRITE
 from ..security.shared_secret import check_bearer
 from .headers import plain_text
+from .openai import chat_completions, models
+from .openai.common import (
+    CHAT_COMPLETIONS,
+    RESPONSES,
+    HttpError,
+    authenticate,
+    bearer_token,
+    endpoint_enabled,
+    models_enabled,
+    read_json_body,
+    write_error,
+    write_json,
+)
+from .openai.responses import ResponsesEndpoint
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
 
 PROBE_METHODS = ("GET", "HEAD")
-
-
-def bearer_token(request: Any) -> str | None:
-    header = request.getHeader(b"authorization")
-    if not header:
-        return None
-    scheme, _, value = header.decode("latin-1").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else None
 
 
 def json_body(request: Any, status: int, body: Any) -> bytes:
@@ -44,6 +51,7 @@ class GatewayHttpApp:
 
     def __init__(self, gateway: "Gateway"):
         self._gateway = gateway
+        self._responses = ResponsesEndpoint(gateway)
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -68,6 +76,62 @@ class GatewayHttpApp:
                 eventLoop=self._gateway.event_loop.summary(),
             )
         return json_body(request, 503 if failing else 200, body)
+
+    # -- OpenAI-compatible API ---------------------------------------------------------------
+    # Routes take every method: a disabled endpoint must be a plain 404 whatever the method,
+    # and an enabled one answers 405 (before auth) for the wrong method.
+
+    def _gate(self, request: Any, enabled: bool, method: bytes) -> bytes | None:
+        if not enabled:
+            return plain_text(request, 404, "Not Found")
+        if request.method != method:
+            request.setHeader(b"Allow", method)
+            return plain_text(request, 405, "Method Not Allowed")
+        return None
+
+    def _api(self, request: Any, enabled: bool, method: bytes, scope: str, handler: Any) -> Any:
+        refused = self._gate(request, enabled, method)
+        if refused is not None:
+            return refused
+        try:
+            subject = authenticate(self._gateway, request, scope)
+            return handler(subject)
+        except HttpError as error:
+            return write_error(request, error)
+
+    @app.route("/v1/chat/completions", branch=False)
+    def chat_completions(self, request: Any) -> Any:
+        def run(subject: str) -> Any:
+            return chat_completions.handle(self._gateway, request, read_json_body(request))
+
+        return self._with_errors(request, self._api(request, endpoint_enabled(self._gateway, CHAT_COMPLETIONS), b"POST", WRITE, run))
+
+    @app.route("/v1/responses", branch=False)
+    def responses(self, request: Any) -> Any:
+        def run(subject: str) -> Any:
+            return self._responses.handle(request, read_json_body(request), subject)
+
+        return self._with_errors(request, self._api(request, endpoint_enabled(self._gateway, RESPONSES), b"POST", WRITE, run))
+
+    @app.route("/v1/models", branch=False)
+    def list_models(self, request: Any) -> Any:
+        return self._api(
+            request, models_enabled(self._gateway), b"GET", READ, lambda _: write_json(request, 200, models.list_models(self._gateway))
+        )
+
+    @app.route("/v1/models/<path:rest>")
+    def get_model(self, request: Any, rest: str) -> Any:
+        raw_id = request.path.split(b"?", 1)[0][len(b"/v1/models/") :]
+        return self._api(
+            request, models_enabled(self._gateway), b"GET", READ, lambda _: write_json(request, 200, models.get_model(self._gateway, raw_id))
+        )
+
+    @staticmethod
+    def _with_errors(request: Any, result: Any) -> Any:
+        """HttpErrors raised after the run started (in a Deferred) become OpenAI error bodies."""
+        if hasattr(result, "addErrback"):
+            result.addErrback(lambda failure: write_error(request, failure.trap(HttpError) and failure.value))
+        return result
 
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Any) -> bytes:

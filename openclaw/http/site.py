@@ -13,6 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from .headers import apply_security_headers, plain_text
+from .request import BODY_TIMEOUT_S, MAX_BODY_BYTES, GatewayRequest
 
 
 def _tokens(request: Any, name: bytes) -> set[str]:
@@ -39,6 +40,7 @@ class GatewayRootResource(Resource):
         if is_websocket_upgrade(request):
             return self._websocket.render(request)
         apply_security_headers(request, self._hsts)
+        request.responseHeaders.removeHeader(b"server")  # no version banner, as in the reference
         if request.getHeader(b"upgrade"):
             request.setHeader(b"Connection", b"close")
             channel = getattr(request, "channel", None)
@@ -54,10 +56,13 @@ class GatewayRootResource(Resource):
 
 
 class GatewaySite(Site):
-    """A quiet Site: no access log lines, no tracebacks to clients."""
+    """A quiet Site: no access log lines, no tracebacks to clients, bounded request bodies."""
 
     noisy = False
     displayTracebacks = False
+    requestFactory = GatewayRequest
+    max_body_bytes = MAX_BODY_BYTES
+    body_timeout_s = BODY_TIMEOUT_S
 
     def log(self, request: Any) -> None:
         """Access logging is off; failures are logged where they happen."""

@@ -5,7 +5,7 @@ only while nothing has been streamed yet. Everything else (4xx, timeouts, refusa
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -41,9 +41,18 @@ class ModelClient:
         self.idle_timeout_s = idle_timeout_s
         self.max_bytes = max_bytes
 
-    def open(self, target: ModelRef, messages: Sequence[dict[str, Any]], on_delta: Callable[[str], None]) -> UpstreamStream:
+    def open(
+        self,
+        target: ModelRef,
+        messages: Sequence[dict[str, Any]],
+        on_delta: Callable[[str], None],
+        options: Mapping[str, Any] | None = None,
+    ) -> UpstreamStream:
+        """``options`` are sampling settings a caller chose (``max_tokens``, ``temperature``, …)."""
         flavour = openai_responses if target.provider.api == API_RESPONSES else openai_completions
-        path, body = flavour.build_request(target.model.id, messages, target.model.max_tokens)
+        options = dict(options or {})
+        max_tokens = options.pop("max_tokens", None) or target.model.max_tokens
+        path, body = flavour.build_request(target.model.id, messages, max_tokens, options)
         headers = dict(target.provider.headers)
         if target.provider.api_key:
             headers["Authorization"] = f"Bearer {target.provider.api_key}"
@@ -56,16 +65,28 @@ class ModelClient:
         return UpstreamStream(self.http, self.clock, request, interpreter, on_delta, self.idle_timeout_s, self.max_bytes)
 
     def complete(
-        self, targets: Sequence[ModelRef], messages: Sequence[dict[str, Any]], on_delta: Callable[[str], None]
+        self,
+        targets: Sequence[ModelRef],
+        messages: Sequence[dict[str, Any]],
+        on_delta: Callable[[str], None],
+        options: Mapping[str, Any] | None = None,
     ) -> "FallbackStream":
-        return FallbackStream(self, targets, messages, on_delta)
+        return FallbackStream(self, targets, messages, on_delta, options)
 
 
 class FallbackStream:
     _log = Logger()
 
-    def __init__(self, client: ModelClient, targets: Sequence[ModelRef], messages: Sequence[dict[str, Any]], on_delta: Callable[[str], None]):
+    def __init__(
+        self,
+        client: ModelClient,
+        targets: Sequence[ModelRef],
+        messages: Sequence[dict[str, Any]],
+        on_delta: Callable[[str], None],
+        options: Mapping[str, Any] | None = None,
+    ):
         self._client = client
+        self._options = dict(options or {})
         self._targets = list(targets)
         self._messages = list(messages)
         self._on_delta = on_delta
@@ -101,7 +122,7 @@ class FallbackStream:
             return
         target = self._targets[index]
         self._attempts.append(target.ref)
-        stream = self._current = self._client.open(target, self._messages, self._on_delta)
+        stream = self._current = self._client.open(target, self._messages, self._on_delta, self._options)
 
         def succeeded(result: StreamResult) -> None:
             self._done.callback(Completion(result, target, tuple(self._attempts)))

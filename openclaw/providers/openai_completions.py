@@ -1,7 +1,7 @@
 """The ``openai-completions`` flavour: ``POST {baseUrl}/chat/completions`` with ``stream: true``."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import orjson
 
@@ -12,7 +12,13 @@ from .streaming import TextInterpreter
 _STOP_REASONS = {"stop": "stop", "length": "length", "tool_calls": "toolUse", "content_filter": "refusal"}
 
 
-def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens: int | None) -> tuple[str, dict[str, Any]]:
+# Sampling settings passed through to the upstream as they are.
+PASSED_OPTIONS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
+
+
+def build_request(
+    model_id: str, messages: Sequence[dict[str, Any]], max_tokens: int | None, options: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
     body: dict[str, Any] = {
         "model": model_id,
         "messages": list(messages),
@@ -21,6 +27,9 @@ def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens:
     }
     if max_tokens:
         body["max_tokens"] = max_tokens
+    for name in PASSED_OPTIONS:
+        if (options or {}).get(name) is not None:
+            body[name] = options[name]  # type: ignore[index]
     return "/chat/completions", body
 
 

@@ -1,7 +1,7 @@
 """The ``openai-responses`` flavour: ``POST {baseUrl}/responses`` with ``stream: true``."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import orjson
 
@@ -10,7 +10,13 @@ from .sse import SSEEvent
 from .streaming import TextInterpreter
 
 
-def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens: int | None) -> tuple[str, dict[str, Any]]:
+# Sampling settings the Responses API shares with Chat Completions.
+PASSED_OPTIONS = ("temperature", "top_p")
+
+
+def build_request(
+    model_id: str, messages: Sequence[dict[str, Any]], max_tokens: int | None, options: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
     instructions = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
     body: dict[str, Any] = {
         "model": model_id,
@@ -24,6 +30,9 @@ def build_request(model_id: str, messages: Sequence[dict[str, Any]], max_tokens:
         body["instructions"] = instructions
     if max_tokens:
         body["max_output_tokens"] = max_tokens
+    for name in PASSED_OPTIONS:
+        if (options or {}).get(name) is not None:
+            body[name] = options[name]  # type: ignore[index]
     return "/responses", body
 
 

@@ -1,0 +1,76 @@
+"""Start an agent run for an HTTP request, on the same run path WebSocket ``agent`` uses.
+
+The run is owned by the request: when the client disconnects, the run is aborted and the upstream
+request closed, because nobody else is waiting for this answer.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...agents.runs import STATUS_TIMEOUT, QueueFull, Run
+from ...providers.errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_TIMEOUT
+from .common import HttpError
+
+if TYPE_CHECKING:
+    from ...gateway import Gateway
+
+EMPTY_ANSWER = "No response from OpenClaw."
+
+
+def start_http_run(
+    gateway: "Gateway",
+    request: Any,
+    *,
+    run_id: str,
+    kind: str,
+    agent_id: str,
+    session_key: str,
+    message: str,
+    context: list[dict[str, Any]] | None,
+    system_prompt: str | None,
+    options: dict[str, Any],
+) -> Run:
+    owner = f"http:{run_id}"
+    run = Run(
+        run_id=run_id,
+        session_key=session_key,
+        agent_id=agent_id,
+        message=message,
+        accepted_at=gateway.now_ms(),
+        kind=kind,
+        owner=owner,
+        timeout_s=float(gateway.catalog.run_timeout_s),
+        extra_system_prompt=system_prompt,
+        context=context,
+        options=options,
+    )
+    try:
+        gateway.runs.submit(run)
+    except QueueFull as exc:
+        raise HttpError(429, str(exc), "rate_limit_error") from None
+    request.notifyFinish().addErrback(lambda _: gateway.runs.connection_lost(owner))
+    return run
+
+
+def run_error(run: Run) -> HttpError:
+    """An ended run's failure as an OpenAI-style status and type."""
+    message = run.error or "internal error"
+    if run.error_kind == KIND_RATE_LIMIT:
+        return HttpError(429, message, "rate_limit_error")
+    if run.error_kind == KIND_CONTEXT_LENGTH:
+        return HttpError(400, message, "invalid_request_error")
+    if run.status == STATUS_TIMEOUT or run.error_kind == KIND_TIMEOUT:
+        return HttpError(504, message, "api_error")
+    return HttpError(500, message, "api_error")
+
+
+def answer_text(run: Run) -> str:
+    return run.text or EMPTY_ANSWER
+
+
+def token_usage(run: Run) -> tuple[int, int, int]:
+    """(prompt, completion, total) as OpenAI counts them."""
+    usage = run.usage or {}
+    prompt = int(usage.get("input", 0))
+    completion = int(usage.get("output", 0))
+    return prompt, completion, max(prompt + completion, int(usage.get("totalTokens", 0)))
