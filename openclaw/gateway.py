@@ -16,6 +16,7 @@ from . import __version__
 from .agents.catalog import Catalog
 from .agents.dedupe import IdempotencyCache
 from .agents.runs import RunManager
+from .config import reload_plan as plan_actions
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter
 from .methods import agent, chat, devices, sessions, system
@@ -73,6 +74,12 @@ class Gateway:
         self.clients = ClientRegistry()
         self.preauth = PreauthLimiter(settings.max_preauth_per_ip)
         self.rate_limiter = AuthRateLimiter(clock, exempt_loopback=settings.rate_limit_exempt_loopback)
+        self.rate_limiter.configure(
+            exempt_loopback=settings.rate_limit_exempt_loopback,
+            max_attempts=settings.rate_limit.get("maxAttempts"),
+            window_ms=settings.rate_limit.get("windowMs"),
+            lockout_ms=settings.rate_limit.get("lockoutMs"),
+        )
         self.presence = PresenceTracker(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )
@@ -88,6 +95,8 @@ class Gateway:
         self.runs = RunManager(
             clock, session_store, lambda: self.catalog, model_client, self.broadcast_event, self.sessions_changed
         )
+        self.heartbeat: Any = None  # the heartbeat service, when the tree has one
+        self.config_control: Any = None  # the reload service, for the config.* methods
         self.handshake = Handshake(self)
         self.methods = MethodRegistry()
         self.events: list[str] = list(CORE_EVENTS)
@@ -97,6 +106,23 @@ class Gateway:
         self.methods.add_all(chat.methods())
         self.methods.add_all(agent.methods())
         self.health.add_contributor(self._core_health)
+
+    def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None:
+        """Take a hot-reloaded config into use (the planner chose the ``actions``)."""
+        self.settings = settings
+        if plan_actions.RELOAD_CATALOG in actions:
+            # Built before anything changes: a config that cannot load leaves the old catalog.
+            self.catalog = Catalog.from_config(settings.config)
+        if plan_actions.RELOAD_RATE_LIMIT in actions:
+            self.rate_limiter.configure(
+                exempt_loopback=settings.rate_limit_exempt_loopback,
+                max_attempts=settings.rate_limit.get("maxAttempts"),
+                window_ms=settings.rate_limit.get("windowMs"),
+                lockout_ms=settings.rate_limit.get("lockoutMs"),
+            )
+        if plan_actions.RESTART_HEARTBEAT in actions and self.heartbeat is not None:
+            self.heartbeat.reschedule()
+        self.health.refresh()
 
     def current_config(self) -> Mapping[str, Any]:
         """The config as it is now; HTTP enable flags are read from here on every request."""

@@ -7,7 +7,8 @@ from typing import Any, Mapping
 import attrs
 
 from .agents.catalog import Catalog
-from .config.loader import ConfigError, config_path_for, default_state_dir, lookup, read_config_file
+from .config import snapshot as config_snapshot
+from .config.loader import ConfigError, config_path_for, default_state_dir, lookup
 from .protocol.constants import (
     DEFAULT_PORT,
     HANDSHAKE_TIMEOUT_MS,
@@ -38,6 +39,10 @@ class GatewaySettings:
     allowed_origins: tuple[str, ...] = ()
     auto_approve_local: bool = True
     rate_limit_exempt_loopback: bool = True
+    rate_limit: Mapping[str, int] = attrs.field(factory=dict)
+    reload_mode: str = "hybrid"
+    reload_debounce_ms: int = 300
+    strict_transport_security: str | None = None
     config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
@@ -71,15 +76,26 @@ def _positive_int(value: Any, name: str) -> int | None:
     return number
 
 
-def resolve_settings(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> GatewaySettings:
+def resolve_settings(
+    options: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    snapshot: config_snapshot.ConfigSnapshot | None = None,
+) -> GatewaySettings:
     """Combine the command line (``options``), the environment and the config file.
 
-    Raises :class:`ConfigError` with a message meant for the operator when the result cannot run.
+    ``snapshot`` is the already-read config file (the reloader passes the new one); without it
+    the file is read here. Raises :class:`ConfigError` with a message meant for the operator,
+    listing every problem, when the result cannot run.
     """
     env = os.environ if env is None else env
     state_dir = os.path.expanduser(options.get("state-dir") or default_state_dir(env))
     config_path = config_path_for(options.get("config"), state_dir, env)
-    config = read_config_file(config_path)
+    if snapshot is None:
+        snapshot = config_snapshot.read(config_path, env)
+    if not snapshot.valid:
+        problems = "\n  ".join(str(issue) for issue in snapshot.issues)
+        raise ConfigError(f"{config_path} is not a valid config:\n  {problems}")
+    config = snapshot.config
 
     port = _positive_int(
         _pick(options.get("port"), env.get("OPENCLAW_GATEWAY_PORT"), lookup(config, "gateway.port")), "port"
@@ -111,6 +127,7 @@ def resolve_settings(options: Mapping[str, Any], env: Mapping[str, str] | None =
     exempt_loopback = lookup(config, "gateway.auth.rateLimit.exemptLoopback", True)
 
     Catalog.from_config(config)  # models/agents mistakes stop start-up with a message, not a run later
+    hsts = lookup(config, "gateway.http.securityHeaders.strictTransportSecurity")
 
     return GatewaySettings(
         port=port,
@@ -123,5 +140,13 @@ def resolve_settings(options: Mapping[str, Any], env: Mapping[str, str] | None =
         allowed_origins=tuple(origins),
         auto_approve_local=auto_approve is not False,
         rate_limit_exempt_loopback=exempt_loopback is not False,
+        rate_limit={
+            key: value
+            for key, value in (lookup(config, "gateway.auth.rateLimit", {}) or {}).items()
+            if key in ("maxAttempts", "windowMs", "lockoutMs")
+        },
+        reload_mode=lookup(config, "gateway.reload.mode", "hybrid"),
+        reload_debounce_ms=lookup(config, "gateway.reload.debounceMs", 300),
+        strict_transport_security=hsts if isinstance(hsts, str) and hsts else None,
         config=config,
     )

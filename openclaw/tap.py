@@ -12,11 +12,11 @@ from typing import Any, Mapping
 import treq.client
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from .config import snapshot as config_snapshot
 from .config.loader import ConfigError
 from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
@@ -26,10 +26,12 @@ from .protocol.constants import DEFAULT_PORT
 from .providers.client import ModelClient
 from .services.agents import AgentService
 from .services.maintenance import PeriodicBroadcast
+from .services.reload import ConfigReloader
+from .services.runtime import GatewayRuntime, OrderedMultiService
 from .services.websocket import WebSocketService
 from .settings import GatewaySettings, resolve_settings
 from .stores import devices, sessions
-from .stores.sqlite import SQLiteDatabase
+from .stores.sqlite import SQLiteDatabase, ThreadExecutor
 
 DEVICE_DB_NAME = "devices.sqlite"
 SESSION_DB_NAME = "sessions.sqlite"
@@ -74,12 +76,9 @@ def _endpoint(reactor: Any, port: int, interface: str) -> Any:
     return TCP4ServerEndpoint(reactor, port, interface=interface)
 
 
-def makeService(options: Mapping[str, Any], reactor: Any = None) -> MultiService:
-    if reactor is None:
-        from twisted.internet import reactor
-    settings = _settings_from(options)
+def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[Any]]:
+    """A gateway and its services, in start order (state first, listeners last)."""
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
-
     store = devices.DeviceStore(
         SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, DEVICE_DB_NAME), devices.MIGRATIONS)
     )
@@ -91,42 +90,64 @@ def makeService(options: Mapping[str, Any], reactor: Any = None) -> MultiService
     http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=UPSTREAM_CONNECT_TIMEOUT_S))
     gateway = Gateway(settings, reactor, store, session_store, ModelClient(http, reactor))
 
-    root = MultiService()
-    root.setName("openclaw")
-    root.gateway = gateway  # what an embedding application talks to
+    def named(name: str, service: Any) -> Any:
+        service.setName(name)
+        return service
 
-    gateway.pairing.setName("pairing")
-    gateway.pairing.setServiceParent(root)
-    agents = AgentService(gateway, pool)
-    agents.setName("agents")
-    agents.setServiceParent(root)
-    gateway.event_loop.setName("event-loop")
-    gateway.event_loop.setServiceParent(root)
-    tick = PeriodicBroadcast(reactor, settings.tick_interval_ms / 1000.0, gateway.broadcast_tick, what="tick")
-    tick.setName("tick")
-    tick.setServiceParent(root)
-    health = PeriodicBroadcast(
-        reactor, settings.health_refresh_interval_ms / 1000.0, gateway.broadcast_health, what="health refresh"
-    )
-    health.setName("health")
-    health.setServiceParent(root)
-
+    children = [
+        named("pairing", gateway.pairing),
+        named("agents", AgentService(gateway, pool)),
+        named("event-loop", gateway.event_loop),
+        named("tick", PeriodicBroadcast(reactor, settings.tick_interval_ms / 1000.0, gateway.broadcast_tick, what="tick")),
+        named(
+            "health",
+            PeriodicBroadcast(
+                reactor, settings.health_refresh_interval_ms / 1000.0, gateway.broadcast_health, what="health refresh"
+            ),
+        ),
+    ]
     factory = GatewayWebSocketFactory(gateway, reactor=reactor)
-    websocket = WebSocketService(gateway, factory, reactor)
-    websocket.setName("websocket")
-    websocket.setServiceParent(root)
-
+    children.append(named("websocket", WebSocketService(gateway, factory, reactor)))
     site = GatewaySite(
-        GatewayRootResource(WebSocketResource(factory), GatewayHttpApp(gateway).resource()),
+        GatewayRootResource(
+            WebSocketResource(factory),
+            GatewayHttpApp(gateway).resource(),
+            lambda: gateway.settings.strict_transport_security,
+        ),
         reactor=reactor,
     )
-    listeners = MultiService()
-    listeners.setName("listeners")
+    listeners = OrderedMultiService()
     for index, interface in enumerate(settings.interfaces):
         listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface), site)
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
         listener._raiseSynchronously = index == 0
         listener.setName(interface)
         listener.setServiceParent(listeners)
-    listeners.setServiceParent(root)
+    children.append(named("listeners", listeners))
+    return gateway, children
+
+
+def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[str, str] | None = None) -> GatewayRuntime:
+    """The root service: ``reload`` plus the gateway tree (see :mod:`openclaw.services.runtime`).
+
+    ``root.gateway`` is what an embedding application talks to (it changes on a restart).
+    """
+    install_signals = reactor is None
+    if reactor is None:
+        from twisted.internet import reactor
+    env = dict(os.environ if env is None else env)
+    settings = _settings_from(options)
+    root = GatewayRuntime(reactor, settings, lambda current: build_tree(reactor, current), install_signals=install_signals)
+    initial = config_snapshot.read(settings.config_path, env) if settings.config_path else None
+    if initial is not None:
+        reloader = ConfigReloader(
+            reactor,
+            ThreadExecutor(reactor, "config-file"),
+            initial,
+            settings_for=lambda snapshot: resolve_settings(options, env, snapshot),
+            apply_hot=root.apply_hot,
+            restart=root.restart,
+            env=env,
+        )
+        root.attach_reloader(reloader)
     return root

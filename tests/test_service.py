@@ -129,7 +129,7 @@ class ServiceTreeTests(_TreeMixin, SynchronousTestCase):
         root, _ = self.build("--token", "secret")
         self.assertEqual(
             [service.name for service in root],
-            ["pairing", "agents", "event-loop", "tick", "health", "websocket", "listeners"],
+            ["reload", "pairing", "agents", "event-loop", "tick", "health", "websocket", "listeners"],
         )
 
     def test_loopback_has_ipv4_and_ipv6_listeners(self):
@@ -224,7 +224,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertFalse(root.gateway.accepting)
         self.assertEqual([service.running for service in root.getServiceNamed("listeners")], [0, 0])
-        self.assertEqual([service.running for service in root], [0] * 7)
+        self.assertEqual([service.running for service in root], [0] * 8)
 
     def test_periodic_services_run_on_the_injected_reactor(self):
         """Ticks are scheduled on the reactor given to makeService, never the global one."""
@@ -244,19 +244,17 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
 
     def test_ipv4_bind_failure_fails_start_up(self):
-        """If the primary address cannot bind, twistd must exit with the error instead of idling."""
+        """If the primary address cannot bind, start-up fails and what did start is stopped."""
         reactor = RefusingReactor(refused=("127.0.0.1",))
         root, _ = self.build("--token", "secret", reactor=reactor)
-        with self.assertRaises(CannotListenError):
-            root.startService()
-        reactor.run_thread_results(lambda: root.gateway.pairing.loaded and root.gateway.sessions_loaded)
-        # twistd exits here without stopping the half-started tree (::1 never started, and
-        # Twisted's endpoint service cannot stop unstarted); close the stores so no thread leaks.
-        root.running = 0
-        for name in ("pairing", "agents"):
-            closed = root.getServiceNamed(name).stopService()
-            reactor.run_thread_results(lambda: closed.called)
-            self.successResultOf(closed)
+        outcome: list = []
+        root.startService().addBoth(outcome.append)
+        reactor.run_thread_results(lambda: outcome)
+        self.assertTrue(outcome[0].check(CannotListenError), outcome[0])
+        reactor.run_thread_results(lambda: not root.getServiceNamed("agents").running)
+        self.flushLoggedErrors(CannotListenError)
+        self.assertFalse(root.running)
+        reactor.run_thread_results(lambda: not sqlite_threads())
         self.assertEqual(sqlite_threads(), [])
 
 

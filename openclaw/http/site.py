@@ -6,7 +6,7 @@ websocket`` and ``Connection: upgrade``) is handed to Autobahn's ``WebSocketReso
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
@@ -30,16 +30,22 @@ def is_websocket_upgrade(request: Any) -> bool:
 class GatewayRootResource(Resource):
     isLeaf = True
 
-    def __init__(self, websocket: WebSocketResource, http: Resource, strict_transport_security: str | None = None):
+    def __init__(
+        self,
+        websocket: WebSocketResource,
+        http: Resource,
+        strict_transport_security: Callable[[], str | None] | str | None = None,
+    ):
         super().__init__()
         self._websocket = websocket
         self._http = http
-        self._hsts = strict_transport_security
+        # A callable is read per request, so a reloaded HSTS setting applies at once.
+        self._hsts = strict_transport_security if callable(strict_transport_security) else (lambda: strict_transport_security)
 
     def render(self, request: Any) -> Any:
         if is_websocket_upgrade(request):
             return self._websocket.render(request)
-        apply_security_headers(request, self._hsts)
+        apply_security_headers(request, self._hsts())
         request.responseHeaders.removeHeader(b"server")  # no version banner, as in the reference
         if request.getHeader(b"upgrade"):
             request.setHeader(b"Connection", b"close")

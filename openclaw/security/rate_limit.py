@@ -56,6 +56,20 @@ class AuthRateLimiter:
         self._exempt_loopback = exempt_loopback
         self._windows: dict[tuple[str, str], _Window] = {}
 
+    def configure(
+        self,
+        *,
+        exempt_loopback: bool,
+        max_attempts: int | None = None,
+        window_ms: int | None = None,
+        lockout_ms: int | None = None,
+    ) -> None:
+        """New limits from a reloaded config; counts already made are kept."""
+        self._exempt_loopback = exempt_loopback
+        self._max_attempts = max_attempts or AUTH_RATE_LIMIT_MAX_ATTEMPTS
+        self._window = (window_ms or AUTH_RATE_LIMIT_WINDOW_MS) / 1000.0
+        self._lockout = (lockout_ms or AUTH_RATE_LIMIT_LOCKOUT_MS) / 1000.0
+
     def _exempt(self, address: str | None) -> bool:
         return self._exempt_loopback and is_loopback(address)
 

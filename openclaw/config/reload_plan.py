@@ -1,0 +1,134 @@
+"""What a config change needs: applied in place, a restart of the service tree, or nothing.
+
+One rule table decides, by the most specific matching prefix (``path == prefix`` or
+``path`` under ``prefix.``). A path no rule matches needs a restart: an unknown change is never
+assumed safe.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+
+HOT = "hot"
+RESTART = "restart"
+NONE = "none"
+
+# Hot actions, in the order they are applied.
+RELOAD_SETTINGS = "reload-settings"  # swap the settings object (read on next use)
+RELOAD_CATALOG = "reload-catalog"  # rebuild agents/models; running turns keep their model
+RESTART_HEARTBEAT = "restart-heartbeat"
+RELOAD_RATE_LIMIT = "reload-rate-limit"
+RELOAD_HOOKS = "reload-hooks"
+RELOAD_LOGGING = "reload-logging"
+ACTION_ORDER = (RELOAD_SETTINGS, RELOAD_CATALOG, RELOAD_RATE_LIMIT, RESTART_HEARTBEAT, RELOAD_HOOKS, RELOAD_LOGGING)
+
+_NOT_USED = (
+    "meta", "wizard", "identity", "update", "telemetry", "discovery", "channels", "plugins", "skills", "tools",
+    "messages", "commands", "cron", "browser", "ui", "talk", "audio", "bindings", "routing", "diagnostics",
+    "secrets", "auth", "approvals", "mcp", "memory", "canvasHost", "web", "$schema",
+)
+
+RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("gateway.remote", NONE, ()),
+    ("gateway.reload", NONE, ()),
+    ("gateway.http.endpoints", HOT, ()),
+    ("gateway.http.securityHeaders", HOT, ()),
+    ("gateway.controlUi", HOT, ()),
+    ("gateway.nodes", HOT, ()),
+    ("gateway.tools", HOT, ()),
+    ("gateway.trustedProxies", HOT, ()),
+    ("gateway.auth.rateLimit", HOT, (RELOAD_RATE_LIMIT,)),
+    ("gateway", RESTART, ()),  # port, bind, auth mode and secrets, TLS, mode, …
+    ("models", HOT, (RELOAD_CATALOG, RESTART_HEARTBEAT)),
+    ("agents", HOT, (RELOAD_CATALOG, RESTART_HEARTBEAT)),
+    ("agents.defaults.heartbeat", HOT, (RESTART_HEARTBEAT,)),
+    ("session", HOT, (RELOAD_CATALOG,)),
+    ("hooks", HOT, (RELOAD_HOOKS,)),
+    ("logging", HOT, (RELOAD_LOGGING,)),
+    *((name, NONE, ()) for name in _NOT_USED),
+)
+
+
+def _matches(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".")
+
+
+def rule_for(path: str) -> tuple[str, str, tuple[str, ...]] | None:
+    """The most specific rule for ``path``, or None (which means restart)."""
+    best = None
+    for rule in RULES:
+        if _matches(path, rule[0]) and (best is None or len(rule[0]) > len(best[0])):
+            best = rule
+    return best
+
+
+def classify(path: str) -> str:
+    rule = rule_for(path)
+    return rule[1] if rule is not None else RESTART
+
+
+def diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths whose value differs; objects recurse, arrays and scalars compare whole."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        changed: list[str] = []
+        for key in list(old) + [k for k in new if k not in old]:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                changed.append(path)
+            else:
+                changed.extend(diff_paths(old[key], new[key], path))
+        return changed
+    if old != new:
+        return [prefix or "<root>"]
+    return []
+
+
+@attrs.frozen
+class ReloadPlan:
+    changed_paths: tuple[str, ...]
+    restart: bool
+    restart_reasons: tuple[str, ...]
+    hot_paths: tuple[str, ...]
+    noop_paths: tuple[str, ...]
+    actions: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.changed_paths
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "changedPaths": list(self.changed_paths),
+            "restartGateway": self.restart,
+            "restartReasons": list(self.restart_reasons),
+            "hotReasons": list(self.hot_paths),
+            "noopPaths": list(self.noop_paths),
+            "actions": list(self.actions),
+        }
+
+
+def plan(old: Mapping[str, Any], new: Mapping[str, Any]) -> ReloadPlan:
+    changed = diff_paths(old, new)
+    restart_reasons, hot, noop = [], [], []
+    actions: set[str] = set()
+    for path in changed:
+        rule = rule_for(path)
+        if rule is None or rule[1] == RESTART:
+            restart_reasons.append(path)
+        elif rule[1] == HOT:
+            hot.append(path)
+            actions.add(RELOAD_SETTINGS)
+            actions.update(rule[2])
+        else:
+            noop.append(path)
+    if noop and not actions:
+        actions.add(RELOAD_SETTINGS)  # keep the running copy equal to the file
+    return ReloadPlan(
+        changed_paths=tuple(changed),
+        restart=bool(restart_reasons),
+        restart_reasons=tuple(restart_reasons),
+        hot_paths=tuple(hot),
+        noop_paths=tuple(noop),
+        actions=tuple(action for action in ACTION_ORDER if action in actions),
+    )

@@ -1,0 +1,294 @@
+"""The config file's JSON Schema: every key the gateway understands, strict.
+
+Each key may carry ``default``, a ``description``, ``x-sensitive`` (redacted by ``config.get``)
+and ``x-reload`` (``hot``: applied in place, ``restart``: the service tree restarts, ``none``:
+nothing to do). ``docs/configuration.md`` is generated from this document
+(``python -m openclaw.config.schema --markdown``) and a test keeps the two in step.
+
+Top-level sections the reference uses for features this gateway does not have (channels,
+plugins, cron, …) are accepted as free-form objects, so a reference config file starts here
+unchanged; they are marked "not used".
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterator
+
+Schema = dict[str, Any]
+
+
+def _obj(properties: dict[str, Schema], description: str = "", *, strict: bool = True, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    if strict:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    schema.update(extra)
+    return schema
+
+
+def _leaf(kind: Any, description: str, default: Any = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": kind, "description": description} if kind else {"description": description}
+    if default is not None:
+        schema["default"] = default
+    schema.update(extra)
+    return schema
+
+
+def _enum(values: tuple[Any, ...], description: str, default: Any = None, **extra: Any) -> Schema:
+    return _leaf(None, description, default, enum=list(values), **extra)
+
+
+def _secret(description: str) -> Schema:
+    return _leaf("string", description, **{"x-sensitive": True})
+
+
+def _free(description: str, **extra: Any) -> Schema:
+    return {"type": "object", "description": description, **extra}
+
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+NOT_USED = "accepted for compatibility with reference config files; not used by this gateway"
+
+MODEL_SELECTION = {
+    "anyOf": [
+        {"type": "string"},
+        _obj({"primary": {"type": "string"}, "fallbacks": _STRINGS}),
+    ],
+    "description": '"provider/model" or {primary, fallbacks}',
+}
+
+HEARTBEAT = _obj(
+    {
+        "every": _leaf("string", 'how often the heartbeat turn runs ("30m", "1h", "0m" disables)', "30m"),
+        "prompt": _leaf("string", "the message the heartbeat turn sends"),
+        "target": _leaf("string", "where replies go (owner, last, none or a channel)"),
+        "timeoutSeconds": _leaf("integer", "time limit of a heartbeat turn", minimum=1),
+    },
+    "the periodic agent turn",
+    **{"x-reload": "hot"},
+)
+
+PROVIDER = _obj(
+    {
+        "baseUrl": _leaf("string", "OpenAI-compatible base URL", pattern="^https?://"),
+        "apiKey": _secret("sent as Authorization: Bearer"),
+        "api": _enum(("openai-completions", "openai-responses"), "which OpenAI API to speak", "openai-completions"),
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "extra request headers"},
+        "models": {
+            "type": "array",
+            "description": "models this provider serves",
+            "items": _obj(
+                {
+                    "id": _leaf("string", "model id sent upstream", minLength=1),
+                    "name": _leaf("string", "display name"),
+                    "contextWindow": _leaf("integer", "context window in tokens", minimum=1),
+                    "maxTokens": _leaf("integer", "output token limit", minimum=1),
+                },
+                required=["id"],
+            ),
+        },
+    },
+    required=["baseUrl"],
+)
+
+GATEWAY = _obj(
+    {
+        "mode": _enum(("local", "remote"), "this process serves the gateway when local", "local"),
+        "port": _leaf("integer", "TCP port for WebSocket and HTTP", 18789, minimum=1, maximum=65535),
+        "bind": _leaf("string", "loopback, lan, or an interface address", "loopback"),
+        "customBindHost": _leaf("string", "address for bind=custom"),
+        "auth": _obj(
+            {
+                "mode": _enum(("none", "token", "password"), "how clients authenticate"),
+                "token": _secret("shared gateway token"),
+                "password": _secret("shared gateway password"),
+                "rateLimit": _obj(
+                    {
+                        "maxAttempts": _leaf("integer", "failures before lockout", 10, minimum=1),
+                        "windowMs": _leaf("integer", "window for counting failures", 60000, minimum=1),
+                        "lockoutMs": _leaf("integer", "lockout length", 300000, minimum=1),
+                        "exemptLoopback": _leaf("boolean", "never lock out loopback clients", True),
+                    },
+                    "failed-auth limiting",
+                    **{"x-reload": "hot"},
+                ),
+            },
+            "client authentication",
+        ),
+        "controlUi": _obj(
+            {
+                "enabled": _leaf("boolean", "serve the control UI", True),
+                "basePath": _leaf("string", "URL path of the control UI"),
+                "allowedOrigins": {**_STRINGS, "description": "browser origins allowed to connect"},
+            },
+            "browser clients",
+            **{"x-reload": "hot"},
+        ),
+        "tls": _free("TLS for the listener (enabled, certPath, keyPath, caPath, autoGenerate)", properties={
+            "enabled": _leaf("boolean", "serve TLS", False),
+            "autoGenerate": _leaf("boolean", "create a self-signed certificate when none is given"),
+            "certPath": _leaf("string", "PEM certificate chain"),
+            "keyPath": _leaf("string", "PEM private key"),
+            "caPath": _leaf("string", "PEM CA bundle for client certificates"),
+        }),
+        "reload": _obj(
+            {
+                "mode": _enum(("off", "hot", "restart", "hybrid"), "what a config change does", "hybrid"),
+                "debounceMs": _leaf("integer", "wait after the last change before reloading", 300, minimum=0),
+            },
+            "config hot reload",
+            **{"x-reload": "none"},
+        ),
+        "http": _obj(
+            {
+                "endpoints": _obj(
+                    {
+                        "chatCompletions": _obj(
+                            {"enabled": _leaf("boolean", "serve POST /v1/chat/completions", False), "images": _free("image input limits")},
+                        ),
+                        "responses": _obj(
+                            {
+                                "enabled": _leaf("boolean", "serve POST /v1/responses", False),
+                                "maxUrlParts": _leaf("integer", "URL-sourced parts per request", 8, minimum=0),
+                                "files": _free("file input limits"),
+                                "images": _free("image input limits"),
+                            },
+                        ),
+                    },
+                    "OpenAI-compatible endpoints (read on every request)",
+                    **{"x-reload": "hot"},
+                ),
+                "securityHeaders": _obj(
+                    {"strictTransportSecurity": {"anyOf": [{"type": "string"}, {"const": False}], "description": "HSTS header value"}},
+                    **{"x-reload": "hot"},
+                ),
+            },
+            "the HTTP side of the port",
+        ),
+        "nodes": _obj(
+            {
+                "pairing": _obj({"autoApproveLocal": _leaf("boolean", "pair loopback devices silently", True)}),
+                "commands": _obj({"allow": _STRINGS, "deny": _STRINGS}, "node command allow/deny lists"),
+                "browser": _free(NOT_USED),
+            },
+            "capability nodes",
+            **{"x-reload": "hot"},
+        ),
+        "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **{"x-reload": "hot"}),
+        "trustedProxies": {**_STRINGS, "description": "reverse proxies whose forwarding headers are trusted"},
+        "remote": _free("client-side settings for reaching a remote gateway", **{"x-reload": "none"}),
+        "tailscale": _free(NOT_USED),
+    },
+    "the gateway process",
+)
+
+CONFIG_SCHEMA: Schema = _obj(
+    {
+        "$schema": _leaf("string", "editor schema URL"),
+        "gateway": GATEWAY,
+        "models": _obj(
+            {
+                "providers": {"type": "object", "additionalProperties": PROVIDER, "description": "model servers by id"},
+                "catalogRefresh": _free(NOT_USED),
+                "mode": _leaf("string", NOT_USED),
+            },
+            "model providers",
+            **{"x-reload": "hot"},
+        ),
+        "agents": _obj(
+            {
+                "defaults": _obj(
+                    {
+                        "model": MODEL_SELECTION,
+                        "timeoutSeconds": _leaf("integer", "run time limit", 600, minimum=1),
+                        "heartbeat": HEARTBEAT,
+                        "workspace": _leaf("string", NOT_USED),
+                    },
+                    "settings every agent inherits",
+                ),
+                "list": {
+                    "type": "array",
+                    "description": "the agents; without a list there is one agent, main",
+                    "items": _obj(
+                        {
+                            "id": _leaf("string", "agent id", minLength=1),
+                            "name": _leaf("string", "display name"),
+                            "default": _leaf("boolean", "the default agent"),
+                            "model": MODEL_SELECTION,
+                            "identity": _free("name, emoji, avatar shown by clients"),
+                            "heartbeat": HEARTBEAT,
+                            "workspace": _leaf("string", NOT_USED),
+                        },
+                        required=["id"],
+                    ),
+                },
+            },
+            "agents",
+            **{"x-reload": "hot"},
+        ),
+        "session": _obj(
+            {
+                "mainKey": _leaf("string", "the main session's key", "main"),
+                "scope": _enum(("per-sender", "global"), "one session per sender or one shared", "per-sender"),
+            },
+            "session keys",
+            **{"x-reload": "hot"},
+        ),
+        "hooks": _free("webhook ingress", **{"x-reload": "hot"}),
+        "logging": _obj(
+            {
+                "level": _enum(("debug", "info", "warn", "error"), "minimum level written to the log file", "info"),
+            },
+            "logging",
+            **{"x-reload": "hot"},
+        ),
+        **{
+            name: _free(NOT_USED, **{"x-reload": "none"})
+            for name in (
+                "meta", "wizard", "identity", "update", "telemetry", "discovery", "channels", "plugins", "skills",
+                "tools", "messages", "commands", "cron", "browser", "ui", "talk", "audio", "bindings", "routing",
+                "diagnostics", "secrets", "auth", "approvals", "mcp", "memory", "canvasHost", "web",
+            )
+        },
+    },
+    "OpenClaw gateway configuration",
+)
+
+
+def walk(schema: Schema = CONFIG_SCHEMA, prefix: str = "") -> Iterator[tuple[str, Schema]]:
+    """Every named key as (dotted path, schema node), parents before children."""
+    for name, node in schema.get("properties", {}).items():
+        path = f"{prefix}.{name}" if prefix else name
+        yield path, node
+        if node.get("type") == "object" and "properties" in node:
+            yield from walk(node, path)
+
+
+def sensitive_paths() -> list[str]:
+    return [path for path, node in walk() if node.get("x-sensitive")]
+
+
+def markdown() -> str:
+    """The key table for docs/configuration.md."""
+    from .reload_plan import classify
+
+    lines = ["| key | type | default | on change | meaning |", "|---|---|---|---|---|"]
+    for path, node in walk():
+        if path == "$schema":
+            continue
+        kind = node.get("type") or ("one of " + ", ".join(f"`{v}`" for v in node["enum"]) if "enum" in node else "see text")
+        if isinstance(kind, list):
+            kind = " or ".join(kind)
+        default = f"`{node['default']}`" if "default" in node else ""
+        lines.append(f"| `{path}` | {kind} | {default} | {classify(path)} | {node.get('description', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if "--markdown" in sys.argv:
+        sys.stdout.write(markdown())
+    else:
+        import json
+
+        json.dump(CONFIG_SCHEMA, sys.stdout, indent=2)

@@ -1,0 +1,225 @@
+"""The ``reload`` service: notices config file changes and applies them per ``gateway.reload.mode``.
+
+The file is polled on the injected clock (a ``stat`` on the worker thread: mtime, size, inode)
+and also checked at once on SIGHUP; a change (re)starts the debounce timer, and when it fires the
+file is read and hashed off the reactor thread. An unchanged hash (our own ``config.set`` echo)
+is ignored; an invalid file is logged and skipped, the running config untouched. Otherwise the
+planner decides: hot changes are applied to the running gateway in order, restart-class changes
+restart the service tree in-process (hybrid and restart modes), hot mode only logs them.
+
+Reloads are single-flight: a change noticed while one runs is picked up right after it.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from ..config import snapshot as config_snapshot
+from ..config.loader import ConfigError, lookup
+from ..config.reload_plan import ReloadPlan, plan
+from ..config.writer import write_atomically
+
+if TYPE_CHECKING:
+    from ..settings import GatewaySettings
+
+POLL_INTERVAL_S = 0.25
+RESTART_COOLDOWN_S = 30.0
+DEFAULT_RESTART_DELAY_MS = 0
+
+FileState = tuple[int, int, int] | None  # (mtime_ns, size, inode)
+
+
+def _stat(path: str) -> FileState:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+class ConfigReloader(Service):
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        executor: Any,
+        snapshot: config_snapshot.ConfigSnapshot,
+        settings_for: Callable[[config_snapshot.ConfigSnapshot], "GatewaySettings"],
+        apply_hot: Callable[["GatewaySettings", ReloadPlan], None],
+        restart: Callable[[str], Deferred],
+        env: Mapping[str, str] | None = None,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ):
+        self._clock = clock
+        self._executor = executor
+        self.snapshot = snapshot
+        self._settings_for = settings_for
+        self._apply_hot = apply_hot
+        self._restart = restart
+        self._env = dict(os.environ if env is None else env)
+        self._poll_interval = poll_interval_s
+        self._poller: LoopingCall | None = None
+        self._file_state: FileState = None
+        self._debounce: IDelayedCall | None = None
+        self._running_reload: Deferred | None = None
+        self._pending = False
+        self._restart_call: IDelayedCall | None = None
+        self._last_restart_at: float | None = None
+        self.last_decision: dict[str, Any] | None = None
+
+    def current_settings(self) -> "GatewaySettings":
+        return self._settings_for(self.snapshot)
+
+    @property
+    def path(self) -> str:
+        return self.snapshot.path
+
+    def _mode(self) -> str:
+        return lookup(self.snapshot.config, "gateway.reload.mode", "hybrid")
+
+    def _debounce_s(self) -> float:
+        return max(0, int(lookup(self.snapshot.config, "gateway.reload.debounceMs", 300))) / 1000.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def startService(self) -> Deferred:
+        super().startService()
+        d = self._executor.submit(lambda: _stat(self.path))
+
+        def begin(state: FileState) -> None:
+            self._file_state = state
+            self._poller = LoopingCall(self._poll)
+            self._poller.clock = self._clock
+            self._poller.start(self._poll_interval, now=False).addErrback(
+                lambda failure: self._log.failure("config poller stopped", failure)
+            )
+
+        return d.addCallback(begin)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        for call in (self._debounce, self._restart_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._debounce = self._restart_call = None
+        self._executor.stop()
+        return succeed(None)
+
+    # -- noticing changes --------------------------------------------------------------------
+
+    def _poll(self) -> Deferred:
+        def compare(state: FileState) -> None:
+            if state != self._file_state:
+                self._file_state = state
+                self.schedule()
+
+        return self._executor.submit(lambda: _stat(self.path)).addCallback(compare)
+
+    def check_now(self) -> None:
+        """SIGHUP: read the file now, whether or not its stat changed."""
+        self._start_reload()
+
+    def schedule(self) -> None:
+        """A change was seen: (re)start the debounce timer."""
+        if self._debounce is not None and self._debounce.active():
+            self._debounce.reset(self._debounce_s())
+        else:
+            self._debounce = self._clock.callLater(self._debounce_s(), self._start_reload)
+
+    def _start_reload(self) -> None:
+        self._debounce = None
+        if self._running_reload is not None:
+            self._pending = True
+            return
+        d = self._running_reload = self._executor.submit(lambda: config_snapshot.read(self.path, self._env))
+        d.addCallback(self.consider)
+        d.addErrback(lambda failure: self._log.failure("config reload failed", failure))
+        d.addBoth(self._reload_done)
+
+    def _reload_done(self, _: Any) -> None:
+        self._running_reload = None
+        if self._pending:
+            self._pending = False
+            self._start_reload()
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _record(self, decision: str, reason: str, **extra: Any) -> None:
+        self.last_decision = {"decision": decision, "reason": reason, "ts": int(self._clock.seconds() * 1000), **extra}
+        self._log.info("config reload: {decision} ({reason})", decision=decision, reason=reason)
+
+    def consider(self, new: config_snapshot.ConfigSnapshot) -> ReloadPlan | None:
+        """Apply ``new`` if it differs from what runs; returns the plan acted on (None if skipped)."""
+        if not new.exists:
+            self._record("skipped", "config file not found")
+            return None
+        if new.hash == self.snapshot.hash:
+            return None
+        if not new.valid:
+            self._record("skipped", f"invalid config: {new.issue_summary()}")
+            self._log.warn("config reload skipped (invalid config): {issues}", issues=new.issue_summary(10))
+            return None
+        try:
+            settings = self._settings_for(new)
+        except ConfigError as exc:
+            self._record("skipped", f"invalid config: {exc}")
+            return None
+        old = self.snapshot
+        self.snapshot = new
+        change = plan(old.config, new.config)
+        if change.empty:
+            return change
+        mode = self._mode()
+        if mode == "off":
+            self._record("ignored", "config reload disabled (gateway.reload.mode=off)", **change.summary())
+            return change
+        if mode == "restart" or (mode == "hybrid" and change.restart):
+            self._record("restart", ", ".join(change.restart_reasons or change.changed_paths), **change.summary())
+            self.request_restart("config change")
+            return change
+        if change.restart:  # hot mode
+            self._record("ignored", "requires gateway restart; hot mode ignoring " + ", ".join(change.restart_reasons), **change.summary())
+            return change
+        self._apply_hot(settings, change)
+        self._record("hot", ", ".join(change.changed_paths), **change.summary())
+        return change
+
+    def request_restart(self, reason: str, delay_ms: int = DEFAULT_RESTART_DELAY_MS) -> bool:
+        """Queue one in-process restart (coalesced, at most one per 30 s cycle); False if one is queued."""
+        if self._restart_call is not None and self._restart_call.active():
+            return False
+        delay = delay_ms / 1000.0
+        if self._last_restart_at is not None:
+            delay = max(delay, self._last_restart_at + RESTART_COOLDOWN_S - self._clock.seconds())
+        self._restart_call = self._clock.callLater(max(0.0, delay), self._do_restart, reason)
+        return True
+
+    def _do_restart(self, reason: str) -> None:
+        self._restart_call = None
+        self._last_restart_at = self._clock.seconds()
+        self._restart(reason).addErrback(lambda failure: self._log.failure("in-process restart failed", failure))
+
+    # -- writes from config.* RPCs ----------------------------------------------------------
+
+    def write(self, text: str) -> Deferred:
+        """Persist ``text`` atomically; fires with the new snapshot (already considered)."""
+
+        def persist() -> tuple[config_snapshot.ConfigSnapshot, FileState]:
+            write_atomically(self.path, text)
+            return config_snapshot.read(self.path, self._env), _stat(self.path)
+
+        def written(result: tuple[config_snapshot.ConfigSnapshot, FileState]) -> config_snapshot.ConfigSnapshot:
+            new, state = result
+            self._file_state = state  # our own write: the poller should not see it as news
+            return new
+
+        return self._executor.submit(persist).addCallback(written)

@@ -1,0 +1,153 @@
+"""The root service: the ``reload`` service plus the gateway's service tree, restartable in-process.
+
+Children start one after another, each waiting for the previous one's asynchronous start (stores
+load before the listeners open), and stop in reverse order the same way (the port closes first,
+the stores last). A restart stops the tree (clients get ``shutdown`` with ``restartExpectedMs``
+and close 1012), builds a new one from the current settings, and starts it: same process, same
+port when unchanged, the reload service untouched.
+"""
+from __future__ import annotations
+
+import signal
+from typing import Any, Callable
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+RESTART_EXPECTED_MS = 1500
+
+
+class OrderedMultiService(MultiService):
+    """A MultiService whose start and stop wait for each child before the next."""
+
+    _log = Logger()
+
+    def startService(self) -> Deferred:
+        Service.startService(self)
+        return self._start_from(list(self), 0)
+
+    def _start_from(self, children: list[Any], index: int) -> Deferred:
+        # Synchronous failures (the first listener failing to bind) raise right here, so twistd
+        # reports them and exits instead of idling with nothing listening.
+        while index < len(children):
+            result = children[index].startService()
+            index += 1
+            if isinstance(result, Deferred):
+                if result.called and isinstance(result.result, Failure):
+                    result.result.raiseException()
+                if not result.called:
+                    return result.addCallback(lambda _, i=index: self._start_from(children, i))
+        return succeed(None)
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        return self._stop_all(list(reversed(list(self))))
+
+    @inlineCallbacks
+    def _stop_all(self, children: list[Any]) -> Any:
+        for child in children:
+            if not child.running:
+                continue
+            try:
+                yield maybeDeferred(child.stopService)
+            except Exception:
+                self._log.failure("stopping {name} failed", name=child.name)
+
+
+class GatewayRuntime(OrderedMultiService):
+    """``reload`` first, then the tree ``build_tree(settings)`` returns, swappable on restart."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, settings: Any, build_tree: Callable[[Any], tuple[Any, list[Service]]], install_signals: bool = False):
+        super().__init__()
+        self.setName("openclaw")
+        self._reactor = reactor
+        self._build_tree = build_tree
+        self._install_signals = install_signals
+        self._previous_handlers: dict[int, Any] = {}
+        self.settings = settings
+        self.restarts = 0
+        self.gateway, children = build_tree(settings)
+        for child in children:
+            child.setServiceParent(self)
+        self.reloader: Any = None
+
+    def attach_reloader(self, reloader: Service) -> None:
+        reloader.setName("reload")
+        # First child: it starts before the tree and stops after it.
+        reloader.setServiceParent(self)
+        self.services.remove(reloader)
+        self.services.insert(0, reloader)
+        self.reloader = reloader
+        self.gateway.config_control = reloader
+
+    def startService(self) -> Deferred:
+        if self._install_signals:
+            self._handle(signal.SIGHUP, lambda: self.reloader.check_now() if self.reloader is not None else None)
+            self._handle(signal.SIGUSR1, lambda: self._signalled_restart())
+        try:
+            d = super().startService()
+        except Exception:
+            d = fail()
+        return d.addErrback(self._start_failed)
+
+    def _start_failed(self, failure: Failure) -> Failure:
+        """Stop what did start; under twistd also stop the reactor, so the process exits."""
+        self._log.failure("the gateway could not start", failure)
+        stopping = self.stopService()
+        if self._install_signals:
+            stopping.addBoth(lambda _: self._reactor.stop())
+        return failure
+
+    def stopService(self) -> Deferred:
+        for number, previous in self._previous_handlers.items():
+            signal.signal(number, previous)
+        self._previous_handlers.clear()
+        return super().stopService()
+
+    def _handle(self, number: int, action: Callable[[], Any]) -> None:
+        self._previous_handlers[number] = signal.signal(number, lambda *_: self._reactor.callFromThread(action))
+
+    def _signalled_restart(self) -> None:
+        if self.reloader is None:
+            self._log.warn("SIGUSR1: restart skipped, no reload service to carry it out")
+            return
+        self._log.info("SIGUSR1: in-process restart requested")
+        self.reloader.request_restart("SIGUSR1")
+
+    def apply_hot(self, settings: Any, plan: Any) -> None:
+        self.settings = settings
+        self.gateway.apply_settings(settings, plan.actions)
+
+    @inlineCallbacks
+    def restart(self, reason: str) -> Any:
+        """Stop the tree, build a new one from the current settings, start it."""
+        self._log.info("restarting the gateway in-process ({reason})", reason=reason)
+        tree = [child for child in self if child is not self.reloader]
+        websocket = self.getServiceNamed("websocket") if "websocket" in self.namedServices else None
+        if websocket is not None:
+            websocket.restart_expected_ms = RESTART_EXPECTED_MS
+            websocket.shutdown_reason = "gateway restarting"
+        for child in reversed(tree):
+            if child.running:
+                try:
+                    yield maybeDeferred(child.stopService)
+                except Exception:
+                    self._log.failure("stopping {name} for restart failed", name=child.name)
+            yield maybeDeferred(child.disownServiceParent)
+        if self.reloader is not None:
+            self.settings = self.reloader.current_settings()
+        self.gateway, children = self._build_tree(self.settings)
+        if self.reloader is not None:
+            self.gateway.config_control = self.reloader
+        self.restarts += 1
+        # Add without MultiService's start-on-add, then start in order and wait for each.
+        was_running, self.running = self.running, 0
+        for child in children:
+            child.setServiceParent(self)
+        self.running = was_running
+        if was_running:
+            yield self._start_from(children, 0)
