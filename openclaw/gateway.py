@@ -19,7 +19,7 @@ from .agents.runs import RunManager
 from .config import reload_plan as plan_actions
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter
-from .methods import agent, chat, devices, sessions, system
+from .methods import agent, chat, config, devices, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
@@ -49,6 +49,7 @@ CORE_EVENTS = (
     "agent",
     "chat",
     "sessions.changed",
+    "config.changed",
 )
 
 
@@ -105,6 +106,7 @@ class Gateway:
         self.methods.add_all(sessions.methods())
         self.methods.add_all(chat.methods())
         self.methods.add_all(agent.methods())
+        self.methods.add_all(config.methods())
         self.health.add_contributor(self._core_health)
 
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None:
@@ -196,7 +198,20 @@ class Gateway:
             ],
             "sessions": sessions,
             "runs": {"active": self.runs.active_count, "queued": self.runs.queued_count},
+            "configReload": self._config_reload_state(),
             "eventLoop": self.event_loop.summary(),
+        }
+
+    def _config_reload_state(self) -> dict[str, Any]:
+        control = self.config_control
+        if control is None:
+            return {"mode": "off", "watching": False}
+        return {
+            "mode": self.settings.reload_mode,
+            "watching": True,
+            "path": control.path,
+            "hash": control.snapshot.hash,
+            "lastDecision": control.last_decision,
         }
 
     def state_version(self) -> dict[str, int]:

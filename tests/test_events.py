@@ -399,6 +399,12 @@ class HelloSnapshotTests(TestCase):
                 "agent.wait",
                 "models.list",
                 "agents.list",
+                "config.get",
+                "config.schema",
+                "config.schema.lookup",
+                "config.set",
+                "config.patch",
+                "config.apply",
                 "test.visible",
             },
         )

@@ -68,16 +68,25 @@ def classify(path: str) -> str:
     return rule[1] if rule is not None else RESTART
 
 
+_ABSENT = object()
+
+
 def diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted paths whose value differs; objects recurse, arrays and scalars compare whole."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         changed: list[str] = []
         for key in list(old) + [k for k in new if k not in old]:
             path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old or key not in new:
-                changed.append(path)
+            before = old.get(key, _ABSENT)
+            after = new.get(key, _ABSENT)
+            if before is _ABSENT or after is _ABSENT:
+                # An added or removed object counts by its leaves, so adding
+                # gateway.http.endpoints is as hot as changing it.
+                present = after if before is _ABSENT else before
+                leaves = diff_paths({}, present, path) if isinstance(present, Mapping) and present else []
+                changed.extend(leaves or [path])
             else:
-                changed.extend(diff_paths(old[key], new[key], path))
+                changed.extend(diff_paths(before, after, path))
         return changed
     if old != new:
         return [prefix or "<root>"]

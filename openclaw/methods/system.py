@@ -58,6 +58,7 @@ def status(ctx: RequestContext) -> dict[str, Any]:
             ],
         },
         "connections": gateway.clients.counts(),
+        "configReload": snapshot.get("configReload"),
         "eventLoop": gateway.event_loop.summary(),
         "processMemory": process_memory(),
         "uptimeMs": gateway.uptime_ms(),

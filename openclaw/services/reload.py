@@ -73,6 +73,12 @@ class ConfigReloader(Service):
         self._restart_call: IDelayedCall | None = None
         self._last_restart_at: float | None = None
         self.last_decision: dict[str, Any] | None = None
+        # Called with a ``config.changed`` payload whenever a new config is taken into use.
+        self.on_change: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        return self._env
 
     def current_settings(self) -> "GatewaySettings":
         return self._settings_for(self.snapshot)
@@ -157,7 +163,7 @@ class ConfigReloader(Service):
         self.last_decision = {"decision": decision, "reason": reason, "ts": int(self._clock.seconds() * 1000), **extra}
         self._log.info("config reload: {decision} ({reason})", decision=decision, reason=reason)
 
-    def consider(self, new: config_snapshot.ConfigSnapshot) -> ReloadPlan | None:
+    def consider(self, new: config_snapshot.ConfigSnapshot, restart_delay_ms: int = DEFAULT_RESTART_DELAY_MS) -> ReloadPlan | None:
         """Apply ``new`` if it differs from what runs; returns the plan acted on (None if skipped)."""
         if not new.exists:
             self._record("skipped", "config file not found")
@@ -182,9 +188,10 @@ class ConfigReloader(Service):
         if mode == "off":
             self._record("ignored", "config reload disabled (gateway.reload.mode=off)", **change.summary())
             return change
+        self._announce(new, change)
         if mode == "restart" or (mode == "hybrid" and change.restart):
             self._record("restart", ", ".join(change.restart_reasons or change.changed_paths), **change.summary())
-            self.request_restart("config change")
+            self.request_restart("config change", restart_delay_ms)
             return change
         if change.restart:  # hot mode
             self._record("ignored", "requires gateway restart; hot mode ignoring " + ", ".join(change.restart_reasons), **change.summary())
@@ -192,6 +199,21 @@ class ConfigReloader(Service):
         self._apply_hot(settings, change)
         self._record("hot", ", ".join(change.changed_paths), **change.summary())
         return change
+
+    def _announce(self, new: config_snapshot.ConfigSnapshot, change: ReloadPlan) -> None:
+        if self.on_change is not None:
+            self.on_change(
+                {
+                    "hash": new.hash,
+                    "changedPaths": list(change.changed_paths),
+                    "restart": change.restart,
+                    "ts": int(self._clock.seconds() * 1000),
+                }
+            )
+
+    def read_current(self) -> Deferred:
+        """The file as it is now (off the reactor thread), valid or not."""
+        return self._executor.submit(lambda: config_snapshot.read(self.path, self._env))
 
     def request_restart(self, reason: str, delay_ms: int = DEFAULT_RESTART_DELAY_MS) -> bool:
         """Queue one in-process restart (coalesced, at most one per 30 s cycle); False if one is queued."""

@@ -83,6 +83,7 @@ class GatewayRuntime(OrderedMultiService):
         self.services.insert(0, reloader)
         self.reloader = reloader
         self.gateway.config_control = reloader
+        reloader.on_change = lambda payload: self.gateway.clients.broadcast("config.changed", payload)
 
     def startService(self) -> Deferred:
         if self._install_signals:

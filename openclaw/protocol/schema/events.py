@@ -41,6 +41,10 @@ EVENT_PAYLOADS = {
         ("runId", "sessionKey", "seq", "state"),
         closed=False,
     ),
+    "config.changed": obj(
+        {"hash": NON_EMPTY, "changedPaths": array({"type": "string"}), "restart": {"type": "boolean"}, "ts": integer(0)},
+        ("hash", "changedPaths", "restart", "ts"),
+    ),
     "sessions.changed": obj(
         {"sessionKey": NON_EMPTY, "agentId": {"type": ["string", "null"]}, "reason": {"type": "string"}, "ts": integer(0)},
         ("sessionKey", "ts"),

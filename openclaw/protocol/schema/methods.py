@@ -4,6 +4,7 @@ Later method families add their params here, next to the ones they extend, so th
 exported schema document stays complete.
 """
 from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, array, integer, obj, string
+from .config import CONFIG_METHOD_PARAMS
 from .sessions import SESSION_METHOD_PARAMS
 
 SYSTEM_EVENT = obj(
@@ -46,4 +47,5 @@ METHOD_PARAMS = {
     ),
     "device.token.revoke": obj({"deviceId": NON_EMPTY, "role": NON_EMPTY}, ("deviceId", "role")),
     **SESSION_METHOD_PARAMS,
+    **CONFIG_METHOD_PARAMS,
 }

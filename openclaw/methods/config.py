@@ -1,0 +1,210 @@
+"""``config.get``, ``config.schema``, ``config.schema.lookup``, ``config.set``, ``config.patch``,
+``config.apply`` (protocol §9.5, http spec §4).
+
+Secrets never leave: ``config.get`` shows them as ``__OPENCLAW_REDACTED__`` in the object and
+in the raw text, and a write that sends the sentinel back keeps the stored secret. Writes are
+optimistic: once the file exists, ``baseHash`` (the ``hash`` from ``config.get``) is required and
+must still match. A write is persisted atomically and then goes through the same reload path as
+an edit of the file (hot apply or in-process restart, per ``gateway.reload.mode``).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import json5
+from twisted.internet.defer import inlineCallbacks
+
+from ..config import snapshot as config_snapshot
+from ..config.redaction import SentinelError, redact, redact_raw, restore, restore_raw
+from ..config.reload_plan import classify, diff_paths
+from ..config.schema import CONFIG_SCHEMA
+from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
+from ..security.scopes import ADMIN, READ
+from .registry import MethodSpec, RequestContext
+
+SCHEMA_VERSION = 1
+
+
+def _control(ctx: RequestContext) -> Any:
+    control = ctx.gateway.config_control
+    if control is None:
+        raise GatewayError(UNAVAILABLE, "config management is not available: the gateway runs without a config file path")
+    return control
+
+
+def _redacted_view(snapshot: config_snapshot.ConfigSnapshot) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "path": snapshot.path,
+        "exists": snapshot.exists,
+        "valid": snapshot.valid,
+        "hash": snapshot.hash,
+        "issues": [issue.to_wire() for issue in snapshot.issues],
+        "warnings": [],
+    }
+    if snapshot.valid and snapshot.raw is not None:
+        view.update(
+            raw=redact_raw(snapshot.raw, snapshot.parsed),
+            parsed=redact(snapshot.parsed),
+            config=redact(snapshot.config),
+        )
+    else:
+        view.update(raw=None, parsed=None, config={})
+    return view
+
+
+@inlineCallbacks
+def config_get(ctx: RequestContext) -> Any:
+    snapshot = yield _control(ctx).read_current()
+    return _redacted_view(snapshot)
+
+
+def config_schema(ctx: RequestContext) -> dict[str, Any]:
+    return {"schema": CONFIG_SCHEMA, "uiHints": {}, "version": SCHEMA_VERSION, "generatedAt": None}
+
+
+def config_schema_lookup(ctx: RequestContext) -> dict[str, Any]:
+    path = ctx.params["path"]
+    node: Any = CONFIG_SCHEMA
+    for part in path.split("."):
+        properties = node.get("properties", {}) if isinstance(node, dict) else {}
+        if part in properties:
+            node = properties[part]
+        elif isinstance(node, dict) and isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            raise invalid_request("config schema path not found")
+    children = [
+        {"key": name, "path": f"{path}.{name}", "type": child.get("type"), "reload": classify(f"{path}.{name}")}
+        for name, child in (node.get("properties") or {}).items()
+    ]
+    schema = {key: value for key, value in node.items() if key != "properties"}
+    return {"path": path, "schema": schema, "reload": classify(path), "children": children}
+
+
+def _check_base_hash(current: config_snapshot.ConfigSnapshot, base_hash: str | None) -> None:
+    if not current.exists:
+        return
+    if not base_hash:
+        raise invalid_request("config base hash required; re-run config.get and retry")
+    if base_hash != current.hash:
+        raise invalid_request("config changed since last load; re-run config.get and retry")
+
+
+def _parse_raw(raw: str, method: str) -> Any:
+    try:
+        return json5.loads(raw)
+    except ValueError as exc:
+        raise invalid_request(f"invalid {method} params: raw is not valid JSON5: {exc}") from None
+
+
+def _rejected(snapshot: config_snapshot.ConfigSnapshot) -> GatewayError:
+    return invalid_request(
+        f"invalid config: {snapshot.issue_summary()}", {"issues": [issue.to_wire() for issue in snapshot.issues]}
+    )
+
+
+@inlineCallbacks
+def _write(ctx: RequestContext, text: str, restart_delay_ms: int = 0) -> Any:
+    """Validate, persist, and run the new file through the reloader; fires with (snapshot, plan)."""
+    control = _control(ctx)
+    candidate = config_snapshot.parse(text, control.path, control.environment)
+    if not candidate.valid:
+        raise _rejected(candidate)
+    written = yield control.write(text)
+    plan = control.consider(written, restart_delay_ms)
+    return written, plan
+
+
+def _restored_text(raw: str, parsed: Any, current: config_snapshot.ConfigSnapshot) -> str:
+    try:
+        return restore_raw(raw, parsed, current.parsed or {})
+    except SentinelError as exc:
+        raise invalid_request(str(exc)) from None
+
+
+@inlineCallbacks
+def config_set(ctx: RequestContext) -> Any:
+    params = ctx.params
+    current = yield _control(ctx).read_current()
+    _check_base_hash(current, params.get("baseHash"))
+    parsed = _parse_raw(params["raw"], "config.set")
+    if not isinstance(parsed, dict):
+        raise invalid_request("config.set raw must be an object")
+    text = _restored_text(params["raw"], parsed, current)
+    written, _ = yield _write(ctx, text)
+    return {"ok": True, "path": written.path, "hash": written.hash, "config": redact(written.config)}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge, ``null`` deletes, anything else (arrays included) replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@inlineCallbacks
+def config_patch(ctx: RequestContext) -> Any:
+    params = ctx.params
+    current = yield _control(ctx).read_current()
+    _check_base_hash(current, params.get("baseHash"))
+    if current.exists and not current.valid:
+        raise invalid_request(f"{current.issue_summary()}; fix the config file before patching")
+    patch = _parse_raw(params["raw"], "config.patch")
+    if not isinstance(patch, dict):
+        raise invalid_request("config.patch raw must be an object")
+    try:
+        patch = restore(patch, current.parsed or {})
+    except SentinelError as exc:
+        raise invalid_request(str(exc)) from None
+    base = current.parsed or {}
+    merged = merge_patch(base, patch)
+    changed = diff_paths(base, merged)
+    if not changed:
+        return {"ok": True, "noop": True, "changedPaths": [], "path": current.path, "config": redact(current.config)}
+    text = json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
+    written, plan = yield _write(ctx, text, params.get("restartDelayMs") or 0)
+    return {
+        "ok": True,
+        "path": written.path,
+        "hash": written.hash,
+        "config": redact(written.config),
+        "changedPaths": changed,
+        "restart": bool(plan and plan.restart),
+    }
+
+
+@inlineCallbacks
+def config_apply(ctx: RequestContext) -> Any:
+    params = ctx.params
+    current = yield _control(ctx).read_current()
+    _check_base_hash(current, params.get("baseHash"))
+    parsed = _parse_raw(params["raw"], "config.apply")
+    if not isinstance(parsed, dict):
+        raise invalid_request("config.apply raw must be an object")
+    text = _restored_text(params["raw"], parsed, current)
+    written, plan = yield _write(ctx, text, params.get("restartDelayMs") or 0)
+    return {
+        "ok": True,
+        "path": written.path,
+        "hash": written.hash,
+        "config": redact(written.config),
+        "restart": bool(plan and plan.restart),
+    }
+
+
+def methods() -> list[MethodSpec]:
+    return [
+        MethodSpec("config.get", config_get, scope=READ),
+        MethodSpec("config.schema", config_schema, scope=READ),
+        MethodSpec("config.schema.lookup", config_schema_lookup, scope=READ),
+        MethodSpec("config.set", config_set, scope=ADMIN),
+        MethodSpec("config.patch", config_patch, scope=ADMIN),
+        MethodSpec("config.apply", config_apply, scope=ADMIN),
+    ]
