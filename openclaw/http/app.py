@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from klein import Klein
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ..security.scopes import READ, WRITE
@@ -45,6 +46,28 @@ def json_body(request: Any, status: int, body: Any) -> bytes:
     return encoded
 
 
+class _NonUtf8PathGuard(Resource):
+    """Klein cannot route a path that does not percent-decode to UTF-8: it answers a bare 400 of
+    its own and logs an error. Such a path can only be a model id (``/v1/models/%E0%A4``, which
+    ``get_model`` answers 400 ``Invalid model id encoding.``) or no route at all (plain 404)."""
+
+    isLeaf = True
+
+    def __init__(self, app: "GatewayHttpApp", klein: Any):
+        super().__init__()
+        self._app = app
+        self._klein = klein
+
+    def render(self, request: Any) -> Any:
+        try:
+            b"/".join(request.postpath).decode("utf-8")
+        except UnicodeDecodeError:
+            if request.path.startswith(b"/v1/models/"):
+                return self._app.get_model(request, "")
+            return plain_text(request, 404, "Not Found")
+        return self._klein.render(request)
+
+
 class GatewayHttpApp:
     app = Klein()
     _log = Logger()
@@ -54,7 +77,7 @@ class GatewayHttpApp:
         self._responses = ResponsesEndpoint(gateway)
 
     def resource(self) -> Any:
-        return self.app.resource()
+        return _NonUtf8PathGuard(self, self.app.resource())
 
     def _authenticated(self, request: Any) -> bool:
         return check_bearer(self._gateway.settings.auth, bearer_token(request))

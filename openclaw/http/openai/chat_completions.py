@@ -15,7 +15,7 @@ from ...agents.runs import STATUS_OK, Run
 from .common import HttpError, write_error, write_json
 from .runs import answer_text, run_error, start_http_run, token_usage
 from .sse import SSEWriter
-from .targets import requested_session_key, resolve_agent, session_key
+from .targets import canonical_explicit_key, requested_session_key, resolve_agent, session_key
 
 if TYPE_CHECKING:
     from ...gateway import Gateway
@@ -159,7 +159,7 @@ def handle(gateway: "Gateway", request: Any, body: dict[str, Any]) -> Any:
     model = body.get("model", "openclaw")
     agent_id = resolve_agent(gateway, request, model)
     explicit = requested_session_key(request)
-    key = session_key(agent_id, gateway.session_key(explicit, agent_id) if explicit else None, body.get("user"), "openai")
+    key = session_key(agent_id, canonical_explicit_key(gateway, explicit, agent_id), body.get("user"), "openai")
     system, active, context = build_prompt(body["messages"])
     run_id = f"chatcmpl_{uuid.uuid4()}"
     run = start_http_run(

@@ -18,7 +18,7 @@ from ...protocol.validation import SchemaValidator
 from .common import HttpError, write_json
 from .runs import answer_text, run_error, start_http_run, token_usage
 from .sse import SSEWriter
-from .targets import requested_session_key, resolve_agent, session_key
+from .targets import canonical_explicit_key, requested_session_key, resolve_agent, session_key
 
 if TYPE_CHECKING:
     from ...gateway import Gateway
@@ -144,7 +144,7 @@ class ResponsesEndpoint:
             ):
                 key = previous.session_key
         if key is None:
-            key = session_key(agent_id, gateway.session_key(explicit, agent_id) if explicit else None, body.get("user"), "openresponses")
+            key = session_key(agent_id, canonical_explicit_key(gateway, explicit, agent_id), body.get("user"), "openresponses")
         system, active, context = build_prompt(body)
         response_id = f"resp_{uuid.uuid4()}"
         options = {"max_tokens": body.get("max_output_tokens"), "temperature": body.get("temperature"), "top_p": body.get("top_p")}

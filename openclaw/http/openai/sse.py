@@ -39,7 +39,19 @@ class SSEWriter:
         request.setHeader(b"Cache-Control", b"no-cache")
         request.setHeader(b"Connection", b"keep-alive")
         request.registerProducer(self, True)
+        # ``finished`` fires once the request itself has ended (finished or disconnected), never
+        # from stopProducing: the transport calls that before the request learns the connection
+        # is gone, and Klein would then finish the dead request as a success (no abort, and
+        # "Producer was not unregistered").
+        request.notifyFinish().addBoth(self._request_ended)
         request.write(b"")
+
+    def _request_ended(self, _: Any) -> None:
+        self.closed = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        if not self.finished.called:
+            self.finished.callback(None)
 
     def data(self, payload: Any, event: str | None = None) -> None:
         frame = b"data: " + orjson.dumps(payload) + b"\n\n"
@@ -81,9 +93,7 @@ class SSEWriter:
             self.closed = True
             self._on_overflow()
             if self._request.channel is not None and self._request.channel.transport is not None:
-                self._request.channel.transport.abortConnection()
-            if not self.finished.called:
-                self.finished.callback(None)
+                self._request.channel.transport.abortConnection()  # ``finished`` fires when it is gone
 
     # IPushProducer: the transport tells us when its buffer is full or drained.
     def pauseProducing(self) -> None:
@@ -99,9 +109,7 @@ class SSEWriter:
             self._finish()
 
     def stopProducing(self) -> None:
-        """The connection is gone."""
+        """The connection is gone (``finished`` fires when the request hears of it)."""
         self._pending.clear()
         self._pending_bytes = 0
         self.closed = True
-        if not self.finished.called:
-            self.finished.callback(None)

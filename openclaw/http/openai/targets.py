@@ -11,6 +11,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ...protocol.errors import GatewayError
 from ...sessions.keys import normalize_agent_id
 from .common import HttpError, header
 
@@ -61,6 +62,16 @@ def requested_session_key(request: Any) -> str | None:
     if lowered.startswith(_RESERVED_PREFIXES) or _RESERVED_AGENT_SCOPED.match(lowered):
         raise HttpError(400, "`x-openclaw-session-key` cannot use reserved internal session namespaces.")
     return key
+
+
+def canonical_explicit_key(gateway: "Gateway", explicit: str | None, agent_id: str) -> str | None:
+    """The store key for the header's session key; a malformed one (``agent:x``) is a 400."""
+    if explicit is None:
+        return None
+    try:
+        return gateway.session_key(explicit, agent_id)
+    except GatewayError as exc:
+        raise HttpError(400, f"Invalid `x-openclaw-session-key`: {exc.message}") from None
 
 
 def session_key(agent_id: str, explicit: str | None, user: Any, prefix: str) -> str:
