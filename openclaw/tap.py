@@ -63,11 +63,11 @@ class Options(usage.Options):
             raise usage.UsageError(str(exc)) from None
 
 
-def _settings_from(options: Mapping[str, Any]) -> GatewaySettings:
+def _settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> GatewaySettings:
     settings = options.get("settings") if hasattr(options, "get") else None
     if isinstance(settings, GatewaySettings):
         return settings
-    return resolve_settings(options)
+    return resolve_settings(options, env)
 
 
 def _endpoint(reactor: Any, port: int, interface: str) -> Any:
@@ -136,7 +136,7 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
     if reactor is None:
         from twisted.internet import reactor
     env = dict(os.environ if env is None else env)
-    settings = _settings_from(options)
+    settings = _settings_from(options, env)
     root = GatewayRuntime(reactor, settings, lambda current: build_tree(reactor, current), install_signals=install_signals)
     initial = config_snapshot.read(settings.config_path, env) if settings.config_path else None
     if initial is not None:

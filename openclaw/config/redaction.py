@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+
+import json5
 
 from .schema import sensitive_paths
 
 SENTINEL = "__OPENCLAW_REDACTED__"
-_SECRET_NAME = re.compile(r"(^|_|-)(api[_-]?key|apikey|token|password|secret|private[_-]?key)$", re.IGNORECASE)
+# The reference's heuristic (``src/config/sensitive-paths.ts``), applied to the key: camelCase
+# names such as ``channels.telegram.botToken`` or ``signingSecret`` are secrets too.
+_SECRET_NAME = re.compile(
+    r"token$|password|secret|api.?key|encrypt.?key|private.?key|serviceaccount(?:ref)?$", re.IGNORECASE
+)
+_NOT_SECRET_SUFFIXES = (
+    "maxtokens", "maxoutputtokens", "maxinputtokens", "maxcompletiontokens", "contexttokens", "totaltokens",
+    "tokencount", "tokenlimit", "tokenbudget", "passwordfile",
+)
 
 
 class SentinelError(ValueError):
@@ -23,7 +33,9 @@ class SentinelError(ValueError):
 
 def _is_secret(path: str, key: str) -> bool:
     generic = re.sub(r"\.(providers)\.[^.]+", r".\1.*", path)
-    return path in _SENSITIVE or generic in _SENSITIVE or bool(_SECRET_NAME.search(key)) or key == "apiKey"
+    if path in _SENSITIVE or generic in _SENSITIVE:
+        return True
+    return bool(_SECRET_NAME.search(key)) and not key.lower().endswith(_NOT_SECRET_SUFFIXES)
 
 
 _SENSITIVE = frozenset(sensitive_paths()) | {"models.providers.*.apiKey"}
@@ -58,14 +70,58 @@ def redact(config: Any, prefix: str = "") -> Any:
     return config
 
 
+# JSON5 comments and string literals; scanning them in order tells a value from a comment.
+_TOKEN = re.compile(r"""//[^\n]*|/\*.*?\*/|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'""", re.DOTALL)
+_KEY_FOLLOWS = re.compile(r"\s*:")
+
+
+def _tokens(raw: str) -> Iterator[tuple[int, int, str, Any]]:
+    """``(start, end, text, value)`` of each comment (value None) and string value (not keys)."""
+    for match in _TOKEN.finditer(raw):
+        text = match.group()
+        if text[0] not in "\"'":
+            yield match.start(), match.end(), text, None
+        elif not _KEY_FOLLOWS.match(raw, match.end()):
+            yield match.start(), match.end(), text, text[1:-1] if "\\" not in text else json5.loads(text)
+
+
+def _quoted(value: str, quote: str) -> str:
+    body = json.dumps(value, ensure_ascii=False)[1:-1]
+    if quote == "'":
+        body = body.replace('\\"', '"').replace("'", "\\'")
+    return quote + body + quote
+
+
+def _splice(raw: str, replacements: list[tuple[int, int, str]]) -> str:
+    pieces, last = [], 0
+    for start, end, text in replacements:
+        pieces += [raw[last:start], text]
+        last = end
+    pieces.append(raw[last:])
+    return "".join(pieces)
+
+
 def redact_raw(raw: str, parsed: Any) -> str:
-    """The file text with every secret's string literal replaced by the sentinel."""
-    for _, value in secret_leaves(parsed):
-        if not value or value == SENTINEL:
-            continue
-        for quote in ('"', "'"):
-            raw = raw.replace(f"{quote}{value}{quote}", f"{quote}{SENTINEL}{quote}")
-    return raw
+    """The file text with every string literal holding a secret replaced by the sentinel.
+
+    Literals are compared by value, so a secret written with escapes is found too; a secret
+    quoted inside a comment is replaced there as well.
+    """
+    secrets = {value for _, value in secret_leaves(parsed) if value and value != SENTINEL}
+    if not secrets:
+        return raw
+    replacements = []
+    for start, end, text, value in _tokens(raw):
+        if value is None:
+            hidden = text
+            for secret in secrets:
+                for quote in ('"', "'"):
+                    hidden = hidden.replace(f"{quote}{secret}{quote}", f"{quote}{SENTINEL}{quote}")
+            if hidden != text:
+                replacements.append((start, end, hidden))
+        elif value in secrets:
+            replacements.append((start, end, text[0] + SENTINEL + text[0]))
+    return _splice(raw, replacements)
 
 
 def lookup_path(config: Any, path: str) -> Any:
@@ -95,12 +151,23 @@ def restore(parsed: Any, current: Any, prefix: str = "") -> Any:
 
 
 def restore_raw(raw: str, parsed: Any, current: Any) -> str:
-    """The text to write: sentinels replaced, in document order, by the stored secrets."""
+    """The text to write: sentinel values replaced, in document order, by the stored secrets.
+
+    Each literal keeps its quote style, so sending back the redacted text unchanged writes the
+    original text. Sentinels inside comments stay as they are; if the literals and the parsed
+    document disagree, the write is refused rather than a secret put at the wrong key.
+    """
     restored = restore(parsed, current)
-    values = [value for path, value in _sentinel_paths(parsed, restored)]
-    for value in values:
-        raw = _replace_first_sentinel(raw, value)
-    return raw
+    values = [value for _, value in _sentinel_paths(parsed, restored)]
+    literals = [(start, end, text[0]) for start, end, text, value in _tokens(raw) if value == SENTINEL]
+    if not literals and not values:
+        return raw
+    if len(literals) != len(values):
+        raise SentinelError(f'Sentinel value "{SENTINEL}" could not be restored in the file text')
+    text = _splice(raw, [(start, end, _quoted(value, quote)) for (start, end, quote), value in zip(literals, values)])
+    if json5.loads(text) != restored:
+        raise SentinelError(f'Sentinel value "{SENTINEL}" could not be restored in the file text')
+    return text
 
 
 def _sentinel_paths(parsed: Any, restored: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -114,12 +181,3 @@ def _sentinel_paths(parsed: Any, restored: Any, prefix: str = "") -> list[tuple[
     elif parsed == SENTINEL:
         found.append((prefix, restored))
     return found
-
-
-def _replace_first_sentinel(raw: str, value: str) -> str:
-    found = [(raw.find(f"{quote}{SENTINEL}{quote}"), quote) for quote in ('"', "'")]
-    found = [(index, quote) for index, quote in found if index >= 0]
-    if not found:
-        raise SentinelError(f'Sentinel value "{SENTINEL}" could not be restored in the file text')
-    index, _ = min(found)
-    return raw[:index] + json.dumps(value) + raw[index + len(SENTINEL) + 2 :]

@@ -11,6 +11,7 @@ unchanged; they are marked "not used".
 """
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Iterator
 
@@ -280,7 +281,9 @@ def markdown() -> str:
         kind = node.get("type") or ("one of " + ", ".join(f"`{v}`" for v in node["enum"]) if "enum" in node else "see text")
         if isinstance(kind, list):
             kind = " or ".join(kind)
-        default = f"`{node['default']}`" if "default" in node else ""
+        value = node.get("default")
+        # As written in the file: `true`, not Python's `True`.
+        default = "" if "default" not in node else f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
         lines.append(f"| `{path}` | {kind} | {default} | {classify(path)} | {node.get('description', '')} |")
     return "\n".join(lines) + "\n"
 
@@ -289,6 +292,4 @@ if __name__ == "__main__":  # pragma: no cover
     if "--markdown" in sys.argv:
         sys.stdout.write(markdown())
     else:
-        import json
-
         json.dump(CONFIG_SCHEMA, sys.stdout, indent=2)

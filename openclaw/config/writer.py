@@ -32,8 +32,13 @@ def write_atomically(path: str, text: str) -> None:
             os.fsync(handle.fileno())
         if os.path.exists(path):
             _rotate_backups(path)
-            with open(path, "rb") as current, open(f"{path}.bak", "wb") as backup:
-                backup.write(current.read())
+            # The backup holds the same secrets as the config: create it 0600, not per the umask.
+            with open(path, "rb") as current:
+                previous = current.read()
+            backup_fd = os.open(f"{path}.bak", os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+            with os.fdopen(backup_fd, "wb") as backup:
+                os.fchmod(backup.fileno(), 0o600)
+                backup.write(previous)
         os.replace(temporary, path)
         directory_fd = os.open(directory, os.O_RDONLY)
         try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from ..protocol.errors import GatewayError, invalid_request, missing_scope
+from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request, missing_scope
 from ..security.scopes import ADMIN, scope_satisfied
 
 if TYPE_CHECKING:
@@ -107,6 +107,8 @@ class MethodRegistry:
             context.gateway.validators.check_params(context.method, context.params)
         except GatewayError as error:
             return _failed(error)
+        except Exception as exc:  # a broken schema must cost one request, never the connection
+            return _failed(GatewayError(UNAVAILABLE, f"{context.method} could not be checked: {exc}"))
         return maybeDeferred(spec.handler, context)
 
 

@@ -196,8 +196,9 @@ class ConfigReloader(Service):
         if change.restart:  # hot mode
             self._record("ignored", "requires gateway restart; hot mode ignoring " + ", ".join(change.restart_reasons), **change.summary())
             return change
-        self._apply_hot(settings, change)
+        # Recorded first: applying refreshes health, whose ``configReload`` shows this decision.
         self._record("hot", ", ".join(change.changed_paths), **change.summary())
+        self._apply_hot(settings, change)
         return change
 
     def _announce(self, new: config_snapshot.ConfigSnapshot, change: ReloadPlan) -> None:

@@ -16,7 +16,7 @@ WRITE_COMMON = {
 CONFIG_METHOD_PARAMS = {
     "config.get": obj({}),
     "config.schema": obj({}),
-    "config.schema.lookup": obj({"path": string(1, 1024, pattern=r"^[A-Za-z0-9_./\[\]\-*$]+$")}, ("path",)),
+    "config.schema.lookup": obj({"path": string(1, 1024, pattern=r"^[A-Za-z0-9_./\[\]\-*\$]+$")}, ("path",)),
     "config.set": obj({"raw": RAW, "baseHash": NON_EMPTY}, ("raw",)),
     "config.patch": obj({**WRITE_COMMON, "replacePaths": array({"type": "string"}, max_items=256)}, ("raw",)),
     "config.apply": obj(WRITE_COMMON, ("raw",)),

@@ -1,0 +1,454 @@
+"""The ``reload`` service: poll, debounce, decide by ``gateway.reload.mode``, apply or restart.
+
+http spec §4 "Reload watcher" and "Restart mechanics". The reloader runs on a ``task.Clock``
+with an inline executor, against a real file in a temp dir; ``apply_hot`` and ``restart`` are
+recorders, so every test sees exactly what the gateway would have been asked to do.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from openclaw.config import reload_plan
+from openclaw.config import snapshot as config_snapshot
+from openclaw.services.reload import POLL_INTERVAL_S, RESTART_COOLDOWN_S, ConfigReloader
+from openclaw.settings import resolve_settings
+from openclaw.stores.sqlite import InlineExecutor
+
+BASE = {"gateway": {"port": 18789, "auth": {"mode": "token", "token": "tok-1"}}, "logging": {"level": "info"}}
+DEBOUNCE_S = 0.3
+
+
+def with_changes(document: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A deep copy of ``document`` with dotted-path values set (``gateway__port=1`` style)."""
+    copy = json.loads(json.dumps(document))
+    for dotted, value in changes.items():
+        parts = dotted.split("__")
+        node = copy
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return copy
+
+
+def read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+class QueuedExecutor:
+    """Work waits until ``run_next``: lets a test hold a read "on the worker thread"."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Callable[[], Any], Deferred]] = []
+        self.submitted = 0
+
+    def submit(self, work: Callable[[], Any]) -> Deferred:
+        d: Deferred = Deferred()
+        self.queue.append((work, d))
+        self.submitted += 1
+        return d
+
+    def run_next(self) -> None:
+        work, d = self.queue.pop(0)
+        d.callback(work())
+
+    def stop(self) -> None:
+        pass
+
+
+class _ReloaderMixin:
+    initial: dict[str, Any] = BASE
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, "openclaw.json")
+        self.env: dict[str, str] = {}
+        self.options = {"state-dir": self.dir, "config": self.path}
+        self._mtime = 1_000_000_000_000_000_000
+        self.write(self.initial)
+        self.clock = Clock()
+        self.applied: list[tuple[Any, reload_plan.ReloadPlan]] = []
+        self.restarts: list[str] = []
+        self.changes: list[dict[str, Any]] = []
+        self.logged: list[str] = []
+        def observer(event: dict[str, Any]) -> None:
+            self.logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.reloader = self.make_reloader(InlineExecutor())
+        self.reloader.startService()
+        self.addCleanup(self.stop)
+
+    def make_reloader(self, executor: Any) -> ConfigReloader:
+        reloader = ConfigReloader(
+            self.clock,
+            executor,
+            config_snapshot.read(self.path, self.env),
+            settings_for=lambda snap: resolve_settings(self.options, self.env, snap),
+            apply_hot=lambda settings, plan: self.applied.append((settings, plan)),
+            restart=self.restart,
+            env=self.env,
+        )
+        reloader.on_change = self.changes.append
+        return reloader
+
+    def restart(self, reason: str) -> Deferred:
+        self.restarts.append(reason)
+        return succeed(None)
+
+    def stop(self) -> None:
+        if self.reloader.running:
+            self.reloader.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    # -- the file ----------------------------------------------------------------------------
+
+    def write(self, document: Any) -> str:
+        """Edit the file as an editor would; the mtime always moves, so the poller sees it."""
+        text = document if isinstance(document, str) else json.dumps(document, indent=2)
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        self._mtime += 1_000_000_000
+        os.utime(self.path, ns=(self._mtime, self._mtime))
+        return text
+
+    def poll_and_settle(self) -> None:
+        """One poll that notices, then the whole debounce."""
+        self.clock.advance(POLL_INTERVAL_S)
+        self.clock.advance(DEBOUNCE_S)
+
+    @property
+    def plans(self) -> list[reload_plan.ReloadPlan]:
+        return [plan for _, plan in self.applied]
+
+
+class PollAndDebounceTests(_ReloaderMixin, SynchronousTestCase):
+    def test_edit_is_noticed_and_applied_after_the_debounce(self):
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.clock.advance(POLL_INTERVAL_S)
+        self.assertEqual(self.applied, [])  # seen, but the debounce runs
+        self.clock.advance(DEBOUNCE_S - 0.01)
+        self.assertEqual(self.applied, [])
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.applied), 1)
+        settings, plan = self.applied[0]
+        self.assertEqual(plan.changed_paths, ("logging.level",))
+        self.assertEqual(plan.actions, (reload_plan.RELOAD_SETTINGS, reload_plan.RELOAD_LOGGING))
+        self.assertEqual(settings.config["logging"]["level"], "debug")
+        self.assertEqual(self.reloader.snapshot.config["logging"]["level"], "debug")
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(self.reloader.last_decision["decision"], "hot")
+        self.assertEqual(self.reloader.last_decision["changedPaths"], ["logging.level"])
+
+    def test_nothing_happens_without_an_edit(self):
+        for _ in range(20):
+            self.clock.advance(POLL_INTERVAL_S)
+        self.assertEqual((self.applied, self.restarts, self.changes), ([], [], []))
+        self.assertIsNone(self.reloader.last_decision)
+
+    def test_second_edit_within_the_debounce_restarts_the_timer(self):
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.clock.advance(POLL_INTERVAL_S)  # t=0.25: seen, reload due at 0.55
+        self.clock.advance(0.05)
+        self.write(with_changes(BASE, logging__level="warn", session={"mainKey": "home"}))
+        self.clock.advance(0.2)  # t=0.5: seen again, reload now due at 0.8
+        self.clock.advance(0.25)  # t=0.75: the first timer would have fired at 0.55
+        self.assertEqual(self.applied, [])
+        self.clock.advance(0.05)  # t=0.8
+        self.assertEqual(len(self.applied), 1)
+        self.assertEqual(self.plans[0].changed_paths, ("logging.level", "session.mainKey"))
+        for _ in range(8):
+            self.clock.advance(POLL_INTERVAL_S)
+        self.assertEqual(len(self.applied), 1)
+
+    def test_debounce_follows_the_config(self):
+        self.reloader.stopService()
+        self.write(with_changes(BASE, gateway__reload={"debounceMs": 1000}))
+        self.reloader = self.make_reloader(InlineExecutor())
+        self.reloader.startService()
+        self.write(with_changes(BASE, gateway__reload={"debounceMs": 1000}, logging__level="error"))
+        self.clock.advance(POLL_INTERVAL_S)
+        self.clock.advance(0.99)
+        self.assertEqual(self.applied, [])
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.applied), 1)
+
+    def test_check_now_reads_at_once(self):
+        """SIGHUP: no waiting for the poll or the debounce."""
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.reloader.check_now()
+        self.assertEqual(len(self.applied), 1)
+        # The poller still sees the stat change, but the content is what already runs.
+        for _ in range(8):
+            self.clock.advance(POLL_INTERVAL_S)
+        self.assertEqual(len(self.applied), 1)
+
+    def test_check_now_without_a_change_does_nothing(self):
+        self.reloader.check_now()
+        self.assertEqual((self.applied, self.restarts), ([], []))
+
+    def test_touch_without_a_content_change_does_nothing(self):
+        self.write(BASE)
+        self.poll_and_settle()
+        self.assertEqual((self.applied, self.restarts, self.changes), ([], [], []))
+
+    def test_reloads_are_single_flight(self):
+        """A change seen while a read runs is picked up by one more read afterwards, not two."""
+        self.reloader.stopService()
+        executor = QueuedExecutor()
+        self.reloader = self.make_reloader(executor)
+        self.reloader.startService()
+        executor.run_next()  # the initial stat
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.reloader.check_now()
+        self.assertEqual(len(executor.queue), 1)
+        self.reloader.check_now()
+        self.reloader.check_now()
+        self.assertEqual(len(executor.queue), 1)  # no second read while one runs
+        executor.run_next()
+        self.assertEqual(len(self.applied), 1)
+        self.assertEqual(len(executor.queue), 1)  # the pending one
+        executor.run_next()
+        self.assertEqual(executor.queue, [])
+        self.assertEqual(len(self.applied), 1)
+
+    def test_stop_cancels_the_timers(self):
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.clock.advance(POLL_INTERVAL_S)
+        self.assertTrue(self.clock.getDelayedCalls())
+        self.reloader.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.applied, [])
+
+
+class DecisionTests(_ReloaderMixin, SynchronousTestCase):
+    def test_restart_class_change_restarts_once(self):
+        self.write(with_changes(BASE, gateway__port=18790))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.applied, [])
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "restart")
+        self.assertEqual(decision["restartGateway"], True)
+        self.assertEqual(decision["restartReasons"], ["gateway.port"])
+        self.assertEqual(self.reloader.current_settings().port, 18790)
+        for _ in range(200):
+            self.clock.advance(POLL_INTERVAL_S)
+        self.assertEqual(self.restarts, ["config change"])
+
+    def test_mixed_change_restarts_without_applying_hot(self):
+        self.write(with_changes(BASE, gateway__port=18790, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.applied, [])
+
+    def test_two_restart_class_changes_coalesce(self):
+        first = config_snapshot.parse(json.dumps(with_changes(BASE, gateway__port=18790)), self.path, self.env)
+        second = config_snapshot.parse(json.dumps(with_changes(BASE, gateway__port=18791)), self.path, self.env)
+        self.assertTrue(self.reloader.consider(first).restart)
+        self.assertTrue(self.reloader.consider(second).restart)
+        self.assertEqual(self.restarts, [])  # queued on the clock
+        self.clock.advance(0)
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.reloader.current_settings().port, 18791)  # the restart takes the latest
+
+    def test_request_restart_is_coalesced(self):
+        self.assertTrue(self.reloader.request_restart("one", 1000))
+        self.assertFalse(self.reloader.request_restart("two"))
+        self.clock.advance(0.999)
+        self.assertEqual(self.restarts, [])
+        self.clock.advance(0.001)
+        self.assertEqual(self.restarts, ["one"])
+
+    def test_cooldown_between_restarts(self):
+        self.write(with_changes(BASE, gateway__port=18790))
+        self.poll_and_settle()
+        first_at = self.clock.seconds()
+        self.assertEqual(self.restarts, ["config change"])
+        self.write(with_changes(BASE, gateway__port=18791))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, ["config change"])  # waits out the 30 s
+        self.write(with_changes(BASE, gateway__port=18792))
+        self.poll_and_settle()  # joins the queued restart
+        self.clock.advance(first_at + RESTART_COOLDOWN_S - self.clock.seconds() - 0.01)
+        self.assertEqual(len(self.restarts), 1)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.restarts), 2)
+        self.assertEqual(self.reloader.current_settings().port, 18792)
+        self.clock.advance(3600)
+        self.assertEqual(len(self.restarts), 2)
+
+    def test_restart_delay_is_honoured(self):
+        new = config_snapshot.parse(json.dumps(with_changes(BASE, gateway__port=18790)), self.path, self.env)
+        self.reloader.consider(new, restart_delay_ms=2500)
+        self.clock.advance(2.499)
+        self.assertEqual(self.restarts, [])
+        self.clock.advance(0.001)
+        self.assertEqual(self.restarts, ["config change"])
+
+    def test_noop_change_refreshes_settings_only(self):
+        self.write(with_changes(BASE, meta={"lastTouchedVersion": "x"}, gateway__remote={"url": "ws://elsewhere"}))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(self.plans[0].noop_paths, ("gateway.remote.url", "meta.lastTouchedVersion"))
+        self.assertEqual(self.plans[0].actions, (reload_plan.RELOAD_SETTINGS,))
+
+    def test_hot_change_passes_the_plan_actions(self):
+        self.write(with_changes(BASE, gateway__auth={"mode": "token", "token": "tok-1", "rateLimit": {"maxAttempts": 3}}))
+        self.poll_and_settle()
+        settings, plan = self.applied[0]
+        self.assertEqual(plan.actions, (reload_plan.RELOAD_SETTINGS, reload_plan.RELOAD_RATE_LIMIT))
+        self.assertEqual(settings.rate_limit, {"maxAttempts": 3})
+
+    def test_invalid_file_is_skipped(self):
+        running = self.reloader.snapshot
+        self.write(with_changes(BASE, gateway__bogus=1, gateway__port="x"))
+        self.poll_and_settle()
+        self.assertEqual((self.applied, self.restarts, self.changes), ([], [], []))
+        self.assertIs(self.reloader.snapshot, running)
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "skipped")
+        self.assertEqual(decision["reason"], "invalid config: gateway.bogus: unknown key; gateway.port: expected integer")
+        self.assertIn(
+            "config reload skipped (invalid config): gateway.bogus: unknown key; gateway.port: expected integer",
+            self.logged,
+        )
+        # The next good edit is planned against what runs, not against the broken file.
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(self.plans[0].changed_paths, ("logging.level",))
+
+    def test_unparseable_file_is_skipped(self):
+        self.write("{ gateway: ")
+        self.poll_and_settle()
+        self.assertEqual(self.applied, [])
+        self.assertTrue(self.reloader.last_decision["reason"].startswith("invalid config: <root>: JSON5 parse failed"))
+
+    def test_settings_that_cannot_run_are_skipped(self):
+        """Schema-valid but unusable (token mode without a token): the running config stays."""
+        running = self.reloader.snapshot
+        self.write({"gateway": {"auth": {"mode": "token"}}})
+        self.poll_and_settle()
+        self.assertEqual((self.applied, self.restarts), ([], []))
+        self.assertIs(self.reloader.snapshot, running)
+        self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+        self.assertIn("needs a token", self.reloader.last_decision["reason"])
+
+    def test_missing_file_is_skipped(self):
+        running = self.reloader.snapshot
+        os.remove(self.path)
+        self.poll_and_settle()
+        self.assertEqual((self.applied, self.restarts), ([], []))
+        self.assertIs(self.reloader.snapshot, running)
+        self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+        self.assertEqual(self.reloader.last_decision["reason"], "config file not found")
+        # When it comes back, it is read again.
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(len(self.applied), 1)
+
+    def test_on_change_payload(self):
+        self.clock.advance(100)
+        text = self.write(with_changes(BASE, logging__level="debug", gateway__port=18790))
+        self.poll_and_settle()
+        self.assertEqual(
+            self.changes,
+            [
+                {
+                    "hash": config_snapshot.content_hash(text),
+                    "changedPaths": ["gateway.port", "logging.level"],
+                    "restart": True,
+                    "ts": int(self.clock.seconds() * 1000),
+                }
+            ],
+        )
+        self.assertEqual(self.changes[0]["ts"], 100_550)
+
+
+class OwnWriteTests(_ReloaderMixin, SynchronousTestCase):
+    def test_own_write_is_not_reloaded_again_by_the_poller(self):
+        text = json.dumps(with_changes(BASE, logging__level="debug"))
+        written = self.successResultOf(self.reloader.write(text))
+        self.assertEqual(written.hash, config_snapshot.content_hash(text))
+        self.reloader.consider(written)  # what config.set/patch/apply do next
+        self.assertEqual(len(self.applied), 1)
+        self.assertEqual(len(self.changes), 1)
+        for _ in range(20):
+            self.clock.advance(POLL_INTERVAL_S)
+        self.assertEqual(len(self.applied), 1)
+        self.assertEqual(len(self.changes), 1)
+
+    def test_own_write_schedules_no_reload(self):
+        self.successResultOf(self.reloader.write(json.dumps(with_changes(BASE, logging__level="debug"))))
+        self.clock.advance(POLL_INTERVAL_S)
+        # Only the poller is pending: no debounce timer was started by our own write.
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    def test_own_write_is_atomic_with_a_backup(self):
+        before = read(self.path)
+        self.successResultOf(self.reloader.write("{}"))
+        self.assertEqual(read(self.path + ".bak"), before)
+        self.assertEqual(read(self.path), "{}")
+
+    def test_read_current_sees_the_file_even_when_invalid(self):
+        self.write("{ bogus: 1 }")
+        current = self.successResultOf(self.reloader.read_current())
+        self.assertFalse(current.valid)
+        self.assertEqual(current.raw, "{ bogus: 1 }")
+        self.assertTrue(self.reloader.snapshot.valid)  # reading is not taking
+
+
+class ModeTests(_ReloaderMixin, SynchronousTestCase):
+    def start_with(self, mode: str) -> None:
+        self.reloader.stopService()
+        self.write(with_changes(BASE, gateway__reload={"mode": mode}))
+        self.reloader = self.make_reloader(InlineExecutor())
+        self.reloader.startService()
+
+    def test_off_applies_nothing(self):
+        self.start_with("off")
+        self.write(with_changes(BASE, gateway__reload={"mode": "off"}, gateway__port=18790, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual((self.applied, self.restarts, self.changes), ([], [], []))
+        self.assertEqual(self.reloader.last_decision["decision"], "ignored")
+        self.assertEqual(self.reloader.last_decision["reason"], "config reload disabled (gateway.reload.mode=off)")
+        self.assertIn("config reload: ignored (config reload disabled (gateway.reload.mode=off))", self.logged)
+
+    def test_hot_mode_ignores_restart_class_changes(self):
+        self.start_with("hot")
+        self.write(with_changes(BASE, gateway__reload={"mode": "hot"}, gateway__port=18790))
+        self.poll_and_settle()
+        self.assertEqual((self.applied, self.restarts), ([], []))
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "ignored")
+        self.assertEqual(decision["reason"], "requires gateway restart; hot mode ignoring gateway.port")
+        self.assertEqual(decision["restartReasons"], ["gateway.port"])
+
+    def test_hot_mode_applies_hot_changes(self):
+        self.start_with("hot")
+        self.write(with_changes(BASE, gateway__reload={"mode": "hot"}, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(len(self.applied), 1)
+        self.assertEqual(self.restarts, [])
+
+    def test_restart_mode_restarts_even_for_hot_changes(self):
+        self.start_with("restart")
+        self.write(with_changes(BASE, gateway__reload={"mode": "restart"}, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(self.applied, [])
+        self.assertEqual(self.restarts, ["config change"])
+
+    def test_switching_mode_off_is_itself_not_acted_on(self):
+        """The new file's mode decides: turning reload off stops this very change too."""
+        self.write(with_changes(BASE, gateway__reload={"mode": "off"}, gateway__port=18790))
+        self.poll_and_settle()
+        self.assertEqual((self.applied, self.restarts), ([], []))
