@@ -622,6 +622,20 @@ class PendingExpiryTests(SynchronousTestCase):
         failure = self.failureResultOf(maybeDeferred(self.pairing.reject, request_id), GatewayError)
         self.assertEqual(failure.value.code, "INVALID_REQUEST")
 
+    def test_expiry_is_announced_to_pairing_operators(self):
+        """Approval prompts elsewhere close when their request lapses."""
+        sent = []
+        self.patch(self.gateway.clients, "broadcast", lambda event, payload, **kw: sent.append((event, payload)))
+        request_id = self.request()
+        sent.clear()
+        self.clock.advance(301)
+        self.successResultOf(self.pairing.prune_expired())
+        resolved = [payload for event, payload in sent if event == "device.pair.resolved"]
+        self.assertEqual(len(resolved), 1)
+        self.assertEqual(resolved[0]["requestId"], request_id)
+        self.assertEqual((resolved[0]["decision"], resolved[0]["reason"]), ("rejected", "expired"))
+        self.assertEqual(resolved[0]["deviceId"], self.device.device_id)
+
     def test_prune_removes_expired_from_store(self):
         self.request()
         self.clock.advance(301)  # also fires the periodic pruner

@@ -106,7 +106,15 @@ class DevicePairingService(Service):
     def prune_expired(self) -> Deferred:
         cutoff = self._now_ms() - self._pending_ttl_ms
         expired = [request for request in self.store.all_pending() if request.last_activity_ms < cutoff]
-        return self.store.remove_pending([request.request_id for request in expired])
+        d = self.store.remove_pending([request.request_id for request in expired])
+
+        def announce(result: object) -> object:
+            # Approval dialogs open on other operators' screens close when their request lapses.
+            for request in expired:
+                self._resolved(request, "rejected", reason="expired")
+            return result
+
+        return d.addCallback(announce)
 
     def list_pending(self) -> list[PendingPairing]:
         cutoff = self._now_ms() - self._pending_ttl_ms
@@ -227,11 +235,11 @@ class DevicePairingService(Service):
         yield self.store.put_pending(request)
         returnValue((request, True))
 
-    def _resolved(self, request: PendingPairing, decision: str) -> None:
-        self._clients.broadcast(
-            "device.pair.resolved",
-            {"requestId": request.request_id, "deviceId": request.device_id, "decision": decision, "ts": self._now_ms()},
-        )
+    def _resolved(self, request: PendingPairing, decision: str, reason: str | None = None) -> None:
+        payload = {"requestId": request.request_id, "deviceId": request.device_id, "decision": decision, "ts": self._now_ms()}
+        if reason is not None:
+            payload["reason"] = reason
+        self._clients.broadcast("device.pair.resolved", payload)
 
     @inlineCallbacks
     def _approve(self, request: PendingPairing, *, silent: bool = False):

@@ -64,6 +64,7 @@ EVENT_PAYLOADS = {
             "requestId": {"type": "string"},
             "deviceId": NON_EMPTY,
             "decision": enum("approved", "rejected", "removed"),
+            "reason": {"type": "string"},
             "ts": integer(0),
         },
         ("requestId", "deviceId", "decision", "ts"),
