@@ -17,9 +17,10 @@ from .agents.catalog import Catalog
 from .agents.dedupe import IdempotencyCache
 from .agents.runs import RunManager
 from .config import reload_plan as plan_actions
+from .config.loader import lookup
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter
-from .methods import agent, chat, config, devices, sessions, system
+from .methods import agent, chat, config, devices, heartbeat, logs, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
@@ -35,7 +36,9 @@ from .state.clients import ClientRegistry, ConnectedClient
 from .state.health import HealthMonitor
 from .state.presence import PresenceTracker
 from .stores.devices import DeviceStore
+from .services.log_file import default_log_path
 from .stores.sessions import SessionStore
+from .stores.sqlite import InlineExecutor
 
 # Events this gateway emits; hello-ok advertises exactly these.
 CORE_EVENTS = (
@@ -50,6 +53,7 @@ CORE_EVENTS = (
     "chat",
     "sessions.changed",
     "config.changed",
+    "heartbeat",
 )
 
 
@@ -63,6 +67,7 @@ class Gateway:
         device_store: DeviceStore,
         session_store: SessionStore,
         model_client: ModelClient,
+        file_executor: Any = None,
     ):
         self.settings = settings
         self.clock = clock
@@ -97,6 +102,8 @@ class Gateway:
             clock, session_store, lambda: self.catalog, model_client, self.broadcast_event, self.sessions_changed
         )
         self.heartbeat: Any = None  # the heartbeat service, when the tree has one
+        self.log_file: Any = None  # the log file service, when the tree has one
+        self.log_file_path = default_log_path(settings.state_dir)
         self.config_control: Any = None  # the reload service, for the config.* methods
         self.handshake = Handshake(self)
         self.methods = MethodRegistry()
@@ -107,6 +114,9 @@ class Gateway:
         self.methods.add_all(chat.methods())
         self.methods.add_all(agent.methods())
         self.methods.add_all(config.methods())
+        self.methods.add_all(heartbeat.methods())
+        # File reads (logs.tail) go through this executor: a worker thread in production.
+        self.methods.add_all(logs.methods(file_executor if file_executor is not None else InlineExecutor()))
         self.health.add_contributor(self._core_health)
 
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None:
@@ -124,6 +134,8 @@ class Gateway:
             )
         if plan_actions.RESTART_HEARTBEAT in actions and self.heartbeat is not None:
             self.heartbeat.reschedule()
+        if plan_actions.RELOAD_LOGGING in actions and self.log_file is not None:
+            self.log_file.set_level(lookup(settings.config, "logging.level", "info"))
         self.health.refresh()
 
     def current_config(self) -> Mapping[str, Any]:
@@ -183,13 +195,16 @@ class Gateway:
         summary = self.sessions.summary(self.now_ms())
         sessions = {"path": self.sessions.path, "count": summary.count, "recent": summary.recent}
         default_id = self.catalog.default_agent_id
+        heartbeat_state = (
+            self.heartbeat.summary() if self.heartbeat is not None else {"enabled": False, "every": "off", "everyMs": 0}
+        )
         return {
-            "heartbeatSeconds": 0,
+            "heartbeatSeconds": (heartbeat_state.get("everyMs") or 0) // 1000 if heartbeat_state.get("enabled") else 0,
             "agents": [
                 {
                     "agentId": entry.id,
                     "isDefault": entry.id == default_id,
-                    "heartbeat": {"enabled": False, "every": "off", "everyMs": 0},
+                    "heartbeat": heartbeat_state if entry.id == default_id else {"enabled": False, "every": "off", "everyMs": 0},
                     "sessions": sessions
                     if entry.id == default_id
                     else {"path": self.sessions.path, "count": 0, "recent": []},

@@ -13,11 +13,12 @@ import treq.client
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from .config import snapshot as config_snapshot
-from .config.loader import ConfigError
+from .config.loader import ConfigError, lookup
 from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
 from .http.app import GatewayHttpApp
@@ -25,9 +26,11 @@ from .http.site import GatewayRootResource, GatewaySite
 from .protocol.constants import DEFAULT_PORT
 from .providers.client import ModelClient
 from .services.agents import AgentService
+from .services.heartbeat import HeartbeatService
+from .services.log_file import GatewayLogFile
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
-from .services.runtime import GatewayRuntime, OrderedMultiService
+from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService
 from .services.websocket import WebSocketService
 from .settings import GatewaySettings, resolve_settings
 from .stores import devices, sessions
@@ -76,6 +79,11 @@ def _endpoint(reactor: Any, port: int, interface: str) -> Any:
     return TCP4ServerEndpoint(reactor, port, interface=interface)
 
 
+def _log_level(config: Mapping[str, Any]) -> str:
+    level = lookup(config, "logging.level", "info")
+    return level if level in ("debug", "info", "warn", "error") else "info"
+
+
 def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[Any]]:
     """A gateway and its services, in start order (state first, listeners last)."""
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
@@ -88,13 +96,20 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
     )
     pool = HTTPConnectionPool(reactor, persistent=True)
     http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=UPSTREAM_CONNECT_TIMEOUT_S))
-    gateway = Gateway(settings, reactor, store, session_store, ModelClient(http, reactor))
+    files = ThreadExecutor(reactor, "files")
+    gateway = Gateway(settings, reactor, store, session_store, ModelClient(http, reactor), file_executor=files)
+    log_file = gateway.log_file = GatewayLogFile(
+        gateway.log_file_path, level=LogLevel.levelWithName(_log_level(settings.config))
+    )
+    gateway.heartbeat = HeartbeatService(gateway, reactor)
 
     def named(name: str, service: Any) -> Any:
         service.setName(name)
         return service
 
     children = [
+        named("files", ExecutorService(files)),
+        named("log-file", log_file),
         named("pairing", gateway.pairing),
         named("agents", AgentService(gateway, pool)),
         named("event-loop", gateway.event_loop),
@@ -106,6 +121,7 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
             ),
         ),
     ]
+    children.append(named("heartbeat", gateway.heartbeat))
     factory = GatewayWebSocketFactory(gateway, reactor=reactor)
     children.append(named("websocket", WebSocketService(gateway, factory, reactor)))
     site = GatewaySite(

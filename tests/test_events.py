@@ -405,6 +405,9 @@ class HelloSnapshotTests(TestCase):
                 "config.set",
                 "config.patch",
                 "config.apply",
+                "last-heartbeat",
+                "set-heartbeats",
+                "logs.tail",
                 "test.visible",
             },
         )

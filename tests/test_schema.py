@@ -138,8 +138,9 @@ class ExportTests(SynchronousTestCase):
         self.assertEqual(json.dumps(protocol_schema.document()), json.dumps(protocol_schema.document()))
 
 
-# Params the reference documents as open objects (protocol §9.7).
-OPEN_PARAMS = frozenset(("models.list",))
+# Params the reference documents as open objects (protocol §9.7); set-heartbeats checks only
+# ``enabled`` by hand and ignores other keys.
+OPEN_PARAMS = frozenset(("models.list", "set-heartbeats"))
 
 
 class CoverageTests(SynchronousTestCase):

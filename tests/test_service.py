@@ -129,7 +129,7 @@ class ServiceTreeTests(_TreeMixin, SynchronousTestCase):
         root, _ = self.build("--token", "secret")
         self.assertEqual(
             [service.name for service in root],
-            ["reload", "pairing", "agents", "event-loop", "tick", "health", "websocket", "listeners"],
+            ["reload", "files", "log-file", "pairing", "agents", "event-loop", "tick", "health", "heartbeat", "websocket", "listeners"],
         )
 
     def test_loopback_has_ipv4_and_ipv6_listeners(self):
@@ -224,7 +224,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertFalse(root.gateway.accepting)
         self.assertEqual([service.running for service in root.getServiceNamed("listeners")], [0, 0])
-        self.assertEqual([service.running for service in root], [0] * 8)
+        self.assertEqual([service.running for service in root], [0] * 11)
 
     def test_periodic_services_run_on_the_injected_reactor(self):
         """Ticks are scheduled on the reactor given to makeService, never the global one."""

@@ -71,7 +71,7 @@ class Run:
     agent_id: str
     message: str
     accepted_at: int
-    kind: str = "chat"  # or "agent"
+    kind: str = "chat"  # or "agent", "heartbeat"
     # The connection whose loss cancels the run: set for HTTP requests, whose client is the only
     # reader. WebSocket runs belong to the session (other operators watch them, the transcript
     # keeps the answer), so a CLI that sends and disconnects still gets its message answered.
@@ -291,7 +291,7 @@ class RunManager:
         run.seq += 1
         payload: dict[str, Any] = {"runId": run.run_id, "stream": stream, "data": dict(data), "sessionKey": run.session_key, "agentId": run.agent_id}
         payload.update(extra)
-        payload.update({"seq": run.seq, "ts": self.now_ms(), "isHeartbeat": False})
+        payload.update({"seq": run.seq, "ts": self.now_ms(), "isHeartbeat": run.kind == "heartbeat"})
         self._emit("agent", payload)
         return run.seq
 

@@ -13,6 +13,7 @@ import jsonschema
 
 from .errors import invalid_request
 from .schema import EVENT_PAYLOADS, METHOD_PARAMS, with_definitions
+from .schema.common import ERROR_MESSAGE_KEY
 
 MAX_REPORTED_ERRORS = 8
 
@@ -56,7 +57,9 @@ class SchemaValidator:
 
     def error_text(self, value: Any) -> str | None:
         errors = self.errors(value)
-        return "; ".join(errors) if errors else None
+        if not errors:
+            return None
+        return self._schema.get(ERROR_MESSAGE_KEY) or "; ".join(errors)
 
 
 class ProtocolValidators:

@@ -19,6 +19,18 @@ from twisted.python.failure import Failure
 RESTART_EXPECTED_MS = 1500
 
 
+class ExecutorService(Service):
+    """Stops a worker-thread executor with the tree (started first, so it stops last)."""
+
+    def __init__(self, executor: Any):
+        self._executor = executor
+
+    def stopService(self) -> None:
+        if self.running:
+            super().stopService()
+            self._executor.stop()
+
+
 class OrderedMultiService(MultiService):
     """A MultiService whose start and stop wait for each child before the next."""
 
@@ -123,6 +135,13 @@ class GatewayRuntime(OrderedMultiService):
         self.settings = settings
         self.gateway.apply_settings(settings, plan.actions)
 
+    def _detach(self, child: Service) -> None:
+        """Remove a stopped child (``removeService`` would stop it a second time)."""
+        self.services.remove(child)
+        if child.name is not None:
+            self.namedServices.pop(child.name, None)
+        child.parent = None
+
     @inlineCallbacks
     def restart(self, reason: str) -> Any:
         """Stop the tree, build a new one from the current settings, start it."""
@@ -138,7 +157,7 @@ class GatewayRuntime(OrderedMultiService):
                     yield maybeDeferred(child.stopService)
                 except Exception:
                     self._log.failure("stopping {name} for restart failed", name=child.name)
-            yield maybeDeferred(child.disownServiceParent)
+            self._detach(child)
         if self.reloader is not None:
             self.settings = self.reloader.current_settings()
         self.gateway, children = self._build_tree(self.settings)

@@ -9,6 +9,10 @@ from typing import Any
 
 Schema = dict[str, Any]
 
+# A schema may carry this (vendor) keyword: when the value is rejected, the message is this text
+# instead of the generated explanation, for methods whose reference answers with a fixed sentence.
+ERROR_MESSAGE_KEY = "x-error"
+
 
 def obj(properties: dict[str, Schema], required: tuple[str, ...] | list[str] = (), *, closed: bool = True, **extra: Any) -> Schema:
     schema: Schema = {"type": "object", "properties": properties}

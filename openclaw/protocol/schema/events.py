@@ -1,4 +1,5 @@
 """Payloads of the events this gateway emits (protocol §6.5)."""
+from .operations import OPERATION_EVENT_PAYLOADS
 from .common import NON_EMPTY, array, enum, integer, obj, ref
 
 PENDING_DEVICE = obj(
@@ -69,4 +70,5 @@ EVENT_PAYLOADS = {
         },
         ("requestId", "deviceId", "decision", "ts"),
     ),
+    **OPERATION_EVENT_PAYLOADS,
 }

@@ -5,6 +5,7 @@ exported schema document stays complete.
 """
 from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, array, integer, obj, string
 from .config import CONFIG_METHOD_PARAMS
+from .operations import OPERATION_METHOD_PARAMS
 from .sessions import SESSION_METHOD_PARAMS
 
 SYSTEM_EVENT = obj(
@@ -48,4 +49,5 @@ METHOD_PARAMS = {
     "device.token.revoke": obj({"deviceId": NON_EMPTY, "role": NON_EMPTY}, ("deviceId", "role")),
     **SESSION_METHOD_PARAMS,
     **CONFIG_METHOD_PARAMS,
+    **OPERATION_METHOD_PARAMS,
 }

@@ -1,0 +1,105 @@
+"""The gateway's own log file: ``<state-dir>/logs/gateway.log``, one JSON object per line.
+
+``logs.tail`` serves this file to operators, so it is written whatever twistd does with stdout.
+Lines are compact ``{time, level, namespace, text}`` objects (plus ``failure`` with the traceback
+for ``log.failure``) rather than ``eventAsJSON``'s full event dumps, because people read them in
+the Control UI. Rotation by size goes through ``twisted.python.logfile.LogFile``: the file is
+renamed to ``gateway.log.1`` (older ones shift up, at most ``max_files`` are kept) and a fresh one
+starts, which ``logs.tail`` clients see as a cursor past the end (``reset``).
+
+The observer runs inside every ``log.*`` call anywhere in the process, possibly off the reactor
+thread, so it takes a lock and never raises: a full disk must not break the code that logged.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.logger import InvalidLogLevelError, LogLevel, LogPublisher, formatEvent, globalLogPublisher
+from twisted.python.logfile import LogFile
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_FILES = 5
+LOG_FILE_NAME = "gateway.log"
+
+
+def default_log_path(state_dir: str) -> str:
+    return os.path.join(state_dir, "logs", LOG_FILE_NAME)
+
+
+def format_line(event: dict[str, Any]) -> str:
+    """One log event as a JSON line (with its newline)."""
+    level = event.get("log_level") or LogLevel.info
+    stamp = event.get("log_time")
+    when = datetime.fromtimestamp(stamp if isinstance(stamp, (int, float)) else 0, timezone.utc)
+    record: dict[str, Any] = {
+        "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": getattr(level, "name", str(level)),
+        "namespace": event.get("log_namespace") or "",
+        "text": formatEvent(event),
+    }
+    failure = event.get("log_failure")
+    if failure is not None:
+        record["failure"] = failure.getTraceback()
+    return json.dumps(record, ensure_ascii=False, default=str) + "\n"
+
+
+class GatewayLogFile(Service):
+    """While running, every log event at ``level`` or above is appended to ``path``."""
+
+    def __init__(
+        self,
+        path: str,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_files: int = DEFAULT_MAX_FILES,
+        *,
+        level: LogLevel = LogLevel.info,
+        publisher: LogPublisher = globalLogPublisher,
+    ):
+        self.path = os.path.abspath(path)
+        self.max_bytes = max_bytes
+        self.max_files = max_files
+        self.level = level
+        self._publisher = publisher
+        self._file: LogFile | None = None
+        self._lock = threading.Lock()
+        self.dropped = 0  # events that could not be written (reported nowhere else: no recursion)
+
+    def set_level(self, name: str) -> None:
+        """Apply ``logging.level`` (``debug|info|warn|error``); unknown names keep the current level."""
+        try:
+            self.level = LogLevel.levelWithName({"warning": "warn"}.get(name, name))
+        except InvalidLogLevelError:
+            pass
+
+    def startService(self) -> None:
+        directory, name = os.path.split(self.path)
+        os.makedirs(directory, exist_ok=True)
+        self._file = LogFile(name, directory, rotateLength=self.max_bytes, maxRotatedFiles=self.max_files)
+        self._publisher.addObserver(self.observe)
+        super().startService()
+
+    def stopService(self) -> Any:
+        self._publisher.removeObserver(self.observe)
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        return super().stopService()
+
+    def observe(self, event: dict[str, Any]) -> None:
+        """The ILogObserver: format and append one event; never raises."""
+        try:
+            level = event.get("log_level") or LogLevel.info
+            if level < self.level:
+                return
+            data = format_line(event).encode("utf-8")  # bytes: LogFile counts len() toward rotation
+            with self._lock:
+                if self._file is not None:
+                    self._file.write(data)
+        except Exception:  # noqa: BLE001 - a logging observer must not raise into the caller
+            self.dropped += 1
