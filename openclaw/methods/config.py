@@ -124,14 +124,20 @@ def _restored_text(raw: str, parsed: Any, current: config_snapshot.ConfigSnapsho
 
 
 @inlineCallbacks
-def config_set(ctx: RequestContext) -> Any:
+def _replacement_text(ctx: RequestContext, method: str) -> Any:
+    """For set and apply: check ``baseHash``, parse ``raw``, put the stored secrets back."""
     params = ctx.params
     current = yield _control(ctx).read_current()
     _check_base_hash(current, params.get("baseHash"))
-    parsed = _parse_raw(params["raw"], "config.set")
+    parsed = _parse_raw(params["raw"], method)
     if not isinstance(parsed, dict):
-        raise invalid_request("config.set raw must be an object")
-    text = _restored_text(params["raw"], parsed, current)
+        raise invalid_request(f"{method} raw must be an object")
+    return _restored_text(params["raw"], parsed, current)
+
+
+@inlineCallbacks
+def config_set(ctx: RequestContext) -> Any:
+    text = yield _replacement_text(ctx, "config.set")
     written, _ = yield _write(ctx, text)
     return {"ok": True, "path": written.path, "hash": written.hash, "config": redact(written.config)}
 
@@ -182,14 +188,8 @@ def config_patch(ctx: RequestContext) -> Any:
 
 @inlineCallbacks
 def config_apply(ctx: RequestContext) -> Any:
-    params = ctx.params
-    current = yield _control(ctx).read_current()
-    _check_base_hash(current, params.get("baseHash"))
-    parsed = _parse_raw(params["raw"], "config.apply")
-    if not isinstance(parsed, dict):
-        raise invalid_request("config.apply raw must be an object")
-    text = _restored_text(params["raw"], parsed, current)
-    written, plan = yield _write(ctx, text, params.get("restartDelayMs") or 0)
+    text = yield _replacement_text(ctx, "config.apply")
+    written, plan = yield _write(ctx, text, ctx.params.get("restartDelayMs") or 0)
     return {
         "ok": True,
         "path": written.path,
