@@ -20,12 +20,12 @@ from .config import reload_plan as plan_actions
 from .config.loader import lookup
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter
-from .methods import agent, chat, config, devices, heartbeat, logs, sessions, system
+from .methods import agent, chat, config, devices, heartbeat, logs, nodes, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
 from .protocol.validation import ProtocolValidators
-from .security.rate_limit import AuthRateLimiter
+from .security.rate_limit import AuthRateLimiter, is_loopback
 from .security.scopes import ADMIN
 from .services.event_loop import EventLoopMonitor
 from .providers.client import ModelClient
@@ -37,6 +37,9 @@ from .state.health import HealthMonitor
 from .state.presence import PresenceTracker
 from .stores.devices import DeviceStore
 from .services.log_file import default_log_path
+from .services.node_pairing import NodePairingService
+from .state.nodes import NodeRegistry, node_id_of
+from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
 from .stores.sqlite import InlineExecutor
 
@@ -54,6 +57,10 @@ CORE_EVENTS = (
     "sessions.changed",
     "config.changed",
     "heartbeat",
+    "node.pair.requested",
+    "node.pair.resolved",
+    "node.presence",
+    "node.event",
 )
 
 
@@ -67,6 +74,7 @@ class Gateway:
         device_store: DeviceStore,
         session_store: SessionStore,
         model_client: ModelClient,
+        node_store: NodeStore,
         file_executor: Any = None,
     ):
         self.settings = settings
@@ -105,6 +113,10 @@ class Gateway:
         self.log_file: Any = None  # the log file service, when the tree has one
         self.log_file_path = default_log_path(settings.state_dir)
         self.config_control: Any = None  # the reload service, for the config.* methods
+        self.node_pairing = NodePairingService(
+            node_store, clock, self.clients.broadcast, auto_approve_local=lambda: self.settings.auto_approve_local
+        )
+        self.nodes = NodeRegistry(clock, self._node_presence)
         self.handshake = Handshake(self)
         self.methods = MethodRegistry()
         self.events: list[str] = list(CORE_EVENTS)
@@ -115,6 +127,7 @@ class Gateway:
         self.methods.add_all(agent.methods())
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
+        self.methods.add_all(nodes.methods())
         # File reads (logs.tail) go through this executor: a worker thread in production.
         self.methods.add_all(logs.methods(file_executor if file_executor is not None else InlineExecutor()))
         self.health.add_contributor(self._core_health)
@@ -157,6 +170,8 @@ class Gateway:
             failing.append("device-store")
         if not self.sessions_loaded:
             failing.append("session-store")
+        if not self.node_pairing.loaded:
+            failing.append("node-store")
         return failing
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -302,6 +317,8 @@ class Gateway:
             },
         )
         self.broadcast_presence()
+        if client.role == "node":
+            self._node_connected(client)
         self._log.info(
             "{role} {client_id} connected from {ip} (conn {conn_id}, auth {auth})",
             role=client.role,
@@ -315,6 +332,8 @@ class Gateway:
         if self.clients.remove(client.conn_id) is None:
             return
         self.runs.connection_lost(client.conn_id)
+        if client.role == "node":
+            self.nodes.disconnected(client)
         self.presence.client_disconnected(self.presence_key(client), client.conn_id)
         self.broadcast_presence()
 
@@ -330,6 +349,39 @@ class Gateway:
     def broadcast_health(self) -> None:
         snapshot, _ = self.health.refresh()
         self.clients.broadcast("health", snapshot, state_version=self.state_version())
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    node_id_for = staticmethod(node_id_of)
+
+    def _node_connected(self, client: ConnectedClient) -> None:
+        """Register the node; a capability surface not yet approved becomes a pairing request."""
+        self.nodes.connected(client)
+        node_id = node_id_of(client)
+        if self.node_pairing.surface_approved(node_id, client.commands, client.caps):
+            return
+        info = client.client
+        metadata = {
+            "nodeId": node_id,
+            "displayName": info.get("displayName"),
+            "platform": info.get("platform"),
+            "version": info.get("version"),
+            "coreVersion": info.get("coreVersion"),
+            "uiVersion": info.get("uiVersion"),
+            "deviceFamily": info.get("deviceFamily"),
+            "modelIdentifier": info.get("modelIdentifier"),
+            "clientId": info.get("id"),
+            "clientMode": info.get("mode"),
+            "remoteIp": client.remote_ip,
+            "caps": list(client.caps),
+            "commands": list(client.commands),
+            "permissions": client.permissions,
+        }
+        d = self.node_pairing.request(metadata, local=is_loopback(client.remote_ip))
+        d.addErrback(lambda failure: self._log.failure("node pairing request for {node} failed", failure, node=node_id))
+
+    def _node_presence(self, node_id: str, connected: bool) -> None:
+        self.clients.broadcast("node.presence", {"nodeId": node_id, "connected": connected, "ts": self.now_ms()})
 
     def broadcast_event(self, event: str, payload: Mapping[str, Any]) -> None:
         self.clients.broadcast(event, payload)

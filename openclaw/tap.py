@@ -33,11 +33,12 @@ from .services.reload import ConfigReloader
 from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService
 from .services.websocket import WebSocketService
 from .settings import GatewaySettings, resolve_settings
-from .stores import devices, sessions
+from .stores import devices, nodes, sessions
 from .stores.sqlite import SQLiteDatabase, ThreadExecutor
 
 DEVICE_DB_NAME = "devices.sqlite"
 SESSION_DB_NAME = "sessions.sqlite"
+NODE_DB_NAME = "nodes.sqlite"
 UPSTREAM_CONNECT_TIMEOUT_S = 10
 
 
@@ -97,7 +98,12 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
     pool = HTTPConnectionPool(reactor, persistent=True)
     http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=UPSTREAM_CONNECT_TIMEOUT_S))
     files = ThreadExecutor(reactor, "files")
-    gateway = Gateway(settings, reactor, store, session_store, ModelClient(http, reactor), file_executor=files)
+    node_store = nodes.NodeStore(
+        SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, NODE_DB_NAME), nodes.MIGRATIONS)
+    )
+    gateway = Gateway(
+        settings, reactor, store, session_store, ModelClient(http, reactor), node_store, file_executor=files
+    )
     log_file = gateway.log_file = GatewayLogFile(
         gateway.log_file_path, level=LogLevel.levelWithName(_log_level(settings.config))
     )
@@ -111,6 +117,7 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         named("files", ExecutorService(files)),
         named("log-file", log_file),
         named("pairing", gateway.pairing),
+        named("node-pairing", gateway.node_pairing),
         named("agents", AgentService(gateway, pool)),
         named("event-loop", gateway.event_loop),
         named("tick", PeriodicBroadcast(reactor, settings.tick_interval_ms / 1000.0, gateway.broadcast_tick, what="tick")),

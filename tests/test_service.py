@@ -106,7 +106,9 @@ class _TreeMixin:
 
     def start(self, root: MultiService, reactor: ThreadedMemoryReactor) -> None:
         root.startService()
-        reactor.run_thread_results(lambda: root.gateway.pairing.loaded and root.gateway.sessions_loaded)
+        reactor.run_thread_results(
+            lambda: root.gateway.pairing.loaded and root.gateway.sessions_loaded and root.gateway.node_pairing.loaded
+        )
 
     def _stop(self, root: MultiService, reactor: ThreadedMemoryReactor) -> None:
         if root.running:
@@ -129,7 +131,7 @@ class ServiceTreeTests(_TreeMixin, SynchronousTestCase):
         root, _ = self.build("--token", "secret")
         self.assertEqual(
             [service.name for service in root],
-            ["reload", "files", "log-file", "pairing", "agents", "event-loop", "tick", "health", "heartbeat", "websocket", "listeners"],
+            ["reload", "files", "log-file", "pairing", "node-pairing", "agents", "event-loop", "tick", "health", "heartbeat", "websocket", "listeners"],
         )
 
     def test_loopback_has_ipv4_and_ipv6_listeners(self):
@@ -207,7 +209,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         """After stop no worker thread survives, so trial (and twistd) can exit cleanly."""
         root, reactor = self.build("--token", "secret")
         self.start(root, reactor)
-        self.assertEqual(len(sqlite_threads()), 2)  # devices and sessions
+        self.assertEqual(len(sqlite_threads()), 3)  # devices, sessions and nodes
         stopped = root.stopService()
         reactor.run_thread_results(lambda: stopped.called)
         self.successResultOf(stopped)
@@ -224,7 +226,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertFalse(root.gateway.accepting)
         self.assertEqual([service.running for service in root.getServiceNamed("listeners")], [0, 0])
-        self.assertEqual([service.running for service in root], [0] * 11)
+        self.assertEqual([service.running for service in root], [0] * 12)
 
     def test_periodic_services_run_on_the_injected_reactor(self):
         """Ticks are scheduled on the reactor given to makeService, never the global one."""

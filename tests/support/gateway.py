@@ -22,7 +22,7 @@ from treq.client import HTTPClient
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from openclaw.providers.client import ModelClient
-from openclaw.stores import devices, sessions
+from openclaw.stores import devices, nodes, sessions
 from openclaw.stores.sqlite import InlineExecutor, SQLiteDatabase
 
 TOKEN = "test-token-123"
@@ -62,7 +62,10 @@ def make_gateway(
             http = HTTPClient(Agent(global_reactor, pool=pool))
             testcase.addCleanup(pool.closeCachedConnections)
         model_client = ModelClient(http, clock)
-    gateway = Gateway(settings, clock, store, session_store, model_client)
+    node_store = nodes.NodeStore(SQLiteDatabase(os.path.join(state_dir, "nodes.sqlite"), nodes.MIGRATIONS, InlineExecutor()))
+    gateway = Gateway(settings, clock, store, session_store, model_client, node_store)
+    gateway.node_pairing.startService()
+    testcase.addCleanup(lambda: gateway.node_pairing.stopService() if gateway.node_pairing.running else None)
     gateway.pairing.startService()
     testcase.addCleanup(lambda: gateway.pairing.stopService() if gateway.pairing.running else None)
     session_store.load()

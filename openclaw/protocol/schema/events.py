@@ -1,4 +1,5 @@
 """Payloads of the events this gateway emits (protocol §6.5)."""
+from .nodes import NODE_EVENT_PAYLOADS
 from .operations import OPERATION_EVENT_PAYLOADS
 from .common import NON_EMPTY, array, enum, integer, obj, ref
 
@@ -71,4 +72,5 @@ EVENT_PAYLOADS = {
         ("requestId", "deviceId", "decision", "ts"),
     ),
     **OPERATION_EVENT_PAYLOADS,
+    **NODE_EVENT_PAYLOADS,
 }

@@ -5,6 +5,7 @@ exported schema document stays complete.
 """
 from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, array, integer, obj, string
 from .config import CONFIG_METHOD_PARAMS
+from .nodes import NODE_METHOD_PARAMS
 from .operations import OPERATION_METHOD_PARAMS
 from .sessions import SESSION_METHOD_PARAMS
 
@@ -50,4 +51,5 @@ METHOD_PARAMS = {
     **SESSION_METHOD_PARAMS,
     **CONFIG_METHOD_PARAMS,
     **OPERATION_METHOD_PARAMS,
+    **NODE_METHOD_PARAMS,
 }
