@@ -1,0 +1,435 @@
+"""``GatewayClient``: a reconnecting gateway client for Twisted programs.
+
+It speaks the protocol the way the reference clients do: it waits for ``connect.challenge``,
+signs the v3 device payload, keeps the device token the gateway issues (per device and role) and
+uses it when the shared secret is absent, tracks ``seq`` per connection and reports gaps (then
+refreshes ``health`` and ``system-presence``), closes with 4000 when the server goes silent for
+two tick intervals, and reconnects with backoff (1 s doubling to 30 s) unless it was closed on
+purpose or the server refused its credentials.
+"""
+from __future__ import annotations
+
+import json
+import platform as platform_module
+import uuid
+from typing import Any, Callable, Mapping
+
+import attrs
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from .. import __version__
+from ..protocol.constants import PROTOCOL_VERSION
+from ..security.device_identity import DeviceKeyPair
+from .identity import DeviceTokenStore
+
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+RECONNECT_INITIAL_S = 1.0
+RECONNECT_MAX_S = 30.0
+TICK_WATCHDOG_CLOSE_CODE = 4000
+CLOSE_HINTS = {
+    1000: "normal closure",
+    1006: "abnormal closure (no close frame): the network or the server went away",
+    1008: "policy violation: check credentials, scopes and pairing",
+    1012: "service restart: reconnecting soon",
+    4000: "tick timeout: the server went silent",
+    4001: "device token invalidated: authenticate again",
+}
+NO_RECONNECT = frozenset((1008, 4001))
+
+
+class GatewayCallError(Exception):
+    """A failed response (or a request that could not complete), in the protocol's shape."""
+
+    def __init__(self, code: str, message: str, details: Any = None, payload: Any = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+        self.payload = payload
+
+
+@attrs.define
+class ClientOptions:
+    url: str
+    token: str | None = None
+    password: str | None = None
+    client_id: str = "cli"
+    display_name: str | None = None
+    version: str = __version__
+    platform: str = attrs.field(factory=lambda: platform_module.system().lower() or "unknown")
+    mode: str = "cli"
+    instance_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    role: str = "operator"
+    scopes: tuple[str, ...] = ("operator.read", "operator.write")
+    caps: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+    permissions: Mapping[str, bool] = attrs.field(factory=dict)
+    device: DeviceKeyPair | None = None
+    device_tokens: DeviceTokenStore = attrs.field(factory=DeviceTokenStore)
+    min_protocol: int = PROTOCOL_VERSION
+    max_protocol: int = PROTOCOL_VERSION
+    tls_fingerprint: str | None = None
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    reconnect: bool = True
+
+
+class _Pending:
+    def __init__(self, deferred: Deferred, timer: IDelayedCall, expect_final: bool):
+        self.deferred = deferred
+        self.timer = timer
+        self.expect_final = expect_final
+
+
+class GatewayClientProtocol(WebSocketClientProtocol):
+    _log = Logger()
+
+    def onOpen(self) -> None:
+        self.owner: GatewayClient = self.factory.owner
+        self.pending: dict[str, _Pending] = {}
+        self.expected_seq: int | None = None
+        self.hello: dict[str, Any] | None = None
+        self._watchdog: IDelayedCall | None = None
+        self.owner._opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if isBinary:
+            return
+        try:
+            frame = json.loads(payload)
+        except ValueError:
+            return
+        self._feed_watchdog()
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "event":
+            self._event(frame)
+        elif kind == "res":
+            self._response(frame)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(self, method: str, params: Any, timeout_s: float, expect_final: bool = False) -> Deferred:
+        request_id = str(uuid.uuid4())
+        d: Deferred = Deferred()
+        timer = self.owner.clock.callLater(timeout_s, self._timed_out, request_id, method)
+        self.pending[request_id] = _Pending(d, timer, expect_final)
+        frame = {"type": "req", "id": request_id, "method": method}
+        if params is not None:
+            frame["params"] = params
+        self.sendMessage(json.dumps(frame).encode("utf-8"), isBinary=False)
+        return d
+
+    def _timed_out(self, request_id: str, method: str) -> None:
+        pending = self.pending.pop(request_id, None)
+        if pending is not None:
+            pending.deferred.errback(GatewayCallError("TIMEOUT", f"{method} timed out"))
+
+    def _response(self, frame: dict[str, Any]) -> None:
+        pending = self.pending.get(frame.get("id"))
+        if pending is None:
+            return
+        payload = frame.get("payload")
+        if frame.get("ok") and pending.expect_final and isinstance(payload, dict) and payload.get("status") == "accepted":
+            return  # two-phase methods (agent): wait for the second response
+        del self.pending[frame["id"]]
+        if pending.timer.active():
+            pending.timer.cancel()
+        if frame.get("ok"):
+            pending.deferred.callback(payload)
+        else:
+            error = frame.get("error") or {}
+            pending.deferred.errback(
+                GatewayCallError(error.get("code", "UNAVAILABLE"), error.get("message", "request failed"), error.get("details"), payload)
+            )
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _event(self, frame: dict[str, Any]) -> None:
+        event = frame.get("event")
+        payload = frame.get("payload")
+        if event == "connect.challenge" and self.hello is None:
+            self.owner._challenged(self, payload or {})
+            return
+        seq = frame.get("seq")
+        if isinstance(seq, int):
+            if self.expected_seq is not None and seq > self.expected_seq:
+                self.owner._gap(self, {"expected": self.expected_seq, "received": seq})
+            self.expected_seq = seq + 1
+        if event == "node.invoke.request":
+            self.owner._node_invoke(self, payload or {})
+        self.owner._emit(event, payload, frame)
+
+    # -- watchdog and close ------------------------------------------------------------------
+
+    def start_watchdog(self, tick_interval_ms: int) -> None:
+        self._tick_interval_s = tick_interval_ms / 1000.0
+        self._feed_watchdog()
+
+    def _feed_watchdog(self) -> None:
+        interval = getattr(self, "_tick_interval_s", None)
+        if interval is None:
+            return
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.reset(2 * interval)
+        else:
+            self._watchdog = self.owner.clock.callLater(2 * interval, self._silent)
+
+    def _silent(self) -> None:
+        self._watchdog = None
+        self._log.warn("gateway silent for two tick intervals; closing")
+        self.local_close = (TICK_WATCHDOG_CLOSE_CODE, "tick timeout")
+        self.sendClose(TICK_WATCHDOG_CLOSE_CODE, "tick timeout")
+        self.owner.clock.callLater(5, lambda: self.transport and self.transport.abortConnection())
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if getattr(self, "_watchdog", None) is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        for pending in list(getattr(self, "pending", {}).values()):
+            if pending.timer.active():
+                pending.timer.cancel()
+            pending.deferred.errback(GatewayCallError("UNAVAILABLE", f"connection closed ({code})"))
+        if hasattr(self, "pending"):
+            self.pending.clear()
+        owner = getattr(self, "owner", None) or getattr(self.factory, "owner", None)
+        # When we closed (tick watchdog), report our reason, not the server's echo of it.
+        code, reason = getattr(self, "local_close", None) or (code, reason)
+        if owner is not None:
+            owner._closed(self, code or 1006, reason or "")
+
+
+class GatewayClient:
+    """Connect with :meth:`connect`, call methods with :meth:`call`, stop with :meth:`close`."""
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        *,
+        reactor: Any = None,
+        clock: Any = None,
+        on_event: Callable[[str, Any, dict[str, Any]], None] | None = None,
+        on_hello: Callable[[dict[str, Any]], None] | None = None,
+        on_connect_error: Callable[[GatewayCallError], None] | None = None,
+        on_close: Callable[[int, str, str], None] | None = None,
+        on_gap: Callable[[dict[str, int]], None] | None = None,
+        command_handler: Callable[[str, Any], Any] | None = None,
+    ):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.options = options
+        # Timers (request timeouts, the tick watchdog, reconnect backoff) run on ``clock``.
+        self.clock = clock if clock is not None else reactor
+        self._reactor = reactor
+        self.on_event = on_event
+        self.on_hello = on_hello
+        self.on_connect_error = on_connect_error
+        self.on_close = on_close
+        self.on_gap = on_gap
+        self.command_handler = command_handler
+        self.protocol: GatewayClientProtocol | None = None
+        self.hello: dict[str, Any] | None = None
+        self._ready: list[Deferred] = []
+        self._stopping = False
+        self._backoff = RECONNECT_INITIAL_S
+        self._retry: IDelayedCall | None = None
+        self.closed_with: tuple[int, str] | None = None
+
+    # -- public API --------------------------------------------------------------------------
+
+    def connect(self) -> Deferred:
+        """Fires with the ``hello-ok`` payload (or fails with GatewayCallError)."""
+        self._stopping = False
+        d: Deferred = Deferred()
+        self._ready.append(d)
+        self._dial()
+        return d
+
+    def when_connected(self) -> Deferred:
+        if self.protocol is not None and self.hello is not None:
+            d: Deferred = Deferred()
+            d.callback(self.hello)
+            return d
+        d = Deferred()
+        self._ready.append(d)
+        return d
+
+    def call(self, method: str, params: Any = None, *, timeout_s: float | None = None, expect_final: bool = False) -> Deferred:
+        """The response payload, or a GatewayCallError."""
+        if self.protocol is None or self.hello is None:
+            return fail(GatewayCallError("UNAVAILABLE", "not connected"))
+        return self.protocol.request(method, {} if params is None else params, timeout_s or self.options.request_timeout_s, expect_final)
+
+    def close(self) -> Deferred:
+        """Close for good (no reconnect); fires when the socket is closed."""
+        self._stopping = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        done: Deferred = Deferred()
+        if self.protocol is None:
+            done.callback(None)
+            return done
+        self._close_waiters = getattr(self, "_close_waiters", []) + [done]
+        self.protocol.sendClose(1000)
+        return done
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def _dial(self) -> None:
+        factory = WebSocketClientFactory(self.options.url, reactor=self._reactor)
+        factory.protocol = GatewayClientProtocol
+        factory.owner = self
+        factory.clientConnectionFailed = lambda connector, reason: self._closed(None, 1006, reason.getErrorMessage())
+        context = None
+        if self.options.url.startswith("wss://"):
+            context = self._tls_context(factory.host)
+        connectWS(factory, contextFactory=context)
+
+    def _tls_context(self, host: str) -> Any:
+        """Pinned when a fingerprint is given (self-signed certificates work); else normal verification."""
+        if self.options.tls_fingerprint:
+            from ..tls.pinning import client_context_factory
+
+            return client_context_factory(self.options.tls_fingerprint)
+        from twisted.internet.ssl import optionsForClientTLS
+
+        return optionsForClientTLS(host)
+
+    def _opened(self, protocol: GatewayClientProtocol) -> None:
+        self.protocol = protocol
+
+    def _auth(self) -> dict[str, Any]:
+        options = self.options
+        auth: dict[str, Any] = {}
+        if options.token:
+            auth["token"] = options.token
+        if options.password:
+            auth["password"] = options.password
+        if options.device is not None:
+            stored = options.device_tokens.get(options.device.device_id, options.role)
+            if stored and not options.token:
+                auth["deviceToken"] = stored
+        return auth
+
+    def _challenged(self, protocol: GatewayClientProtocol, challenge: Mapping[str, Any]) -> None:
+        options = self.options
+        client = {"id": options.client_id, "version": options.version, "platform": options.platform, "mode": options.mode}
+        client["instanceId"] = options.instance_id
+        if options.display_name:
+            client["displayName"] = options.display_name
+        auth = self._auth()
+        params: dict[str, Any] = {
+            "minProtocol": options.min_protocol,
+            "maxProtocol": options.max_protocol,
+            "client": client,
+            "role": options.role,
+            "scopes": list(options.scopes),
+            "caps": list(options.caps),
+            "auth": auth,
+        }
+        if options.commands:
+            params["commands"] = list(options.commands)
+        if options.permissions:
+            params["permissions"] = dict(options.permissions)
+        if options.device is not None:
+            params["device"] = options.device.device_block(
+                nonce=str(challenge.get("nonce", "")),
+                signed_at_ms=int(self._reactor.seconds() * 1000),
+                client=client,
+                role=options.role,
+                scopes=list(options.scopes),
+                auth=auth,
+            )
+        protocol.request("connect", params, options.request_timeout_s).addCallbacks(
+            self._admitted, self._refused, callbackArgs=(protocol,)
+        )
+
+    def _admitted(self, hello: dict[str, Any], protocol: GatewayClientProtocol) -> None:
+        self.hello = protocol.hello = hello
+        self._backoff = RECONNECT_INITIAL_S
+        auth = hello.get("auth") or {}
+        if self.options.device is not None and auth.get("deviceToken"):
+            self.options.device_tokens.put(self.options.device.device_id, self.options.role, auth["deviceToken"])
+        protocol.start_watchdog(int((hello.get("policy") or {}).get("tickIntervalMs") or 30000))
+        if self.on_hello is not None:
+            self.on_hello(hello)
+        waiters, self._ready = self._ready, []
+        for waiter in waiters:
+            waiter.callback(hello)
+
+    def _refused(self, failure: Any) -> None:
+        error = failure.value if isinstance(failure.value, GatewayCallError) else GatewayCallError("UNAVAILABLE", str(failure.value))
+        self._refusal = error
+        if self.on_connect_error is not None:
+            self.on_connect_error(error)
+
+    def _closed(self, protocol: GatewayClientProtocol | None, code: int, reason: str) -> None:
+        if protocol is not None and protocol is not self.protocol:
+            return
+        self.protocol = None
+        self.hello = None
+        self.closed_with = (code, reason)
+        hint = CLOSE_HINTS.get(code, "closed")
+        if self.on_close is not None:
+            self.on_close(code, reason, hint)
+        for waiter in getattr(self, "_close_waiters", []):
+            waiter.callback((code, reason))
+        self._close_waiters = []
+        refusal = getattr(self, "_refusal", None)
+        self._refusal = None
+        if self._stopping or not self.options.reconnect or code in NO_RECONNECT:
+            waiters, self._ready = self._ready, []
+            for waiter in waiters:
+                waiter.errback(refusal or GatewayCallError("UNAVAILABLE", f"closed {code}: {reason or hint}"))
+            return
+        delay, self._backoff = self._backoff, min(RECONNECT_MAX_S, self._backoff * 2)
+        self._retry = self.clock.callLater(delay, self._dial)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _emit(self, event: str, payload: Any, frame: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(event, payload, frame)
+            except Exception:
+                self._log.failure("on_event raised for {event}", event=event)
+
+    def _gap(self, protocol: GatewayClientProtocol, gap: dict[str, int]) -> None:
+        if self.on_gap is not None:
+            self.on_gap(gap)
+        # Missed events may have changed state: fetch it again.
+        for method in ("health", "system-presence"):
+            protocol.request(method, {}, self.options.request_timeout_s).addErrback(lambda _: None)
+
+    def _node_invoke(self, protocol: GatewayClientProtocol, request: Mapping[str, Any]) -> None:
+        """Node mode: run the handler and answer with ``node.invoke.result``."""
+        if self.command_handler is None:
+            return
+        params_json = request.get("paramsJSON")
+        params = json.loads(params_json) if isinstance(params_json, str) else None
+        d = Deferred()
+        d.addCallback(lambda _: self.command_handler(request.get("command"), params))
+
+        def answered(result: Any) -> None:
+            protocol.request(
+                "node.invoke.result",
+                {"id": request["id"], "nodeId": request["nodeId"], "ok": True, "payloadJSON": json.dumps(result)},
+                self.options.request_timeout_s,
+            ).addErrback(lambda _: None)
+
+        def failed(failure: Any) -> None:
+            protocol.request(
+                "node.invoke.result",
+                {
+                    "id": request["id"],
+                    "nodeId": request["nodeId"],
+                    "ok": False,
+                    "error": {"code": "COMMAND_FAILED", "message": failure.getErrorMessage()},
+                },
+                self.options.request_timeout_s,
+            ).addErrback(lambda _: None)
+
+        d.addCallbacks(answered, failed)
+        d.callback(None)
