@@ -84,6 +84,8 @@ class Gateway:
         self.instance_id = str(uuid.uuid4())
         self.started_at_ms = self.now_ms()
         self.accepting = True
+        # "sha256:AA:..." of the served certificate when the listener uses TLS (set by tap.build_tree).
+        self.tls_fingerprint: str | None = None
         self.validators = ProtocolValidators()
         self.clients = ClientRegistry()
         self.preauth = PreauthLimiter(settings.max_preauth_per_ip)

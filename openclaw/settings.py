@@ -43,6 +43,10 @@ class GatewaySettings:
     reload_mode: str = "hybrid"
     reload_debounce_ms: int = 300
     strict_transport_security: str | None = None
+    tls_enabled: bool = False
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
+    tls_auto_generate: bool = False
     config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
@@ -74,6 +78,29 @@ def _positive_int(value: Any, name: str) -> int | None:
     if number <= 0:
         raise ConfigError(f"{name} must be a positive integer, not {value!r}")
     return number
+
+
+def _resolve_tls(options: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """TLS fields: ``--tls-cert``/``--tls-key`` (both, and they imply TLS) over ``gateway.tls``.
+
+    Enabled without paths means a self-signed certificate under ``<state-dir>/tls`` unless
+    ``autoGenerate`` is explicitly false, which is refused here rather than at bind time.
+    """
+    cli_cert, cli_key = options.get("tls-cert"), options.get("tls-key")
+    if cli_cert or cli_key:
+        if not (cli_cert and cli_key):
+            raise ConfigError("--tls-cert and --tls-key must be given together")
+        return {"tls_enabled": True, "tls_cert_path": cli_cert, "tls_key_path": cli_key, "tls_auto_generate": False}
+    enabled = lookup(config, "gateway.tls.enabled", False) is True
+    cert, key = lookup(config, "gateway.tls.certPath"), lookup(config, "gateway.tls.keyPath")
+    auto = lookup(config, "gateway.tls.autoGenerate")
+    if not enabled:
+        return {"tls_enabled": False, "tls_cert_path": None, "tls_key_path": None, "tls_auto_generate": False}
+    if bool(cert) != bool(key):
+        raise ConfigError("gateway.tls.certPath and gateway.tls.keyPath must be given together")
+    if not cert and auto is False:
+        raise ConfigError("gateway.tls is enabled without certPath/keyPath and autoGenerate is false")
+    return {"tls_enabled": True, "tls_cert_path": cert or None, "tls_key_path": key or None, "tls_auto_generate": not cert}
 
 
 def resolve_settings(
@@ -128,6 +155,7 @@ def resolve_settings(
 
     Catalog.from_config(config)  # models/agents mistakes stop start-up with a message, not a run later
     hsts = lookup(config, "gateway.http.securityHeaders.strictTransportSecurity")
+    tls = _resolve_tls(options, config)
 
     return GatewaySettings(
         port=port,
@@ -148,5 +176,6 @@ def resolve_settings(
         reload_mode=lookup(config, "gateway.reload.mode", "hybrid"),
         reload_debounce_ms=lookup(config, "gateway.reload.debounceMs", 300),
         strict_transport_security=hsts if isinstance(hsts, str) and hsts else None,
+        **tls,
         config=config,
     )

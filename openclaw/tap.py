@@ -13,7 +13,7 @@ import treq.client
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.logger import LogLevel
+from twisted.logger import Logger, LogLevel
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -35,11 +35,14 @@ from .services.websocket import WebSocketService
 from .settings import GatewaySettings, resolve_settings
 from .stores import devices, nodes, sessions
 from .stores.sqlite import SQLiteDatabase, ThreadExecutor
+from .tls import certificates as tls_certificates
+from .tls import server as tls_server
 
 DEVICE_DB_NAME = "devices.sqlite"
 SESSION_DB_NAME = "sessions.sqlite"
 NODE_DB_NAME = "nodes.sqlite"
 UPSTREAM_CONNECT_TIMEOUT_S = 10
+_log = Logger(namespace="openclaw.tap")
 
 
 class Options(usage.Options):
@@ -58,11 +61,15 @@ class Options(usage.Options):
         ["password", None, None, "shared gateway password (or OPENCLAW_GATEWAY_PASSWORD)"],
         ["state-dir", None, None, "state directory [default: ~/.openclaw or OPENCLAW_STATE_DIR]"],
         ["config", "c", None, "JSON5 config file [default: <state-dir>/openclaw.json or OPENCLAW_CONFIG_PATH]"],
+        ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with; needs --tls-key [or gateway.tls.certPath]"],
+        ["tls-key", None, None, "PEM private key for --tls-cert [or gateway.tls.keyPath]"],
     ]
 
     def postOptions(self) -> None:
         try:
-            self["settings"] = resolve_settings(self)
+            self["settings"] = settings = resolve_settings(self)
+            if settings.tls_enabled:
+                _tls_material(settings)  # a bad certificate file is a usage error, not a traceback
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
 
@@ -72,6 +79,13 @@ def _settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Gatewa
     if isinstance(settings, GatewaySettings):
         return settings
     return resolve_settings(options, env)
+
+
+def _tls_material(settings: GatewaySettings) -> tuple[bytes, bytes, Any]:
+    """Certificate and key PEM for the listener (read, or created once under ``<state-dir>/tls``)."""
+    return tls_certificates.load_or_create_certificate(
+        settings.state_dir, settings.tls_cert_path, settings.tls_key_path, auto_generate=settings.tls_auto_generate
+    )
 
 
 def _endpoint(reactor: Any, port: int, interface: str) -> Any:
@@ -139,9 +153,20 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         ),
         reactor=reactor,
     )
+    served: Any = site
+    gateway.tls_fingerprint = None
+    if settings.tls_enabled:
+        cert_pem, key_pem, files = _tls_material(settings)
+        gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
+        _log.info(
+            "TLS certificate SHA-256 fingerprint: {fingerprint} ({cert_path})",
+            fingerprint=gateway.tls_fingerprint,
+            cert_path=files.cert_path,
+        )
+        served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
     listeners = OrderedMultiService()
     for index, interface in enumerate(settings.interfaces):
-        listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface), site)
+        listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface), served)
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
         listener._raiseSynchronously = index == 0
         listener.setName(interface)

@@ -292,7 +292,7 @@ class GatewayClient:
         if self.options.tls_fingerprint:
             from ..tls.pinning import client_context_factory
 
-            return client_context_factory(self.options.tls_fingerprint)
+            return client_context_factory(self.options.tls_fingerprint, host)
         from twisted.internet.ssl import optionsForClientTLS
 
         return optionsForClientTLS(host)
@@ -366,8 +366,8 @@ class GatewayClient:
             self.on_connect_error(error)
 
     def _closed(self, protocol: GatewayClientProtocol | None, code: int, reason: str) -> None:
-        if protocol is not None and protocol is not self.protocol:
-            return
+        if protocol is not None and self.protocol is not None and protocol is not self.protocol:
+            return  # an older socket; the current one is still up
         self.protocol = None
         self.hello = None
         self.closed_with = (code, reason)

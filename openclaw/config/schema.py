@@ -128,10 +128,12 @@ GATEWAY = _obj(
         ),
         "tls": _free("TLS for the listener (enabled, certPath, keyPath, caPath, autoGenerate)", properties={
             "enabled": _leaf("boolean", "serve TLS", False),
-            "autoGenerate": _leaf("boolean", "create a self-signed certificate when none is given"),
-            "certPath": _leaf("string", "PEM certificate chain"),
-            "keyPath": _leaf("string", "PEM private key"),
-            "caPath": _leaf("string", "PEM CA bundle for client certificates"),
+            "autoGenerate": _leaf(
+                "boolean", "create (once) a self-signed certificate in the state dir's tls/ folder when no certPath/keyPath is given; on unless false"
+            ),
+            "certPath": _leaf("string", "PEM certificate chain (with keyPath; --tls-cert wins)"),
+            "keyPath": _leaf("string", "PEM private key, unencrypted (with certPath; --tls-key wins)"),
+            "caPath": _leaf("string", "PEM CA bundle for client certificates (accepted, not used yet)"),
         }),
         "reload": _obj(
             {

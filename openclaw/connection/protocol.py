@@ -321,8 +321,12 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         return outcome != DROPPED
 
     def deliver_frame(self, frame: bytes, *, droppable: bool) -> bool:
-        """Event frames from the registry; only an open connection takes them."""
-        if self._phase != PHASE_OPEN:
+        """Event frames from the registry; only an open connection takes them.
+
+        Autobahn marks a socket closed when it drops it, but the registry only hears of it at
+        ``connectionLost``, which a TLS shutdown can delay by several reactor turns.
+        """
+        if self._phase != PHASE_OPEN or self.state != self.STATE_OPEN:
             return False
         return self._enqueue(frame, droppable=droppable)
 

@@ -110,14 +110,17 @@ class TestClient:
 
 
 @inlineCallbacks
-def open_client(testcase: Any, url: str, headers: dict[str, str] | None = None):
-    """Connect and wait for the ``connect.challenge``; the socket is closed after the test."""
+def open_client(testcase: Any, url: str, headers: dict[str, str] | None = None, context_factory: Any = None):
+    """Connect and wait for the ``connect.challenge``; the socket is closed after the test.
+
+    ``context_factory`` is the TLS connection creator for ``wss://`` URLs (e.g. a pinned one).
+    """
     client = TestClient()
     factory = WebSocketClientFactory(url, headers=headers or {})
     factory.protocol = _TestProtocol
     factory.client = client
     factory.setProtocolOptions(autoPingInterval=0, openHandshakeTimeout=5, closeHandshakeTimeout=1)
-    connector = connectWS(factory)
+    connector = connectWS(factory, contextFactory=context_factory)
 
     def cleanup():
         if client.protocol is not None and not client.closed.called:
@@ -176,9 +179,11 @@ def connect_params(
 
 
 @inlineCallbacks
-def connect(testcase: Any, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any):
+def connect(
+    testcase: Any, url: str, *, headers: dict[str, str] | None = None, context_factory: Any = None, **kwargs: Any
+):
     """Open a socket and complete ``connect``; returns ``(client, response_frame)``."""
-    client = yield open_client(testcase, url, headers=headers)
+    client = yield open_client(testcase, url, headers=headers, context_factory=context_factory)
     nonce = client.challenge["payload"]["nonce"]
     kwargs.setdefault("signed_at_ms", client.challenge["payload"]["ts"])
     params = connect_params(nonce=nonce, **kwargs)
