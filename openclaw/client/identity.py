@@ -8,26 +8,9 @@ read or written once per connection, before or after the handshake.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 
+from ..files import write_atomically
 from ..security.device_identity import DeviceKeyPair
-
-
-def _write_private(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def load_or_create_identity(path: str) -> DeviceKeyPair:
@@ -38,7 +21,7 @@ def load_or_create_identity(path: str) -> DeviceKeyPair:
     except FileNotFoundError:
         pass
     key = DeviceKeyPair.generate()
-    _write_private(path, key.private_pem())
+    write_atomically(path, key.private_pem())
     return key
 
 
@@ -69,4 +52,4 @@ class DeviceTokenStore:
         else:
             self._tokens[key] = token
         if self._path is not None:
-            _write_private(self._path, json.dumps(self._tokens, indent=2).encode("utf-8"))
+            write_atomically(self._path, json.dumps(self._tokens, indent=2).encode("utf-8"))

@@ -13,7 +13,6 @@ import hashlib
 import ipaddress
 import os
 import re
-import tempfile
 from typing import NamedTuple
 
 from cryptography import x509
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ..config.loader import ConfigError
+from ..files import write_atomically
 
 TLS_DIR_NAME = "tls"
 CERT_FILE_NAME = "gateway-cert.pem"
@@ -85,8 +85,8 @@ def load_or_create_certificate(
     os.makedirs(directory, mode=0o700, exist_ok=True)
     cert_pem, key_pem = generate_self_signed()
     # Key first: a cert without its key on disk would be unusable on the next start.
-    _write_atomically(files.key_path, key_pem, 0o600)
-    _write_atomically(files.cert_path, cert_pem, 0o644)
+    write_atomically(files.key_path, key_pem, 0o600)
+    write_atomically(files.cert_path, cert_pem, 0o644)
     return cert_pem, key_pem, files
 
 
@@ -118,22 +118,6 @@ def generate_self_signed() -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
-def _write_atomically(path: str, data: bytes, mode: int) -> None:
-    """Write to a temp file in the same directory (created with ``mode``), then rename over ``path``."""
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path), dir=os.path.dirname(path))
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def _read(path: str, what: str) -> bytes:
