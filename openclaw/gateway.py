@@ -38,6 +38,7 @@ from .state.presence import PresenceTracker
 from .stores.devices import DeviceStore
 from .services.log_file import default_log_path
 from .services.node_pairing import NodePairingService
+from .state.metrics import GatewayMetrics
 from .state.nodes import NodeRegistry, node_id_of
 from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
@@ -130,6 +131,9 @@ class Gateway:
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
         self.methods.add_all(nodes.methods())
+        self.metrics = GatewayMetrics(self)
+        self.clients.on_delivery = self.metrics.events_delivered
+        self.rate_limiter.on_failure = self.metrics.auth_failed
         # File reads (logs.tail) go through this executor: a worker thread in production.
         self.methods.add_all(logs.methods(file_executor if file_executor is not None else InlineExecutor()))
         self.health.add_contributor(self._core_health)

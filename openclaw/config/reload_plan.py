@@ -38,6 +38,7 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("gateway.nodes", HOT, ()),
     ("gateway.tools", HOT, ()),
     ("gateway.trustedProxies", HOT, ()),
+    ("gateway.metrics", HOT, ()),
     ("gateway.auth.rateLimit", HOT, (RELOAD_RATE_LIMIT,)),
     ("gateway", RESTART, ()),  # port, bind, auth mode and secrets, TLS, mode, …
     ("models", HOT, (RELOAD_CATALOG, RESTART_HEARTBEAT)),

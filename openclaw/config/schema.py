@@ -180,6 +180,14 @@ GATEWAY = _obj(
         ),
         "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **{"x-reload": "hot"}),
         "trustedProxies": {**_STRINGS, "description": "reverse proxies whose forwarding headers are trusted"},
+        "metrics": _obj(
+            {
+                "enabled": _leaf("boolean", "serve GET /metrics (Prometheus text format)", True),
+                "auth": _leaf("boolean", "require the gateway token or password for /metrics", True),
+            },
+            "Prometheus metrics",
+            **{"x-reload": "hot"},
+        ),
         "remote": _free("client-side settings for reaching a remote gateway", **{"x-reload": "none"}),
         "tailscale": _free(NOT_USED),
     },

@@ -267,21 +267,28 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             params=frame.get("params", {}),
             send_interim=lambda interim: self._respond(request_id, True, interim),
         )
+        started = gateway.clock.seconds()
         d = gateway.methods.dispatch(context)
-        d.addCallbacks(self._succeeded, self._failed, callbackArgs=(request_id,), errbackArgs=(request_id, method))
+        d.addCallbacks(
+            self._succeeded, self._failed, callbackArgs=(request_id, method, started), errbackArgs=(request_id, method, started)
+        )
 
-    def _succeeded(self, payload: Any, request_id: str) -> None:
+    def _succeeded(self, payload: Any, request_id: str, method: str, started: float) -> None:
         self._in_flight -= 1
+        gateway = self._gateway
+        gateway.metrics.request_done(method, "ok", gateway.clock.seconds() - started)
         self._unauthorized_streak = 0
         self._respond(request_id, True, payload)
 
-    def _failed(self, failure: Failure, request_id: str, method: str) -> None:
+    def _failed(self, failure: Failure, request_id: str, method: str, started: float) -> None:
         self._in_flight -= 1
         if failure.check(GatewayError):
             error = failure.value
         else:
             self._log.failure("method {method} failed", failure, method=method)
             error = GatewayError(UNAVAILABLE, str(failure.value) or failure.type.__name__)
+        gateway = self._gateway
+        gateway.metrics.request_done(method, error.code, gateway.clock.seconds() - started)
         if isinstance(error, UnauthorizedRole):
             self._unauthorized_streak += 1
         else:

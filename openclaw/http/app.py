@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from klein import Klein
+from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ..config.loader import lookup
 from ..security.scopes import READ, WRITE
 from ..security.shared_secret import check_bearer
 from .headers import plain_text
@@ -121,6 +123,25 @@ class GatewayHttpApp:
             return handler(subject)
         except HttpError as error:
             return write_error(request, error)
+
+    @app.route("/metrics", branch=False)
+    def metrics(self, request: Any) -> Any:
+        """Prometheus text format, behind the gateway auth unless gateway.metrics.auth is false."""
+        config = self._gateway.current_config()
+        if lookup(config, "gateway.metrics.enabled", True) is False:
+            return plain_text(request, 404, "Not Found")
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD")
+            return plain_text(request, 405, "Method Not Allowed")
+        if lookup(config, "gateway.metrics.auth", True) is not False:
+            try:
+                authenticate(self._gateway, request, READ)
+            except HttpError as error:
+                return write_error(request, error)
+        body = self._gateway.metrics.render()
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body
 
     @app.route("/v1/chat/completions", branch=False)
     def chat_completions(self, request: Any) -> Any:

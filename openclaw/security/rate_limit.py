@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from ipaddress import ip_address
+from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -39,6 +40,8 @@ class _Window:
 
 class AuthRateLimiter:
     """Counts failed attempts; ``retry_after_ms`` says how long a locked-out key must wait."""
+
+    on_failure: Any = None  # the metrics hook: called with the kind of every failure
 
     def __init__(
         self,
@@ -86,6 +89,8 @@ class AuthRateLimiter:
         return max(1, int(remaining * 1000))
 
     def record_failure(self, address: str | None, kind: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(kind)  # counted even for exempt addresses: failures are worth seeing
         if self._exempt(address):
             return
         now = self._clock.seconds()

@@ -81,6 +81,9 @@ def event_frame(name_json: bytes, payload_json: bytes, seq: int | None, state_ve
 class ClientRegistry:
     """Every admitted connection, and the broadcaster that serves them."""
 
+    # Called once per broadcast with (event, sent, dropped): the metrics hook.
+    on_delivery: Any = None
+
     def __init__(self) -> None:
         self._clients: dict[str, ConnectedClient] = {}
 
@@ -123,11 +126,14 @@ class ClientRegistry:
         name_json = orjson.dumps(event)
         payload_json = orjson.dumps(payload)
         version_json = orjson.dumps(state_version) if state_version is not None else None
-        addressed = 0
+        addressed = delivered = 0
         for client in list(recipients):
             if not client.may_receive(event):
                 continue
             addressed += 1
             frame = event_frame(name_json, payload_json, client.next_seq(), version_json)
-            client.sink.deliver_frame(frame, droppable=drop_if_slow)
+            if client.sink.deliver_frame(frame, droppable=drop_if_slow):
+                delivered += 1
+        if self.on_delivery is not None and addressed:
+            self.on_delivery(event, delivered, addressed - delivered)
         return addressed
