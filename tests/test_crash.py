@@ -86,11 +86,26 @@ class CrashTests(TestCase):
         return client
 
     @inlineCallbacks
+    def connected_when_ready(self):
+        """Connect, retrying while the gateway says it is still starting (its stores loading)."""
+        for _ in range(200):
+            client = self.client()
+            try:
+                yield client.connect()
+                return client
+            except GatewayCallError as exc:
+                if "starting" not in exc.message:
+                    raise
+            pause: Deferred = Deferred()
+            reactor.callLater(0.05, pause.callback, None)
+            yield pause
+        raise AssertionError("the gateway never finished starting")
+
+    @inlineCallbacks
     def test_acknowledged_writes_survive_sigkill(self):
         process, exited = self.start_gateway()
         yield self.wait_for_port()
-        writer = self.client()
-        yield writer.connect()
+        writer = yield self.connected_when_ready()
         acknowledged_labels: list[str] = []
         paired_devices: list[str] = []
 
@@ -130,8 +145,7 @@ class CrashTests(TestCase):
 
         self.start_gateway()
         yield self.wait_for_port()
-        reader = self.client()
-        yield reader.connect()
+        reader = yield self.connected_when_ready()
         listing = yield reader.call("sessions.list", {"limit": 100_000})
         stored = {row.get("label") for row in listing["sessions"]}
         missing = [label for label in acknowledged_labels if label not in stored]
