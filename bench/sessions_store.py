@@ -185,54 +185,25 @@ def main(reactor, args):
         protocol = yield factory.ready
         yield measure(protocol, "warm-up", "sessions.list", lambda i: {"limit": 50}, 20)
         rng = random.Random(11)
-        results = [
-            (yield measure(protocol, "sessions.list limit 50", "sessions.list", lambda i: {"limit": 50}, args.requests)),
+        scenarios = [
+            ("sessions.list limit 50", "sessions.list", lambda i: {"limit": 50}),
             (
-                yield measure(
-                    protocol,
-                    "sessions.list limit 50 search (1 match)",
-                    "sessions.list",
-                    lambda i: {"limit": 50, "search": f"bench-{rng.randrange(10_000, SESSIONS)}"},
-                    args.requests,
-                )
+                "sessions.list limit 50 search (1 match)",
+                "sessions.list",
+                lambda i: {"limit": 50, "search": f"bench-{rng.randrange(10_000, SESSIONS)}"},
             ),
+            ("sessions.list limit 50 search (~100)", "sessions.list", lambda i: {"limit": 50, "search": f"project {rng.randrange(1000)}"}),
+            ("sessions.list limit 50 search (10%)", "sessions.list", lambda i: {"limit": 50, "search": WORDS[i % 10]}),
+            ("sessions.list limit 50 search (all)", "sessions.list", lambda i: {"limit": 50, "search": "bench"}),
             (
-                yield measure(
-                    protocol,
-                    "sessions.list limit 50 search (~100)",
-                    "sessions.list",
-                    lambda i: {"limit": 50, "search": f"project {rng.randrange(1000)}"},
-                    args.requests,
-                )
-            ),
-            (
-                yield measure(
-                    protocol,
-                    "sessions.list limit 50 search (10%)",
-                    "sessions.list",
-                    lambda i: {"limit": 50, "search": WORDS[i % 10]},
-                    args.requests,
-                )
-            ),
-            (
-                yield measure(
-                    protocol,
-                    "sessions.list limit 50 search (all)",
-                    "sessions.list",
-                    lambda i: {"limit": 50, "search": "bench"},
-                    args.requests,
-                )
-            ),
-            (
-                yield measure(
-                    protocol,
-                    "chat.history limit 200",
-                    "chat.history",
-                    lambda i: {"sessionKey": f"agent:main:bench-{rng.randrange(BIG_SESSIONS)}", "limit": 200},
-                    args.requests,
-                )
+                "chat.history limit 200",
+                "chat.history",
+                lambda i: {"sessionKey": f"agent:main:bench-{rng.randrange(BIG_SESSIONS)}", "limit": 200},
             ),
         ]
+        results = []
+        for name, method, make_params in scenarios:
+            results.append((yield measure(protocol, name, method, make_params, args.requests)))
         size = store_size(args.state_dir)
         print(f"store size on disk: {size / 1_000_000:.1f} MB ({SESSIONS} sessions, {LINES} transcript lines)")
         print(json.dumps({"results": results, "storeBytes": size}))

@@ -1482,3 +1482,24 @@ class UpstreamFailureTests(_GatewayTestBase):
         _, second = yield self.responses({"input": "two", "previous_response_id": first["id"]})
         self.assertEqual(second["status"], "completed")
         self.assertEqual(self.session_of(second["id"]), self.session_of(first["id"]))
+
+
+class ChatCompletionsValidationTests(SynchronousTestCase):
+    """Odd shapes in optional fields are 400s with a reason, never a 500 from an AttributeError."""
+
+    def refused(self, **fields):
+        from openclaw.http.openai.chat_completions import validate
+        from openclaw.http.openai.common import HttpError
+
+        body = {"messages": [{"role": "user", "content": "hi"}], **fields}
+        with self.assertRaises(HttpError) as caught:
+            validate(body)
+        self.assertEqual(caught.exception.status, 400)
+        return caught.exception.message
+
+    def test_stream_options_must_be_an_object(self):
+        self.assertIn("stream_options", self.refused(stream=True, stream_options=["include_usage"]))
+
+    def test_tool_choice_function_must_be_an_object(self):
+        tools = [{"type": "function", "function": {"name": "f"}}]
+        self.assertIn("tool_choice", self.refused(tools=tools, tool_choice={"type": "function", "function": "f"}))

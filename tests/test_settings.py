@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.config.loader import ConfigError, parse_config_text
+from openclaw.config.loader import ConfigError
 from openclaw.protocol.constants import DEFAULT_PORT, HANDSHAKE_TIMEOUT_MS
 from openclaw.settings import GatewaySettings, resolve_settings
 
@@ -254,11 +254,6 @@ class ConfigFileTests(_TempStateMixin, SynchronousTestCase):
         with self.assertRaises(ConfigError) as caught:
             self.resolve()
         self.assertIn(self.config_path, str(caught.exception))
-
-    def test_parse_config_text_labels_errors_with_the_source(self):
-        with self.assertRaises(ConfigError) as caught:
-            parse_config_text("{", source="inline")
-        self.assertTrue(str(caught.exception).startswith("inline:"), str(caught.exception))
 
     def test_config_is_kept_for_later_lookups(self):
         """Other keys of the file stay available to the services that read them."""

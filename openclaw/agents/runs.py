@@ -330,7 +330,7 @@ class RunManager:
         entry = yield self._store.ensure(run.session_key, self.now_ms())
         run.session_id = entry["sessionId"]
         if run.finished or run._abort_reason is not None:
-            return self._conclude_without_model(run)
+            return self._conclude_aborted(run)
         user_message = {"role": "user", "content": run.message, "timestamp": run.accepted_at}
         if run.idempotency_key:
             user_message["idempotencyKey"] = f"{run.idempotency_key}:user"
@@ -346,7 +346,7 @@ class RunManager:
         if run.context is None:
             history, _ = yield self._store.history(run.session_id, MAX_HISTORY_MESSAGES)
         if run._abort_reason is not None:
-            return self._conclude_without_model(run)
+            return self._conclude_aborted(run)
         refs = catalog.candidates(run.agent_id, run.model_override or model_override(entry))
         targets = [target for target in (catalog.resolve(ref) for ref in refs) if target is not None]
         messages = self._prompt(run, history, targets[0] if targets else None)
@@ -481,9 +481,6 @@ class RunManager:
         message = self._assistant_message(run.text)
         message.update({"stopReason": "error", "errorMessage": run.error})
         return self._record(run, message, {})
-
-    def _conclude_without_model(self, run: Run) -> None:
-        self._conclude_aborted(run)
 
     def _conclude_aborted(self, run: Run) -> None:
         reason = run._abort_reason or "aborted"

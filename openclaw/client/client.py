@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -408,9 +408,10 @@ class GatewayClient:
         if self.command_handler is None:
             return
         params_json = request.get("paramsJSON")
-        params = json.loads(params_json) if isinstance(params_json, str) else None
-        d = Deferred()
-        d.addCallback(lambda _: self.command_handler(request.get("command"), params))
+        # Bad paramsJSON becomes a failed result for that invoke, not an error in the event loop.
+        d = maybeDeferred(
+            lambda: self.command_handler(request.get("command"), json.loads(params_json) if isinstance(params_json, str) else None)
+        )
 
         def answered(result: Any) -> None:
             protocol.request(
@@ -432,4 +433,3 @@ class GatewayClient:
             ).addErrback(lambda _: None)
 
         d.addCallbacks(answered, failed)
-        d.callback(None)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.logger import Logger
@@ -40,12 +39,9 @@ PROBE_METHODS = ("GET", "HEAD")
 
 
 def json_body(request: Any, status: int, body: Any) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    """Probe answers: JSON that no cache may keep."""
     request.setHeader(b"Cache-Control", b"no-store")
-    encoded = orjson.dumps(body)
-    request.setHeader(b"Content-Length", str(len(encoded)).encode("ascii"))
-    return encoded
+    return write_json(request, status, body)
 
 
 class _NonUtf8PathGuard(Resource):

@@ -89,6 +89,20 @@ def _add_search_index(connection: sqlite3.Connection) -> None:
 
 MIGRATIONS.append(_add_search_index)
 
+# Every write refreshes the count ``health`` reports; a trigger-kept counter makes that one row
+# read instead of a count over every session (9-20 ms at 100,000 sessions, per message).
+SESSION_COUNT = (
+    "CREATE TABLE session_count (id INTEGER PRIMARY KEY CHECK (id = 1), visible INTEGER NOT NULL)",
+    "INSERT INTO session_count (id, visible) VALUES (1, (SELECT count(*) FROM sessions WHERE hidden = 0))",
+    """CREATE TRIGGER session_count_insert AFTER INSERT ON sessions WHEN new.hidden = 0 BEGIN
+        UPDATE session_count SET visible = visible + 1 WHERE id = 1;
+    END""",
+    """CREATE TRIGGER session_count_delete AFTER DELETE ON sessions WHEN old.hidden = 0 BEGIN
+        UPDATE session_count SET visible = visible - 1 WHERE id = 1;
+    END""",
+)
+MIGRATIONS.append(lambda connection: [connection.execute(statement) for statement in SESSION_COUNT])
+
 # Above SEARCH_INDEX_MAX_HITS trigram hits a term is broad, and walking the recency index with a
 # substring test finds the first page sooner than sorting every hit; the index still counts
 # faster than a scan up to SEARCH_INDEX_COUNT_HITS.
@@ -254,7 +268,7 @@ class SessionStore:
         )
 
     def _refresh_summary(self, connection: sqlite3.Connection) -> tuple[int, list[tuple[str, int]]]:
-        (count,) = connection.execute("SELECT count(*) FROM sessions WHERE hidden = 0").fetchone()
+        (count,) = connection.execute("SELECT visible FROM session_count WHERE id = 1").fetchone()
         recent = connection.execute(
             "SELECT key, updated_at FROM sessions WHERE hidden = 0 ORDER BY updated_at DESC LIMIT 5"
         ).fetchall()

@@ -52,6 +52,8 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise HttpError(400, "stream: expected a boolean")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise HttpError(400, "stream_options: expected an object")
     completion_tokens = _positive_int(body, "max_completion_tokens")
     max_tokens = _positive_int(body, "max_tokens")
     _number_in(body, "temperature", 0, 2)
@@ -103,7 +105,8 @@ def _validate_tools(body: dict[str, Any]) -> None:
     choice = body.get("tool_choice")
     if choice is None or choice in ("auto", "none", "required"):
         return
-    name = choice.get("function", {}).get("name") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str) or name not in names:
         raise HttpError(400, "Invalid tools/tool_choice: tool_choice must be auto, none, required or a declared function")
 
@@ -176,7 +179,8 @@ def handle(gateway: "Gateway", request: Any, body: dict[str, Any]) -> Any:
     )
     echo = model if isinstance(model, str) else "openclaw"
     if body.get("stream") is True:
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        stream_options = body.get("stream_options")
+        include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
         return _stream(gateway, request, run, echo, include_usage)
     return run.when_finished().addCallback(_respond, request, echo)
 
