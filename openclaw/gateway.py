@@ -301,6 +301,20 @@ class Gateway:
 
     def client_admitted(self, client: ConnectedClient) -> None:
         self.clients.add(client)
+        if client.in_presence:
+            self._enter_presence(client)
+        if client.role == "node":
+            self._node_connected(client)
+        self._log.info(
+            "{role} {client_id} connected from {ip} (conn {conn_id}, auth {auth})",
+            role=client.role,
+            client_id=client.client_id,
+            ip=client.remote_ip,
+            conn_id=client.conn_id,
+            auth=client.auth_method,
+        )
+
+    def _enter_presence(self, client: ConnectedClient) -> None:
         info = client.client
         self.presence.client_connected(
             self.presence_key(client),
@@ -323,16 +337,6 @@ class Gateway:
             },
         )
         self.broadcast_presence()
-        if client.role == "node":
-            self._node_connected(client)
-        self._log.info(
-            "{role} {client_id} connected from {ip} (conn {conn_id}, auth {auth})",
-            role=client.role,
-            client_id=client.client_id,
-            ip=client.remote_ip,
-            conn_id=client.conn_id,
-            auth=client.auth_method,
-        )
 
     def client_left(self, client: ConnectedClient) -> None:
         if self.clients.remove(client.conn_id) is None:
@@ -340,8 +344,8 @@ class Gateway:
         self.runs.connection_lost(client.conn_id)
         if client.role == "node":
             self.nodes.disconnected(client)
-        self.presence.client_disconnected(self.presence_key(client), client.conn_id)
-        self.broadcast_presence()
+        if client.in_presence and self.presence.client_disconnected(self.presence_key(client), client.conn_id):
+            self.broadcast_presence()
 
     def broadcast_presence(self) -> None:
         self.presence.bump()

@@ -21,6 +21,7 @@ from openclaw.methods.registry import MethodSpec
 from openclaw.security.device_identity import DeviceKeyPair
 from openclaw.services.maintenance import PeriodicBroadcast
 from openclaw.state.clients import ConnectedClient
+from openclaw.state.presence import MAX_LISTED_ENTRIES, PresenceTracker
 
 from .support.gateway import make_gateway, start_gateway
 from .support.wsclient import CLI_CLIENT, connect, open_client
@@ -62,7 +63,15 @@ def frames_until_closed(client):
 
 @inlineCallbacks
 def operator(testcase, running, scopes, **client_fields):
-    client, hello = yield connect(testcase, running.url, scopes=scopes, client={**CLI_CLIENT, **client_fields})
+    """A presence-tracked operator: CLI-mode sockets are ephemeral and never enter presence, so
+    these use the protocol's ``test`` mode with a (silently paired) device to keep their scopes."""
+    client, hello = yield connect(
+        testcase,
+        running.url,
+        scopes=scopes,
+        client={**CLI_CLIENT, "mode": "test", **client_fields},
+        device=DeviceKeyPair.generate(),
+    )
     testcase.assertTrue(hello["ok"], hello)
     returnValue((client, hello["payload"]))
 
@@ -82,7 +91,7 @@ class SeqTests(TestCase):
     @inlineCallbacks
     def test_independent_counters(self):
         running = yield start_gateway(self)
-        a, _ = yield operator(self, running, ["operator.admin"])
+        a, _ = yield operator(self, running, ["operator.read"])
         first = yield a.next_frame()
         self.assertEqual((first["event"], first["seq"]), ("presence", 1))  # its own arrival
 
@@ -92,10 +101,13 @@ class SeqTests(TestCase):
         self.assertEqual((a2["event"], a2["seq"]), ("presence", 2))
         self.assertEqual((b1["event"], b1["seq"]), ("presence", 1))
 
-        response, before = yield call(a, "system-event", {"text": "probe"})
+        # A CLI socket is ephemeral: its arrival broadcasts nothing, but its system-event does.
+        admin, _ = yield connect(self, running.url, scopes=["operator.admin"])
+        response, _ = yield call(admin, "system-event", {"text": "probe"})
         self.assertTrue(response["ok"], response)
-        self.assertEqual([(f["event"], f["seq"]) for f in before], [("presence", 3)])
+        a3 = yield a.next_frame()
         b2 = yield b.next_frame()
+        self.assertEqual((a3["event"], a3["seq"]), ("presence", 3))
         self.assertEqual((b2["event"], b2["seq"]), ("presence", 2))
 
         # A client without read never sees presence, so its first event is seq 1 however many
@@ -174,7 +186,7 @@ class PresenceLifecycleTests(TestCase):
         entry = entries["inst-b"]
         self.assertEqual(entry["clientId"], "cli")
         self.assertEqual(entry["host"], "laptop")
-        self.assertEqual(entry["mode"], "cli")
+        self.assertEqual(entry["mode"], "test")
         self.assertEqual(entry["reason"], "connect")
         self.assertEqual(entry["roles"], ["operator"])
         self.assertEqual(entry["scopes"], ["operator.read", "operator.write"])
@@ -186,6 +198,26 @@ class PresenceLifecycleTests(TestCase):
         self.assertEqual(left["stateVersion"]["presence"], arrived["stateVersion"]["presence"] + 1)
         self.assertNotIn("inst-b", [entry.get("instanceId") for entry in left["payload"]["presence"]])
         self.assertEqual(left["seq"], arrived["seq"] + 1)
+
+    @inlineCallbacks
+    def test_cli_backend_and_probe_sockets_are_ephemeral(self):
+        """As in the reference: short-lived control-plane sockets never enter presence, so their
+        comings and goings broadcast nothing (a thousand CLI calls cost no presence traffic)."""
+        running = yield start_gateway(self)
+        watcher, _ = yield operator(self, running, ["operator.read"])
+        yield next_event(watcher, "presence")
+        for mode, client_id in (("cli", "cli"), ("backend", "gateway-client"), ("probe", "cli")):
+            ephemeral, hello = yield connect(
+                self, running.url, scopes=["operator.read"], client={**CLI_CLIENT, "id": client_id, "mode": mode}
+            )
+            self.assertTrue(hello["ok"], hello)
+            modes = [entry.get("mode") for entry in running.gateway.presence.entries()]
+            self.assertEqual(modes, ["gateway", "test"], mode)
+            yield ephemeral.close()
+        response, before = yield call(watcher, "health")
+        self.assertTrue(response["ok"])
+        self.assertEqual([frame["event"] for frame in before], [])
+        self.assertEqual(running.gateway.state_version()["presence"], 1)
 
     @inlineCallbacks
     def test_pairing_only_client_gets_no_presence(self):
@@ -561,3 +593,20 @@ class ShutdownDeliveryTests(SynchronousTestCase):
         clock.advance(1)  # the grace period ends: a peer that never answered is aborted
         self.assertTrue(connection.aborted)
         self.assertTrue(factory.stopped)
+
+
+class PresenceListCapTests(SynchronousTestCase):
+    """The listing holds the gateway and the 199 freshest entries, as the reference's does."""
+
+    def test_oldest_entries_fall_out_of_the_listing(self):
+        clock = Clock()
+        tracker = PresenceTracker(clock, version="1", instance_id="gw")
+        for index in range(250):
+            clock.advance(1)
+            tracker.client_connected(f"key-{index}", f"conn-{index}", {"mode": "webchat", "instanceId": f"i-{index}"})
+        listed = tracker.entries()
+        self.assertEqual(len(listed), MAX_LISTED_ENTRIES)
+        self.assertEqual(listed[0]["reason"], "self")
+        self.assertEqual([entry["instanceId"] for entry in listed[1:]], [f"i-{index}" for index in range(51, 250)])
+        tracker.client_disconnected("key-249", "conn-249")
+        self.assertIn("i-50", [entry.get("instanceId") for entry in tracker.entries()])

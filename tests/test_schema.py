@@ -384,7 +384,9 @@ class HelloOkTests(SynchronousTestCase):
 
     def test_presence_broadcast_fits_its_schemas(self):
         """The presence event sent on admission is a valid EventFrame with a valid payload."""
-        self.gateway.client_admitted(self.client(("operator.read",)))
+        client = self.client(("operator.read",))
+        client.client["mode"] = "webchat"  # CLI sockets are ephemeral and broadcast no presence
+        self.gateway.client_admitted(client)
         presence = [frame for frame in self.sink.frames if frame.get("event") == "presence"]
         self.assertEqual(len(presence), 1)
         self.assertEqual(VALIDATORS.event_frame.errors(presence[0]), [])

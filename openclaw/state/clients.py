@@ -22,6 +22,9 @@ class EventSink(Protocol):
     def close_with(self, code: int, reason: str) -> None: ...
 
 
+EPHEMERAL_CLIENT_MODES = frozenset({"cli", "backend", "probe"})
+
+
 @attrs.define(eq=False)
 class ConnectedClient:
     """One admitted connection: who it is and what it may see."""
@@ -55,6 +58,15 @@ class ConnectedClient:
     @property
     def instance_id(self) -> str | None:
         return self.client.get("instanceId")
+
+    @property
+    def in_presence(self) -> bool:
+        """Short-lived control-plane sockets (CLI calls, backends, probes) are not "online".
+
+        As in the reference: they get no presence entry and their comings and goings broadcast
+        nothing, so a thousand ``openclaw gateway call`` runs cost no presence traffic at all.
+        """
+        return self.mode.strip().lower() not in EPHEMERAL_CLIENT_MODES
 
     def may_receive(self, event: str) -> bool:
         allowed = self._event_access.get(event)

@@ -16,6 +16,10 @@ from twisted.internet.interfaces import IReactorTime
 MAX_SYSTEM_ENTRIES = 100
 SYSTEM_ENTRY_TTL_MS = 10 * 60 * 1000
 MAX_QUEUED_SYSTEM_EVENTS = 20
+# The reference lists at most 200 entries (itself and the 199 freshest): every presence event
+# carries the whole list to every reader, so an uncapped list makes each connect cost O(N) bytes
+# per recipient and a connection storm O(N²).
+MAX_LISTED_ENTRIES = 200
 
 
 def _drop_empty(entry: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +84,12 @@ class PresenceTracker:
             merged[key] = entry
         for key, entry in self._system.items():
             merged[key] = {**merged.get(key, {}), **entry}
-        return [self.self_entry(), *merged.values()]
+        listed = list(merged.values())
+        if len(listed) >= MAX_LISTED_ENTRIES:
+            freshest = sorted(listed, key=lambda entry: entry["ts"], reverse=True)[: MAX_LISTED_ENTRIES - 1]
+            kept = {id(entry) for entry in freshest}
+            listed = [entry for entry in listed if id(entry) in kept]
+        return [self.self_entry(), *listed]
 
     def client_connected(self, key: str, conn_id: str, entry: dict[str, Any]) -> None:
         label = "Node" if entry.get("mode") == "node" else "Client"
