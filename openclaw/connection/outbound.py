@@ -37,7 +37,9 @@ class OutboundQueue:
                 self.dropped += 1
                 return DROPPED
             return OVERFLOW
-        self._frames.append(frame)
+        # A compact copy: orjson's output can pin several KiB of allocator memory beyond its
+        # length, which would make the real cost of a full queue many times ``max_bytes``.
+        self._frames.append(bytes(memoryview(frame)))
         self.queued_bytes += size
         return QUEUED
 
