@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -268,10 +269,17 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             send_interim=lambda interim: self._respond(request_id, True, interim),
         )
         started = gateway.clock.seconds()
-        d = gateway.methods.dispatch(context)
-        d.addCallbacks(
-            self._succeeded, self._failed, callbackArgs=(request_id, method, started), errbackArgs=(request_id, method, started)
-        )
+        try:
+            result = gateway.methods.run(context)
+        except Exception:
+            self._failed(Failure(), request_id, method, started)
+            return
+        if isinstance(result, Deferred):
+            result.addCallbacks(
+                self._succeeded, self._failed, callbackArgs=(request_id, method, started), errbackArgs=(request_id, method, started)
+            )
+        else:
+            self._succeeded(result, request_id, method, started)
 
     def _succeeded(self, payload: Any, request_id: str, method: str, started: float) -> None:
         self._in_flight -= 1

@@ -6,6 +6,8 @@ methods as admin-only; only then ``unknown method``; then params; then the handl
 """
 from __future__ import annotations
 
+from inspect import iscoroutine
+
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import attrs
@@ -102,17 +104,24 @@ class MethodRegistry:
 
     def dispatch(self, context: RequestContext) -> Deferred:
         """Gate, validate and run one request; fires with the payload or fails with GatewayError."""
+        return maybeDeferred(self.run, context)
+
+    def run(self, context: RequestContext) -> Any:
+        """Gate, validate and run one request, synchronously where the handler is synchronous.
+
+        Returns the payload, or a Deferred for asynchronous handlers; raises GatewayError. Most
+        requests (``health``, ``status``, lists) never wait, and skipping the Deferred machinery
+        for them is a measurable share of a round trip.
+        """
+        spec = self.authorize(context.client, context.method, context.params)
         try:
-            spec = self.authorize(context.client, context.method, context.params)
             context.gateway.validators.check_params(context.method, context.params)
-        except GatewayError as error:
-            return _failed(error)
+        except GatewayError:
+            raise
         except Exception as exc:  # a broken schema must cost one request, never the connection
-            return _failed(GatewayError(UNAVAILABLE, f"{context.method} could not be checked: {exc}"))
-        return maybeDeferred(spec.handler, context)
+            raise GatewayError(UNAVAILABLE, f"{context.method} could not be checked: {exc}") from exc
+        result = spec.handler(context)
+        if iscoroutine(result):
+            return Deferred.fromCoroutine(result)
+        return result
 
-
-def _failed(error: GatewayError) -> Deferred:
-    d: Deferred = Deferred()
-    d.errback(error)
-    return d

@@ -53,14 +53,29 @@ class GatewayMetrics:
         )
         self.auth_failures = Counter("openclaw_auth_failures", "Failed authentication attempts", ["kind"], registry=self.registry)
         self.registry.register(_LiveState(gateway))
+        # ``labels()`` costs more than the increment itself; the children are bounded by the
+        # method table x outcomes, so they are looked up once and kept.
+        self._request_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
 
     def _method_label(self, method: str) -> str:
         return method if self._gateway.methods.get(method) is not None or method == "connect" else "unknown"
 
     def request_done(self, method: str, outcome: str, seconds: float) -> None:
-        label = self._method_label(method)
-        self.requests.labels(label, outcome).inc()
-        self.latency.labels(label).observe(max(0.0, seconds))
+        counted = self._request_children.get((method, outcome))
+        if counted is None:
+            label = self._method_label(method)
+            counted = self.requests.labels(label, outcome)
+            if label != "unknown":
+                self._request_children[(method, outcome)] = counted
+        counted.inc()
+        timed = self._latency_children.get(method)
+        if timed is None:
+            label = self._method_label(method)
+            timed = self.latency.labels(label)
+            if label != "unknown":
+                self._latency_children[method] = timed
+        timed.observe(max(0.0, seconds))
 
     def events_delivered(self, event: str, sent: int, dropped: int) -> None:
         if sent:
