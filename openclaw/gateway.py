@@ -19,7 +19,7 @@ from .agents.runs import RunManager
 from .config import reload_plan as plan_actions
 from .config.loader import lookup
 from .connection.handshake import Admission, Handshake
-from .connection.limits import PreauthLimiter
+from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .methods import agent, chat, config, devices, heartbeat, logs, nodes, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
@@ -35,6 +35,7 @@ from .settings import GatewaySettings
 from .state.clients import ClientRegistry, ConnectedClient
 from .state.health import HealthMonitor
 from .state.presence import PresenceTracker
+from .state.process import ProcessMemory
 from .stores.devices import DeviceStore
 from .services.log_file import default_log_path
 from .services.node_pairing import NodePairingService
@@ -90,6 +91,8 @@ class Gateway:
         self.validators = ProtocolValidators()
         self.clients = ClientRegistry()
         self.preauth = PreauthLimiter(settings.max_preauth_per_ip)
+        # Refused connects are logged, a few lines per address per minute (connection.limits).
+        self.refusal_log = RefusalLogBudget(clock)
         self.rate_limiter = AuthRateLimiter(clock, exempt_loopback=settings.rate_limit_exempt_loopback)
         self.rate_limiter.configure(
             exempt_loopback=settings.rate_limit_exempt_loopback,
@@ -97,6 +100,7 @@ class Gateway:
             window_ms=settings.rate_limit.get("windowMs"),
             lockout_ms=settings.rate_limit.get("lockoutMs"),
         )
+        self.process_memory = ProcessMemory(clock)
         self.presence = PresenceTracker(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )

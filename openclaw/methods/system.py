@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import resource
 from typing import Any
 
 from ..security.scopes import ADMIN, READ
@@ -12,18 +11,6 @@ from .registry import ROLE_ANY, MethodSpec, RequestContext
 def health(ctx: RequestContext) -> dict[str, Any]:
     params = ctx.params if isinstance(ctx.params, dict) else {}
     return ctx.gateway.health.current(probe=bool(params.get("probe")))
-
-
-def process_memory() -> dict[str, int]:
-    """Resident and virtual size from procfs (no disk I/O), with a portable fallback."""
-    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    try:
-        with open("/proc/self/statm", "rb") as handle:
-            fields = handle.read().split()
-        return {"rssBytes": int(fields[1]) * page, "vmsBytes": int(fields[0]) * page}
-    except (OSError, IndexError, ValueError):
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return {"rssBytes": peak_kib * 1024}
 
 
 def status(ctx: RequestContext) -> dict[str, Any]:
@@ -60,7 +47,7 @@ def status(ctx: RequestContext) -> dict[str, Any]:
         "connections": gateway.clients.counts(),
         "configReload": snapshot.get("configReload"),
         "eventLoop": gateway.event_loop.summary(),
-        "processMemory": process_memory(),
+        "processMemory": gateway.process_memory.current(),
         "uptimeMs": gateway.uptime_ms(),
         "pid": os.getpid(),
     }

@@ -30,6 +30,8 @@ class EventLoopMonitor(Service):
         self._cpu_mark = (0.0, 0.0)
         self._utilization = 0.0
         self._degraded_since_ms: int | None = None
+        # The summary only changes once a second, but status and health read it per request.
+        self._summary: dict[str, Any] | None = None
         self._loop = LoopingCall(self._sample)
         self._loop.clock = clock
 
@@ -45,6 +47,7 @@ class EventLoopMonitor(Service):
         return super().stopService()
 
     def _sample(self) -> None:
+        self._summary = None
         try:
             now = self._clock.seconds()
             self._delays.append(max(0.0, (now - self._expected_at) * 1000.0))
@@ -69,6 +72,11 @@ class EventLoopMonitor(Service):
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
     def summary(self) -> dict[str, Any]:
+        if self._summary is None:
+            self._summary = self._summarise()
+        return dict(self._summary)
+
+    def _summarise(self) -> dict[str, Any]:
         degraded = self._degraded_since_ms is not None
         return {
             "degraded": degraded,
