@@ -4,16 +4,20 @@ from __future__ import annotations
 import os
 import stat
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from openclaw.client import ClientOptions, GatewayCallError, GatewayClient
-from openclaw.client.client import TICK_WATCHDOG_CLOSE_CODE
+from openclaw.client.client import TICK_WATCHDOG_CLOSE_CODE, TLS_PIN_MISMATCH
 from openclaw.client.identity import DeviceTokenStore, load_or_create_identity
 from openclaw.security.device_identity import DeviceKeyPair
 from openclaw.security.scopes import ADMIN, PAIRING, READ, WRITE
+from openclaw.tls.certificates import fingerprint_sha256, generate_self_signed
+from openclaw.tls.server import server_options
 
 from .support.gateway import TOKEN, start_gateway
 
@@ -41,21 +45,30 @@ class ClientTests(TestCase):
     def setUp(self):
         self.running = yield start_gateway(self)
 
-    def client(self, **options):
+    def client(self, clock=None, url=None, **options):
         events = []
         closes = []
         gaps = []
+        snapshots = []
+        errors = []
         options.setdefault("token", TOKEN)
         options.setdefault("scopes", ALL)
         client = GatewayClient(
-            ClientOptions(url=self.running.url, **options),
+            ClientOptions(url=url or self.running.url, **options),
+            clock=clock,
             on_event=lambda event, payload, frame: events.append((event, payload, frame)),
             on_close=lambda code, reason, hint: closes.append((code, reason, hint)),
             on_gap=gaps.append,
+            on_snapshot=snapshots.append,
+            on_connect_error=errors.append,
         )
-        client.events, client.closes, client.gaps = events, closes, gaps
+        client.events, client.closes, client.gaps, client.snapshots, client.errors = events, closes, gaps, snapshots, errors
         self.addCleanup(client.close)
         return client
+
+    def retry_delay(self, client, clock):
+        self.assertIsNotNone(client._retry, "the client is not going to reconnect")
+        return client._retry.getTime() - clock.seconds()
 
     @inlineCallbacks
     def test_connect_call_and_events(self):
@@ -115,6 +128,119 @@ class ClientTests(TestCase):
         self.assertEqual(protocol.expected_seq, 6)
 
     @inlineCallbacks
+    def test_seq_gap_refresh_reaches_the_snapshot(self):
+        """The refetched health and presence land where hello-ok's snapshot went: on_snapshot."""
+        client = self.client()
+        hello = yield client.connect()
+        self.assertEqual(len(client.snapshots), 1)
+        self.assertEqual(client.snapshots[0]["health"], hello["snapshot"]["health"])
+        client.snapshot["health"] = client.snapshot["presence"] = "stale"
+        client.protocol.expected_seq = 1
+        client.protocol._event({"type": "event", "event": "tick", "payload": {"ts": 1}, "seq": 5})
+        yield wait_for(lambda: len(client.snapshots) == 2)
+        refreshed = client.snapshots[1]
+        self.assertIs(refreshed["health"]["ok"], True)
+        self.assertIn("gateway", [entry.get("mode") for entry in refreshed["presence"]])
+        self.assertEqual(refreshed["stateVersion"], hello["snapshot"]["stateVersion"])
+        self.assertEqual(client.snapshot, refreshed)
+
+    @inlineCallbacks
+    def test_presence_and_health_events_keep_the_snapshot_current(self):
+        client = self.client()
+        yield client.connect()
+        self.running.gateway.broadcast_health()
+        yield wait_for(lambda: any(event == "health" for event, _, _ in client.events))
+        health = [payload for event, payload, _ in client.events if event == "health"][-1]
+        self.assertEqual(client.snapshot["health"], health)
+        self.assertEqual(client.snapshot["stateVersion"], self.running.gateway.state_version())
+
+    @inlineCallbacks
+    def test_rate_limited_connect_is_retried_after_retry_after(self):
+        limiter = self.running.gateway.rate_limiter
+        limiter.retry_after_ms = lambda address, kind: 7000  # locked out (loopback is normally exempt)
+        clock = Clock()
+        client = self.client(clock=clock)
+        connected = client.connect()
+        yield wait_for(lambda: client.closes)
+        self.assertEqual(client.closes[0][0], 1008)
+        self.assertEqual(client.errors[0].details["code"], "AUTH_RATE_LIMITED")
+        self.assertEqual(client.errors[0].retry_after_ms, 7000)
+        self.assertIn("retrying", client.closes[0][2])
+        self.assertNoResult(connected)
+        self.assertGreaterEqual(self.retry_delay(client, clock), 7.0)
+        del limiter.retry_after_ms  # the lockout is over
+        clock.advance(6.9)
+        self.assertEqual(len(client.closes), 1)  # did not dial early
+        clock.advance(0.1)
+        hello = yield connected
+        self.assertEqual(hello["type"], "hello-ok")
+
+    @inlineCallbacks
+    def test_pairing_required_is_retried_until_approved(self):
+        gateway = self.running.gateway
+        gateway.settings = attrs.evolve(gateway.settings, auto_approve_local=False)
+        clock = Clock()
+        client = self.client(clock=clock, device=DeviceKeyPair.generate(), scopes=(READ,))
+        connected = client.connect()
+        yield wait_for(lambda: client.closes)
+        refusal = client.errors[0]
+        self.assertEqual(refusal.details["code"], "PAIRING_REQUIRED")
+        self.assertEqual(refusal.details["recommendedNextStep"], "wait_then_retry")
+        self.assertEqual(self.retry_delay(client, clock), 1.0)
+        clock.advance(1)  # still pending: refused again, the same request refreshed
+        yield wait_for(lambda: len(client.closes) == 2)
+        self.assertEqual(client.errors[1].details["requestId"], refusal.details["requestId"])
+        self.assertEqual(self.retry_delay(client, clock), 2.0)
+        yield gateway.pairing.approve(refusal.details["requestId"])
+        clock.advance(2)
+        hello = yield connected
+        self.assertEqual(hello["auth"]["scopes"], [READ])
+
+    @inlineCallbacks
+    def test_close_while_waiting_to_retry_fails_connect(self):
+        self.running.gateway.settings = attrs.evolve(self.running.gateway.settings, auto_approve_local=False)
+        clock = Clock()
+        client = self.client(clock=clock, device=DeviceKeyPair.generate())
+        connected = client.connect()
+        yield wait_for(lambda: client.closes)
+        self.assertIsNotNone(client._retry)
+        yield client.close()
+        self.assertEqual(self.failureResultOf(connected, GatewayCallError).value.message, "client closed")
+        self.assertFalse(client._retry.active())
+
+    @inlineCallbacks
+    def test_protocol_mismatch_fails_connect_without_reconnecting(self):
+        clock = Clock()
+        client = self.client(clock=clock, min_protocol=9, max_protocol=9)
+        connected = client.connect()
+        yield wait_for(lambda: client.closes)
+        self.assertIsNone(client._retry)
+        error = self.failureResultOf(connected, GatewayCallError).value
+        self.assertEqual(error.details["code"], "PROTOCOL_MISMATCH")
+        self.assertEqual(client.closes[0][0], 1002)
+        self.assertIn("protocol mismatch", client.closes[0][2])
+        self.assertIs(client.last_error, error)
+
+    @inlineCallbacks
+    def test_restart_expected_ms_delays_the_first_reconnect(self):
+        clock = Clock()
+        client = self.client(clock=clock)
+        yield client.connect()
+        self.running.websocket.restart_expected_ms = 5000
+        yield self.running.websocket.stopService()  # shutdown {restartExpectedMs: 5000} + 1012
+        yield wait_for(lambda: client.closes)
+        self.assertEqual(client.closes[0][0], 1012)
+        shutdown = [payload for event, payload, _ in client.events if event == "shutdown"]
+        self.assertEqual(shutdown[0]["restartExpectedMs"], 5000)
+        self.assertEqual(self.retry_delay(client, clock), 5.0)
+        self.running.websocket.startService()
+        clock.advance(4.9)
+        self.assertIsNone(client.protocol)
+        clock.advance(0.1)
+        hello = yield client.when_connected()
+        self.assertEqual(hello["type"], "hello-ok")
+
+    @inlineCallbacks
     def test_reconnects_after_the_server_restarts(self):
         client = self.client()
         yield client.connect()
@@ -139,6 +265,47 @@ class ClientTests(TestCase):
         self.assertEqual(caught.exception.payload["status"], "error")
         accepted = yield client.call("agent", {"message": "hi", "idempotencyKey": "x2"})
         self.assertEqual(accepted["status"], "accepted")
+
+
+class _TLSServer(Protocol):
+    def connectionMade(self):
+        self.factory.open.append(self)
+
+    def connectionLost(self, reason):
+        self.factory.open.remove(self)
+
+
+class TLSPinTests(TestCase):
+    @inlineCallbacks
+    def test_pin_mismatch_fails_connect_without_reconnecting(self):
+        cert, key = generate_self_signed()
+        factory = Factory.forProtocol(_TLSServer)
+        factory.open = []
+        port = reactor.listenSSL(0, factory, server_options(cert, key), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        wrong = "sha256:" + ":".join(["AB"] * 32)
+        self.assertNotEqual(fingerprint_sha256(cert).lower(), wrong.lower())
+        clock = Clock()
+        closes, errors = [], []
+        client = GatewayClient(
+            ClientOptions(url=f"wss://127.0.0.1:{port.getHost().port}", token=TOKEN, tls_fingerprint=wrong),
+            clock=clock,
+            on_close=lambda code, reason, hint: closes.append((code, reason, hint)),
+            on_connect_error=errors.append,
+        )
+        self.addCleanup(client.close)
+        connected = client.connect()
+        yield wait_for(lambda: closes)
+        yield wait_for(lambda: not factory.open)  # the server side is gone too
+        self.assertIsNone(client._retry)
+        failure = self.failureResultOf(connected, GatewayCallError)
+        self.assertEqual(failure.value.details["code"], TLS_PIN_MISMATCH)
+        self.assertIn("pinned fingerprint", failure.value.message)
+        self.assertEqual(closes[0][0], 1006)
+        self.assertIn("pinned fingerprint", closes[0][2])
+        self.assertIn("not reconnecting", closes[0][2])
+        self.assertEqual([error.details["code"] for error in errors], [TLS_PIN_MISMATCH])
+        self.assertIs(client.last_error, failure.value)
 
 
 class NodeModeTests(TestCase):
@@ -209,14 +376,63 @@ class BackoffTests(SynchronousTestCase):
             delays.append(clock.seconds() - before)
         self.assertEqual(delays, [1, 2, 4, 8, 16, 30, 30])
 
-    def test_policy_and_revoked_closes_do_not_reconnect(self):
+    def test_policy_revoked_and_protocol_closes_do_not_reconnect(self):
         clock = Clock()
         client = GatewayClient(ClientOptions(url="ws://127.0.0.1:1"), reactor=clock)
         client._dial = lambda: None
-        for code in (1008, 4001):
+        for code in (1002, 1008, 4001):
             client._retry = None
             client._closed(None, code, "")
             self.assertIsNone(client._retry)
+
+    def schedule(self, client, clock, closes):
+        delays = []
+        for code, refusal in closes:
+            before = clock.seconds()
+            client._refusal = refusal
+            client._closed(None, code, "")
+            if client._retry is None or not client._retry.active():
+                delays.append(None)
+                continue
+            clock.advance(client._retry.getTime() - clock.seconds())
+            delays.append(clock.seconds() - before)
+        return delays
+
+    def test_retryable_refusals_wait_retry_after(self):
+        clock = Clock()
+        client = GatewayClient(ClientOptions(url="ws://127.0.0.1:1"), reactor=clock)
+        client._dial = lambda: None
+        limited = GatewayCallError(
+            "INVALID_REQUEST",
+            "unauthorized: too many failed authentication attempts (retry later)",
+            {"code": "AUTH_RATE_LIMITED", "recommendedNextStep": "wait_then_retry"},
+            retryable=True,
+            retry_after_ms=12_000,
+        )
+        pairing = GatewayCallError("NOT_PAIRED", "pairing required", {"code": "PAIRING_REQUIRED", "recommendedNextStep": "wait_then_retry", "retryable": True, "pauseReconnect": False})
+        paused = GatewayCallError("NOT_PAIRED", "pairing required", {"code": "PAIRING_REQUIRED", "retryable": True, "pauseReconnect": True})
+        wrong = GatewayCallError("INVALID_REQUEST", "unauthorized", {"code": "AUTH_TOKEN_MISMATCH", "recommendedNextStep": "update_auth_credentials"})
+        starting = GatewayCallError("UNAVAILABLE", "gateway starting; retry shortly", retryable=True, retry_after_ms=500)
+        self.assertEqual(
+            self.schedule(client, clock, [(1008, limited), (1008, pairing), (1013, starting), (1008, paused)]),
+            [12, 2, 4, None],
+        )
+        self.assertIs(client.last_error, paused)
+        self.assertEqual(self.schedule(client, clock, [(1008, wrong)]), [None])
+
+    def test_announced_restart_sets_the_first_delay_then_backoff_resumes(self):
+        clock = Clock()
+        client = GatewayClient(ClientOptions(url="ws://127.0.0.1:1"), reactor=clock)
+        client._dial = lambda: None
+        client._backoff = 8  # whatever it was before: the announced time replaces it
+        client._shutdown_announced({"reason": "gateway restarting", "restartExpectedMs": 5000})
+        self.assertEqual(self.schedule(client, clock, [(1012, None)] * 4), [5, 1, 2, 4])
+        client._shutdown_announced({"reason": "gateway stopping"})  # no time given: plain backoff
+        self.assertEqual(self.schedule(client, clock, [(1012, None)]), [8])
+
+    def test_malformed_pin_is_refused_up_front(self):
+        with self.assertRaises(ValueError):
+            ClientOptions(url="wss://127.0.0.1:1", tls_fingerprint="sha256:zz")
 
 
 class IdentityFileTests(SynchronousTestCase):

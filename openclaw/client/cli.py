@@ -12,50 +12,111 @@ gateway can pair it and issue it a device token; on loopback that pairing is sil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from typing import Any, Callable, Sequence, TextIO
 
+from autobahn.websocket.util import parse_url
 from twisted.internet.defer import inlineCallbacks
 
 from ..protocol.constants import DEFAULT_PORT
+from ..tls.certificates import normalize_fingerprint
 from .client import ClientOptions, GatewayCallError, GatewayClient
 from .identity import DeviceTokenStore, load_or_create_identity
 
 ALL_OPERATOR_SCOPES = ("operator.admin", "operator.read", "operator.write", "operator.approvals", "operator.pairing")
 
 
+def _fingerprint(text: str) -> str:
+    try:
+        normalize_fingerprint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _url(text: str) -> str:
+    try:
+        parse_url(text)
+    except Exception as exc:  # noqa: BLE001 - autobahn raises a bare Exception
+        raise argparse.ArgumentTypeError(f"not a ws:// or wss:// URL: {text!r} ({exc})") from None
+    return text
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command shares, accepted before and after the subcommand.
+
+    The top-level parser holds the real defaults; each subcommand gets copies defaulting to
+    ``SUPPRESS``, so a value given before the subcommand is not overwritten by a default after it.
+    """
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--url",
+        type=_url,
+        default=default(os.environ.get("OPENCLAW_GATEWAY_URL", f"ws://127.0.0.1:{DEFAULT_PORT}")),
+        help=f"gateway URL [default: $OPENCLAW_GATEWAY_URL, else ws://127.0.0.1:{DEFAULT_PORT}]",
+    )
+    parser.add_argument("--token", default=default(os.environ.get("OPENCLAW_GATEWAY_TOKEN")), help="shared token [$OPENCLAW_GATEWAY_TOKEN]")
+    parser.add_argument(
+        "--password", default=default(os.environ.get("OPENCLAW_GATEWAY_PASSWORD")), help="shared password [$OPENCLAW_GATEWAY_PASSWORD]"
+    )
+    parser.add_argument("--tls-fingerprint", type=_fingerprint, default=default(None), help="pin the server certificate (sha256:AB:CD:…)")
+    parser.add_argument("--identity", default=default(None), help="device key file [default: ~/.openclaw/identity/cli-device.pem]")
+    parser.add_argument("--timeout", type=float, default=default(30.0), help="seconds to wait for a response")
+    parser.add_argument("--json", action="store_true", default=default(False), help="print the response payload as JSON")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openclaw-gateway", description="Call an OpenClaw gateway.")
-    parser.add_argument("--url", default=os.environ.get("OPENCLAW_GATEWAY_URL", f"ws://127.0.0.1:{DEFAULT_PORT}"))
-    parser.add_argument("--token", default=os.environ.get("OPENCLAW_GATEWAY_TOKEN"))
-    parser.add_argument("--password", default=os.environ.get("OPENCLAW_GATEWAY_PASSWORD"))
-    parser.add_argument("--tls-fingerprint", help="pin the server certificate (sha256:AB:CD:…)")
-    parser.add_argument("--identity", help="device key file [default: ~/.openclaw/identity/cli-device.pem]")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a response")
-    parser.add_argument("--json", action="store_true", help="print the response payload as JSON")
+    _connection_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    call = commands.add_parser("call", help="call any method")
+
+    def command(group: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, **kwargs)
+        _connection_options(sub, suppress=True)
+        return sub
+
+    call = command(commands, "call", help="call any method")
     call.add_argument("method")
-    call.add_argument("--params", default="{}", help="JSON object")
+    call.add_argument("--params", type=_json, default={}, help="the params as JSON [default: {}]")
     call.add_argument("--expect-final", action="store_true", help="wait for the second response (agent)")
-    commands.add_parser("health")
-    commands.add_parser("status")
-    sessions = commands.add_parser("sessions").add_subparsers(dest="action", required=True)
-    listing = sessions.add_parser("list")
+    command(commands, "health")
+    command(commands, "status")
+    sessions = command(commands, "sessions").add_subparsers(dest="action", required=True)
+    listing = command(sessions, "list")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--search")
-    devices = commands.add_parser("devices").add_subparsers(dest="action", required=True)
-    devices.add_parser("list")
+    devices = command(commands, "devices").add_subparsers(dest="action", required=True)
+    command(devices, "list")
     for action in ("approve", "reject"):
-        devices.add_parser(action).add_argument("request_id")
-    nodes = commands.add_parser("nodes").add_subparsers(dest="action", required=True)
-    nodes.add_parser("list")
-    nodes.add_parser("pending")
+        command(devices, action).add_argument("request_id")
+    nodes = command(commands, "nodes").add_subparsers(dest="action", required=True)
+    command(nodes, "list")
+    command(nodes, "pending")
     for action in ("approve", "reject"):
-        nodes.add_parser(action).add_argument("request_id")
+        command(nodes, action).add_argument("request_id")
     return parser
+
+
+def parse_args(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> argparse.Namespace | int:
+    """The parsed command line, or the exit status when argparse ended it (2: usage error, 0: --help)."""
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            return _parser().parse_args(list(argv))
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -69,11 +130,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any], Callable[[Any], str] | None, bool]:
     """(method, params, renderer, expect_final) for the chosen command."""
     if args.command == "call":
-        try:
-            params = json.loads(args.params)
-        except ValueError as exc:
-            raise SystemExit(f"--params is not JSON: {exc}") from None
-        return args.method, params, None, args.expect_final
+        return args.method, args.params, None, args.expect_final
     if args.command == "health":
         return "health", {}, lambda p: table([[p.get("ok"), p.get("durationMs"), (p.get("sessions") or {}).get("count")]], ["ok", "durationMs", "sessions"]), False
     if args.command == "status":
@@ -112,11 +169,10 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any], Callable[[A
 
 @inlineCallbacks
 def run(argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Any:
-    """Run one command; fires with the exit status (0 ok, 1 call failed, 2 could not connect)."""
-    argv = list(argv)
-    as_json = "--json" in argv  # accepted anywhere, as the reference CLI takes it after the method
-    args = _parser().parse_args([arg for arg in argv if arg != "--json"])
-    args.json = args.json or as_json
+    """Run one command; fires with the exit status (0 ok, 1 call failed, 2 usage error or could not connect)."""
+    args = parse_args(argv, out, err)
+    if isinstance(args, int):
+        return args
     method, params, render, expect_final = _request(args)
     identity_path = args.identity or os.path.expanduser("~/.openclaw/identity/cli-device.pem")
     device = load_or_create_identity(identity_path)
@@ -138,6 +194,10 @@ def run(argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO
         yield client.connect()
     except GatewayCallError as exc:
         err.write(f"could not connect to {args.url}: {exc.message}\n")
+        details = exc.details if isinstance(exc.details, dict) else {}
+        if details.get("code") == "PAIRING_REQUIRED" and details.get("requestId"):
+            request_id = details["requestId"]
+            err.write(f"an operator approves this device with: openclaw-gateway devices approve {request_id}\n")
         return 2
     try:
         payload = yield client.call(method, params, expect_final=expect_final)

@@ -2,10 +2,13 @@
 
 It speaks the protocol the way the reference clients do: it waits for ``connect.challenge``,
 signs the v3 device payload, keeps the device token the gateway issues (per device and role) and
-uses it when the shared secret is absent, tracks ``seq`` per connection and reports gaps (then
-refreshes ``health`` and ``system-presence``), closes with 4000 when the server goes silent for
-two tick intervals, and reconnects with backoff (1 s doubling to 30 s) unless it was closed on
-purpose or the server refused its credentials.
+uses it when the shared secret is absent, keeps the ``hello-ok`` snapshot current (``presence`` and
+``health`` events, and a refetch of ``health`` and ``system-presence`` after a ``seq`` gap), closes
+with 4000 when the server goes silent for two tick intervals, and reconnects with backoff (1 s
+doubling to 30 s). It waits ``retryAfterMs`` when a refusal says so, the announced
+``restartExpectedMs`` after a ``shutdown``, and stops for good when retrying cannot help: closed on
+purpose, refused for good (1008 without a retryable error, 4001), a protocol mismatch (1002), or a
+TLS certificate that fails verification or the pin.
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ from typing import Any, Callable, Mapping
 
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from .. import __version__
 from ..protocol.constants import PROTOCOL_VERSION
 from ..security.device_identity import DeviceKeyPair
+from ..tls.certificates import normalize_fingerprint
 from .identity import DeviceTokenStore
 
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
@@ -31,24 +35,54 @@ RECONNECT_MAX_S = 30.0
 TICK_WATCHDOG_CLOSE_CODE = 4000
 CLOSE_HINTS = {
     1000: "normal closure",
+    1002: "protocol mismatch: the gateway speaks no protocol version in this client's window",
     1006: "abnormal closure (no close frame): the network or the server went away",
     1008: "policy violation: check credentials, scopes and pairing",
     1012: "service restart: reconnecting soon",
+    1013: "try again later: the gateway is starting or restarting",
     4000: "tick timeout: the server went silent",
     4001: "device token invalidated: authenticate again",
 }
-NO_RECONNECT = frozenset((1008, 4001))
+# Closes after which retrying cannot help. 1008 is retried only when the refusal says it may be
+# (``retryable`` / ``recommendedNextStep: wait_then_retry``: rate limited, pairing pending).
+NO_RECONNECT = frozenset((1002, 1008, 4001))
+TLS_PIN_MISMATCH = "TLS_PIN_MISMATCH"
+TLS_CERTIFICATE_REJECTED = "TLS_CERTIFICATE_REJECTED"
 
 
 class GatewayCallError(Exception):
     """A failed response (or a request that could not complete), in the protocol's shape."""
 
-    def __init__(self, code: str, message: str, details: Any = None, payload: Any = None):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: Any = None,
+        payload: Any = None,
+        *,
+        retryable: bool | None = None,
+        retry_after_ms: int | None = None,
+    ):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.details = details
         self.payload = payload
+        self.retryable = retryable
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def may_retry(self) -> bool:
+        """The gateway says trying again later can succeed (rate limited, pairing pending, draining)."""
+        details = self.details if isinstance(self.details, Mapping) else {}
+        if details.get("pauseReconnect") is True:
+            return False
+        return self.retryable is True or details.get("retryable") is True or details.get("recommendedNextStep") == "wait_then_retry"
+
+
+def _check_fingerprint(instance: Any, attribute: Any, value: str | None) -> None:
+    if value is not None:
+        normalize_fingerprint(value)  # ValueError now rather than at the first connect
 
 
 @attrs.define
@@ -71,7 +105,7 @@ class ClientOptions:
     device_tokens: DeviceTokenStore = attrs.field(factory=DeviceTokenStore)
     min_protocol: int = PROTOCOL_VERSION
     max_protocol: int = PROTOCOL_VERSION
-    tls_fingerprint: str | None = None
+    tls_fingerprint: str | None = attrs.field(default=None, validator=_check_fingerprint)
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     reconnect: bool = True
 
@@ -141,7 +175,14 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         else:
             error = frame.get("error") or {}
             pending.deferred.errback(
-                GatewayCallError(error.get("code", "UNAVAILABLE"), error.get("message", "request failed"), error.get("details"), payload)
+                GatewayCallError(
+                    error.get("code", "UNAVAILABLE"),
+                    error.get("message", "request failed"),
+                    error.get("details"),
+                    payload,
+                    retryable=error.get("retryable"),
+                    retry_after_ms=error.get("retryAfterMs"),
+                )
             )
 
     # -- events ------------------------------------------------------------------------------
@@ -159,6 +200,8 @@ class GatewayClientProtocol(WebSocketClientProtocol):
             self.expected_seq = seq + 1
         if event == "node.invoke.request":
             self.owner._node_invoke(self, payload or {})
+        elif event == "shutdown":
+            self.owner._shutdown_announced(payload if isinstance(payload, dict) else {})
         self.owner._emit(event, payload, frame)
 
     # -- watchdog and close ------------------------------------------------------------------
@@ -183,6 +226,34 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         self.sendClose(TICK_WATCHDOG_CLOSE_CODE, "tick timeout")
         self.owner.clock.callLater(5, lambda: self.transport and self.transport.abortConnection())
 
+    def connectionLost(self, reason: Any) -> None:
+        self._lost_reason = reason  # onClose (called from here) only gets autobahn's summary
+        super().connectionLost(reason)
+
+    def _tls_rejection(self) -> GatewayCallError | None:
+        """The certificate failed verification or the pin: the close reason retrying cannot fix."""
+        reason = getattr(self, "_lost_reason", None)
+        if reason is None:
+            return None
+        from OpenSSL import SSL
+
+        if not reason.check(SSL.Error) or "certificate verify failed" not in str(reason.value):
+            return None
+        owner = getattr(self, "owner", None) or self.factory.owner
+        pin = owner.options.tls_fingerprint
+        if pin:
+            return GatewayCallError(
+                "UNAVAILABLE",
+                "TLS certificate does not match the pinned fingerprint",
+                {"code": TLS_PIN_MISMATCH, "pinned": "sha256:" + normalize_fingerprint(pin)},
+            )
+        return GatewayCallError(
+            "UNAVAILABLE",
+            "TLS certificate verification failed (untrusted certificate or wrong host name; "
+            "pin a self-signed gateway with tls_fingerprint)",
+            {"code": TLS_CERTIFICATE_REJECTED},
+        )
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if getattr(self, "_watchdog", None) is not None and self._watchdog.active():
             self._watchdog.cancel()
@@ -196,6 +267,10 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         # When we closed (tick watchdog), report our reason, not the server's echo of it.
         code, reason = getattr(self, "local_close", None) or (code, reason)
         if owner is not None:
+            rejection = self._tls_rejection()
+            if rejection is not None:
+                owner._refusal = rejection
+                reason = rejection.message
             owner._closed(self, code or 1006, reason or "")
 
 
@@ -215,6 +290,7 @@ class GatewayClient:
         on_connect_error: Callable[[GatewayCallError], None] | None = None,
         on_close: Callable[[int, str, str], None] | None = None,
         on_gap: Callable[[dict[str, int]], None] | None = None,
+        on_snapshot: Callable[[dict[str, Any]], None] | None = None,
         command_handler: Callable[[str, Any], Any] | None = None,
     ):
         if reactor is None:
@@ -228,14 +304,21 @@ class GatewayClient:
         self.on_connect_error = on_connect_error
         self.on_close = on_close
         self.on_gap = on_gap
+        self.on_snapshot = on_snapshot
         self.command_handler = command_handler
         self.protocol: GatewayClientProtocol | None = None
         self.hello: dict[str, Any] | None = None
+        # The hello-ok snapshot, kept current by presence/health events and gap refreshes.
+        self.snapshot: dict[str, Any] = {}
         self._ready: list[Deferred] = []
         self._stopping = False
         self._backoff = RECONNECT_INITIAL_S
         self._retry: IDelayedCall | None = None
+        self._refusal: GatewayCallError | None = None
+        self._restart_expected_s: float | None = None
         self.closed_with: tuple[int, str] | None = None
+        # Why the client last stopped trying (a GatewayCallError), or None.
+        self.last_error: GatewayCallError | None = None
 
     # -- public API --------------------------------------------------------------------------
 
@@ -269,6 +352,11 @@ class GatewayClient:
             self._retry.cancel()
         done: Deferred = Deferred()
         if self.protocol is None:
+            # Between attempts (or still dialling): nothing to close, but whoever waits for a
+            # connection must not wait forever.
+            waiters, self._ready = self._ready, []
+            for waiter in waiters:
+                waiter.errback(GatewayCallError("UNAVAILABLE", "client closed"))
             done.callback(None)
             return done
         self._close_waiters = getattr(self, "_close_waiters", []) + [done]
@@ -299,6 +387,8 @@ class GatewayClient:
 
     def _opened(self, protocol: GatewayClientProtocol) -> None:
         self.protocol = protocol
+        if self._stopping:  # close() was called while this socket was still dialling
+            protocol.sendClose(1000)
 
     def _auth(self) -> dict[str, Any]:
         options = self.options
@@ -349,12 +439,16 @@ class GatewayClient:
     def _admitted(self, hello: dict[str, Any], protocol: GatewayClientProtocol) -> None:
         self.hello = protocol.hello = hello
         self._backoff = RECONNECT_INITIAL_S
+        self._restart_expected_s = None
+        self.last_error = None
+        self.snapshot = dict(hello.get("snapshot") or {})
         auth = hello.get("auth") or {}
         if self.options.device is not None and auth.get("deviceToken"):
             self.options.device_tokens.put(self.options.device.device_id, self.options.role, auth["deviceToken"])
         protocol.start_watchdog(int((hello.get("policy") or {}).get("tickIntervalMs") or 30000))
         if self.on_hello is not None:
             self.on_hello(hello)
+        self._deliver_snapshot()
         waiters, self._ready = self._ready, []
         for waiter in waiters:
             waiter.callback(hello)
@@ -365,43 +459,111 @@ class GatewayClient:
         if self.on_connect_error is not None:
             self.on_connect_error(error)
 
+    def _shutdown_announced(self, payload: Mapping[str, Any]) -> None:
+        """``shutdown`` with ``restartExpectedMs``: the first reconnect waits that long."""
+        expected = payload.get("restartExpectedMs")
+        if isinstance(expected, (int, float)) and not isinstance(expected, bool) and expected > 0:
+            self._restart_expected_s = expected / 1000.0
+
     def _closed(self, protocol: GatewayClientProtocol | None, code: int, reason: str) -> None:
         if protocol is not None and self.protocol is not None and protocol is not self.protocol:
             return  # an older socket; the current one is still up
         self.protocol = None
         self.hello = None
         self.closed_with = (code, reason)
+        refusal, self._refusal = self._refusal, None
+        tls_rejected = refusal is not None and isinstance(refusal.details, Mapping) and refusal.details.get("code") in (
+            TLS_PIN_MISMATCH,
+            TLS_CERTIFICATE_REJECTED,
+        )
         hint = CLOSE_HINTS.get(code, "closed")
+        if tls_rejected:
+            hint = f"{refusal.message}: not reconnecting"
+            if self.on_connect_error is not None:
+                self.on_connect_error(refusal)
+        gives_up = (
+            self._stopping
+            or not self.options.reconnect
+            or tls_rejected
+            or (code in NO_RECONNECT and not (code == 1008 and refusal is not None and refusal.may_retry))
+        )
+        delay = None
+        if not gives_up:
+            delay = self._next_delay(refusal)
+            if code == 1008:
+                hint = f"refused for now ({self._refusal_code(refusal)}): retrying in {delay:g} s"
         if self.on_close is not None:
             self.on_close(code, reason, hint)
         for waiter in getattr(self, "_close_waiters", []):
             waiter.callback((code, reason))
         self._close_waiters = []
-        refusal = getattr(self, "_refusal", None)
-        self._refusal = None
-        if self._stopping or not self.options.reconnect or code in NO_RECONNECT:
+        if gives_up:
+            error = refusal or GatewayCallError("UNAVAILABLE", f"closed {code}: {reason or hint}")
+            if not self._stopping:
+                self.last_error = error
             waiters, self._ready = self._ready, []
             for waiter in waiters:
-                waiter.errback(refusal or GatewayCallError("UNAVAILABLE", f"closed {code}: {reason or hint}"))
+                waiter.errback(error)
             return
-        delay, self._backoff = self._backoff, min(RECONNECT_MAX_S, self._backoff * 2)
         self._retry = self.clock.callLater(delay, self._dial)
+
+    @staticmethod
+    def _refusal_code(refusal: GatewayCallError | None) -> str:
+        details = refusal.details if refusal is not None and isinstance(refusal.details, Mapping) else {}
+        return str(details.get("code") or (refusal.code if refusal is not None else "closed"))
+
+    def _next_delay(self, refusal: GatewayCallError | None) -> float:
+        """Backoff (1 s doubling to 30 s); an announced restart or ``retryAfterMs`` waits longer."""
+        if self._restart_expected_s is not None:
+            # The gateway said when it will be back: try then, and back off from the start after.
+            delay, self._restart_expected_s = self._restart_expected_s, None
+            self._backoff = RECONNECT_INITIAL_S
+            return delay
+        delay, self._backoff = self._backoff, min(RECONNECT_MAX_S, self._backoff * 2)
+        retry_after = refusal.retry_after_ms if refusal is not None else None
+        if isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool) and retry_after > 0:
+            delay = max(delay, retry_after / 1000.0)
+        return delay
 
     # -- events ------------------------------------------------------------------------------
 
     def _emit(self, event: str, payload: Any, frame: dict[str, Any]) -> None:
+        if event == "health" and isinstance(payload, dict):
+            self.snapshot["health"] = payload
+        if event == "presence" and isinstance(payload, dict) and isinstance(payload.get("presence"), list):
+            self.snapshot["presence"] = payload["presence"]
+        if event in ("presence", "health") and isinstance(frame.get("stateVersion"), dict):
+            self.snapshot["stateVersion"] = {**(self.snapshot.get("stateVersion") or {}), **frame["stateVersion"]}
         if self.on_event is not None:
             try:
                 self.on_event(event, payload, frame)
             except Exception:
                 self._log.failure("on_event raised for {event}", event=event)
 
+    def _deliver_snapshot(self) -> None:
+        if self.on_snapshot is not None:
+            try:
+                self.on_snapshot(dict(self.snapshot))
+            except Exception:
+                self._log.failure("on_snapshot raised")
+
     def _gap(self, protocol: GatewayClientProtocol, gap: dict[str, int]) -> None:
         if self.on_gap is not None:
             self.on_gap(gap)
-        # Missed events may have changed state: fetch it again.
-        for method in ("health", "system-presence"):
-            protocol.request(method, {}, self.options.request_timeout_s).addErrback(lambda _: None)
+        # Missed events may have changed state: fetch it again, into the snapshot.
+        requests = [protocol.request(method, {}, self.options.request_timeout_s) for method in ("health", "system-presence")]
+        DeferredList(requests, consumeErrors=True).addCallback(self._refreshed, protocol)
+
+    def _refreshed(self, results: list[tuple[bool, Any]], protocol: GatewayClientProtocol) -> None:
+        if protocol is not self.protocol:
+            return  # that socket is gone; the next hello-ok brings a fresh snapshot
+        (health_ok, health), (presence_ok, presence) = results
+        if health_ok:
+            self.snapshot["health"] = health
+        if presence_ok:  # a node (no operator.read) gets FORBIDDEN here and keeps its old value
+            self.snapshot["presence"] = presence
+        if health_ok or presence_ok:
+            self._deliver_snapshot()
 
     def _node_invoke(self, protocol: GatewayClientProtocol, request: Mapping[str, Any]) -> None:
         """Node mode: run the handler and answer with ``node.invoke.result``."""
