@@ -16,6 +16,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from txaio._common import _BatchedTimer
+
 from openclaw.connection.factory import GatewayWebSocketFactory
 from openclaw.http.app import GatewayHttpApp
 from openclaw.http.request import BODY_TIMEOUT_S, MAX_BODY_BYTES
@@ -218,3 +220,89 @@ class GatewayRequestLimitTests(SynchronousTestCase):
         self.lose(protocol)
         self.assertEqual(self.body_timers(), [])
         self.assertEqual(transport.value(), b"")
+
+
+WS_UPGRADE = (
+    b"GET / HTTP/1.1\r\n"
+    b"Host: 127.0.0.1:18789\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"\r\n"
+)
+
+
+def split_response(wire: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    head, _, body = wire.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.lower()] = value.strip()
+    return lines[0], headers, body
+
+
+class StatusLineAndBannerTests(SynchronousTestCase):
+    """Reason phrases Twisted lacks, and what the WebSocket upgrade answers (101 and 503)."""
+
+    lose = GatewayRequestLimitTests.lose
+
+    def setUp(self) -> None:
+        self.gateway = make_gateway(self)
+        self.clock = Clock()
+        factory = GatewayWebSocketFactory(self.gateway, reactor=self.gateway.clock)
+        # Autobahn's timers (handshake, ping) go through a txaio batched timer on the global
+        # reactor; keep them on this test's clock instead.
+        factory._batched_timer = _BatchedTimer(1000.0, 100, self.clock.seconds, self.clock.callLater)
+        root = GatewayRootResource(WebSocketResource(factory), GatewayHttpApp(self.gateway).resource())
+        self.site = GatewaySite(root, reactor=self.clock)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        protocol, transport = GatewayRequestLimitTests.connect(self)
+        transport.protocol = protocol  # Autobahn's WebSocketResource swaps the transport's protocol
+        return protocol, transport
+
+    def test_429_has_the_standard_reason_phrase(self):
+        limiter = self.gateway.rate_limiter
+        limiter.configure(exempt_loopback=False)
+        for _ in range(10):
+            limiter.record_failure("127.0.0.1", "shared-secret")
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body = split_response(transport.value())
+        self.assertEqual(status, b"HTTP/1.1 429 Too Many Requests")
+        self.assertEqual(json.loads(body)["error"]["type"], "rate_limited")
+        self.assertIn("retry-after", headers)
+
+    def test_every_status_we_send_has_a_known_reason_phrase(self):
+        from twisted.web.http import RESPONSES
+
+        from openclaw.http.request import EXTRA_REASON_PHRASES
+
+        for status in (400, 401, 403, 404, 405, 408, 413, 417, 429, 500, 502, 503, 504):
+            self.assertIn(status, set(RESPONSES) | set(EXTRA_REASON_PHRASES), status)
+
+    def test_upgrade_answer_has_no_server_banner(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(WS_UPGRADE)
+        status, headers, _ = split_response(transport.value())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertNotIn("server", headers)
+
+    def test_preauth_refusal_has_a_body_and_security_headers(self):
+        self.gateway.preauth.max_per_ip = 0
+        protocol, transport = self.connect()
+        protocol.dataReceived(WS_UPGRADE)
+        status, headers, body = split_response(transport.value())
+        self.assertEqual(status, b"HTTP/1.1 503 Too many unauthenticated sockets")
+        self.assertEqual(body, b"Too many unauthenticated sockets\n")
+        self.assertEqual(headers["content-type"], "text/plain; charset=utf-8")
+        self.assertEqual(headers["content-length"], str(len(body)))
+        self.assertEqual(headers["connection"], "close")
+        for name, value in SECURITY_HEADERS.items():
+            self.assertEqual(headers[name], value)
+        self.assertNotIn("server", headers)
+        self.assertTrue(transport.disconnecting)

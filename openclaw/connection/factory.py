@@ -21,7 +21,9 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
     protocol = GatewayServerProtocol
 
     def __init__(self, gateway: "Gateway", reactor: Any = None):
-        super().__init__(server=f"openclaw-gateway/{gateway.version}", reactor=reactor)
+        # No ``Server`` banner on the 101 (Autobahn sends ``server`` as that header when set),
+        # consistent with the HTTP responses, which strip it.
+        super().__init__(server=None, reactor=reactor)
         self.gateway = gateway
         self.connections: set[GatewayServerProtocol] = set()
         self._drain_waiters: list[Deferred] = []

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..http.headers import SECURITY_HEADERS
 from ..methods.registry import RequestContext, UnauthorizedRole
 from ..protocol.constants import (
     CLOSE_INTERNAL_ERROR,
@@ -60,6 +61,30 @@ def _peer_ip(transport: Any) -> str | None:
         return None
 
 
+def _client_label(params: Any) -> tuple[str, str, str]:
+    """``(client id, client mode, role)`` from connect params as sent (possibly invalid), for logs."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return "?"
+        shown = value if isinstance(value, str) else repr(value)
+        return shown[:64]
+
+    if not isinstance(params, dict):
+        return "?", "?", "?"
+    client = params.get("client")
+    client = client if isinstance(client, dict) else {}
+    return text(client.get("id")), text(client.get("mode")), text(params.get("role", "operator"))
+
+
+def refusal_code(error: GatewayError) -> str:
+    """The most specific code of a refusal: ``details.code`` (AUTH_TOKEN_MISMATCH, …) or the error code."""
+    details = error.details
+    if isinstance(details, dict) and isinstance(details.get("code"), str):
+        return details["code"]
+    return error.code
+
+
 def _response(request_id: str, ok: bool, payload: Any = None, error: GatewayError | None = None) -> bytes:
     frame: dict[str, Any] = {"type": "res", "id": request_id, "ok": ok}
     if ok:
@@ -82,6 +107,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         self._conn_id = str(uuid.uuid4())
         self._nonce = str(uuid.uuid4())
         self._info: ConnectionInfo | None = None
+        self._connect_params: Any = None  # as sent, for the refusal log line
         self._preauth_ip: str | None = None
         self._holds_preauth_slot = False
         self._handshake_timer: Any = None
@@ -110,6 +136,47 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         headers = {key.lower(): value for key, value in request.headers.items() if isinstance(value, str)}
         self._info = ConnectionInfo(conn_id=self._conn_id, nonce=self._nonce, remote_ip=remote_ip, headers=headers)
         return None
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        """Refuse the upgrade with an HTTP answer (Autobahn's, but quieter and with a body).
+
+        Autobahn logs two lines per refused socket (an info and a warning); a flood of upgrades
+        (the pre-auth cap) would flood the log, so the line goes through the refusal budget and
+        the drop is logged at debug.
+        """
+        self.wasNotCleanReason = reason
+        try:
+            log, note = self._gateway.refusal_log.allow(_peer_ip(self.transport), "upgrade")
+        except Exception:  # noqa: BLE001 - never keep the refusal from being sent
+            log, note = True, ""
+        if log:
+            self._log.info(
+                "upgrade refused from {ip}: HTTP {code} {reason}{note}",
+                ip=_peer_ip(self.transport),
+                code=code,
+                reason=reason,
+                note=f"; {note}" if note else "",
+            )
+        self.sendHttpErrorResponse(code, reason, responseHeaders)
+        self.wasClean = True  # logged above: Autobahn would warn once more per socket on the drop
+        self.dropConnection(abort=False)
+
+    def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
+        """The refusal as a complete HTTP response: short text body and our security headers."""
+        body = f"{reason}\n".encode("utf-8")
+        lines = [f"HTTP/1.1 {code} {reason}"]
+        lines += [f"{name.decode('latin-1')}: {value.decode('latin-1')}" for name, value in SECURITY_HEADERS]
+        hsts = None
+        try:
+            hsts = self._gateway.settings.strict_transport_security
+        except Exception:  # noqa: BLE001 - a factory without a gateway still answers
+            pass
+        if hsts:
+            lines.append(f"Strict-Transport-Security: {hsts}")
+        for name, value in responseHeaders or ():
+            lines.append(f"{name}: {value}")
+        lines += ["Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(body)}", "Connection: close"]
+        self.sendData(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body)
 
     def onOpen(self) -> None:
         self.factory.connection_opened(self)
@@ -175,6 +242,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             self.close_with(CLOSE_POLICY_VIOLATION, "invalid request frame")
             return
         request_id = frame["id"]
+        self._connect_params = frame.get("params")
         if frame["method"] != "connect":
             self._fail_handshake(request_id, invalid_request("invalid handshake: first request must be connect"))
             return
@@ -190,7 +258,35 @@ class GatewayServerProtocol(WebSocketServerProtocol):
     def _fail_handshake(self, request_id: str, error: GatewayError) -> None:
         self._send_now(_response(request_id, False, error=error))
         code = error.close_code or CLOSE_POLICY_VIOLATION
-        self.close_with(code, error.close_reason if error.close_reason is not None else error.message)
+        reason = error.close_reason if error.close_reason is not None else error.message
+        self._log_refusal(error, code, reason)
+        self.close_with(code, reason)
+
+    def _log_refusal(self, error: GatewayError, close_code: int, reason: str) -> None:
+        """One line per refused connect (never the secret), bounded per address (limits.RefusalLogBudget)."""
+        try:
+            code = refusal_code(error)
+            lockout = code == "AUTH_RATE_LIMITED"
+            log, note = self._gateway.refusal_log.allow(self._preauth_ip, "lockout" if lockout else "refusal")
+            if not log:
+                return
+            client_id, mode, role = _client_label(self._connect_params)
+            emit = self._log.warn if lockout else self._log.info
+            emit(
+                "connect refused from {ip}: {code}, close {close_code} {reason!r} "
+                "(client {client_id}, mode {mode}, role {role}, conn {conn}){note}",
+                ip=self._preauth_ip,
+                code=code,
+                close_code=close_code,
+                reason=truncate_reason(reason),
+                client_id=client_id,
+                mode=mode,
+                role=role,
+                conn=self._conn_id,
+                note=f"; {note}" if note else "",
+            )
+        except Exception:  # noqa: BLE001 - logging must never keep the refusal from being sent
+            self._log.failure("logging a refused connect failed")
 
     def _rejected(self, failure: Failure, request_id: str) -> None:
         if self._phase != PHASE_CONNECTING:

@@ -21,6 +21,19 @@ BODY_TIMEOUT_S = 30.0
 
 _REASONS = {408: b"Request Timeout", 413: b"Payload Too Large"}
 
+# Standard reason phrases twisted.web does not know (it would send "Unknown Status").
+EXTRA_REASON_PHRASES = {
+    421: b"Misdirected Request",
+    422: b"Unprocessable Content",
+    425: b"Too Early",
+    426: b"Upgrade Required",
+    428: b"Precondition Required",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    451: b"Unavailable For Legal Reasons",
+    511: b"Network Authentication Required",
+}
+
 
 def openai_error_body(message: str, error_type: str = "invalid_request_error") -> bytes:
     return orjson.dumps({"error": {"message": message, "type": error_type}})
@@ -38,6 +51,11 @@ class GatewayRequest(server.Request):
             getattr(site, "body_timeout_s", BODY_TIMEOUT_S),
             getattr(site, "reactor", None),
         )
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        if message is None:
+            message = EXTRA_REASON_PHRASES.get(code)
+        super().setResponseCode(code, message)
 
     def gotLength(self, length: int | None) -> None:
         cap, timeout, reactor = self._limits()
