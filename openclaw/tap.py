@@ -7,7 +7,7 @@ Twisted stops in reverse, so the port closes first and the state is written last
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import treq.client
 from autobahn.twisted.resource import WebSocketResource
@@ -19,6 +19,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from .config import snapshot as config_snapshot
 from .config.loader import ConfigError, lookup
+from .config.overrides import masked_paths
 from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
 from .http.app import GatewayHttpApp
@@ -99,6 +100,20 @@ def _log_level(config: Mapping[str, Any]) -> str:
     return level if level in ("debug", "info", "warn", "error") else "info"
 
 
+class Listeners(OrderedMultiService):
+    """The port's listeners; ``on_started`` runs once they all listen (the TLS fingerprint line)."""
+
+    def __init__(self, on_started: Callable[[], None] | None = None):
+        super().__init__()
+        self._on_started = on_started
+
+    def startService(self) -> Any:
+        d = super().startService()
+        if self._on_started is not None:
+            d.addCallback(lambda result: (self._on_started(), result)[1])
+        return d
+
+
 def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[Any]]:
     """A gateway and its services, in start order (state first, listeners last)."""
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
@@ -155,16 +170,22 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
     )
     served: Any = site
     gateway.tls_fingerprint = None
+    announce = None
     if settings.tls_enabled:
         cert_pem, key_pem, files = _tls_material(settings)
-        gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
-        _log.info(
-            "TLS certificate SHA-256 fingerprint: {fingerprint} ({cert_path})",
-            fingerprint=gateway.tls_fingerprint,
-            cert_path=files.cert_path,
-        )
+        fingerprint = gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
+
+        def announce() -> None:
+            # Logged once the listeners are up, so the log-file service (started earlier in the
+            # tree) writes it to gateway.log as well as twistd's log.
+            _log.info(
+                "TLS certificate SHA-256 fingerprint: {fingerprint} ({cert_path})",
+                fingerprint=fingerprint,
+                cert_path=files.cert_path,
+            )
+
         served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
-    listeners = OrderedMultiService()
+    listeners = Listeners(announce)
     for index, interface in enumerate(settings.interfaces):
         listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface), served)
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
@@ -196,6 +217,7 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
             apply_hot=root.apply_hot,
             restart=root.restart,
             env=env,
+            masked=masked_paths(options, env),
         )
         root.attach_reloader(reloader)
     return root

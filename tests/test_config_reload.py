@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.config import reload_plan
 from openclaw.config import snapshot as config_snapshot
+from openclaw.config.overrides import masked_paths
 from openclaw.services.reload import POLL_INTERVAL_S, RESTART_COOLDOWN_S, ConfigReloader
 from openclaw.settings import resolve_settings
 from openclaw.stores.sqlite import InlineExecutor
@@ -79,8 +80,11 @@ class _ReloaderMixin:
         self.restarts: list[str] = []
         self.changes: list[dict[str, Any]] = []
         self.logged: list[str] = []
+        self.levels: list[tuple[str, str]] = []  # (level name, text) of every line
+
         def observer(event: dict[str, Any]) -> None:
             self.logged.append(formatEvent(event))
+            self.levels.append((event["log_level"].name, formatEvent(event)))
 
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
@@ -97,6 +101,7 @@ class _ReloaderMixin:
             apply_hot=lambda settings, plan: self.applied.append((settings, plan)),
             restart=self.restart,
             env=self.env,
+            masked=masked_paths(self.options, self.env),
         )
         reloader.on_change = self.changes.append
         return reloader
@@ -318,14 +323,47 @@ class DecisionTests(_ReloaderMixin, SynchronousTestCase):
         decision = self.reloader.last_decision
         self.assertEqual(decision["decision"], "skipped")
         self.assertEqual(decision["reason"], "invalid config: gateway.bogus: unknown key; gateway.port: expected integer")
-        self.assertIn(
-            "config reload skipped (invalid config): gateway.bogus: unknown key; gateway.port: expected integer",
-            self.logged,
+        # Logged once, as a warning (it used to be an info line plus a warning).
+        reload_lines = [(level, text) for level, text in self.levels if "config reload" in text]
+        self.assertEqual(
+            reload_lines,
+            [("warn", "config reload: skipped (invalid config: gateway.bogus: unknown key; gateway.port: expected integer)")],
         )
         # The next good edit is planned against what runs, not against the broken file.
         self.write(with_changes(BASE, logging__level="debug"))
         self.poll_and_settle()
         self.assertEqual(self.plans[0].changed_paths, ("logging.level",))
+
+    def test_restoring_the_running_file_after_a_skip_is_recorded_once(self):
+        """lastDecision must not keep saying ``skipped`` once the file is back to what runs."""
+        running_text = read(self.path)
+        self.write(with_changes(BASE, gateway__port="x"))
+        self.poll_and_settle()
+        self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+        self.clock.advance(5)
+        self.write(running_text)
+        self.poll_and_settle()
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "noop")
+        self.assertEqual(decision["reason"], "the file matches the running config again")
+        self.assertEqual(decision["ts"], int(self.clock.seconds() * 1000))
+        self.assertEqual((self.applied, self.restarts, self.changes), ([], [], []))
+        noop_lines = [text for text in self.logged if text.startswith("config reload: noop")]
+        self.assertEqual(noop_lines, ["config reload: noop (the file matches the running config again)"])
+        # Touching it again (or SIGHUP) is silent: the decision is no longer stale.
+        self.write(running_text)
+        self.poll_and_settle()
+        self.reloader.check_now()
+        self.assertEqual(len([text for text in self.logged if text.startswith("config reload: noop")]), 1)
+
+    def test_restoring_the_file_after_it_was_deleted_is_recorded(self):
+        running_text = read(self.path)
+        os.remove(self.path)
+        self.poll_and_settle()
+        self.assertEqual(self.reloader.last_decision["reason"], "config file not found")
+        self.write(running_text)
+        self.poll_and_settle()
+        self.assertEqual(self.reloader.last_decision["decision"], "noop")
 
     def test_unparseable_file_is_skipped(self):
         self.write("{ gateway: ")
@@ -452,3 +490,96 @@ class ModeTests(_ReloaderMixin, SynchronousTestCase):
         self.write(with_changes(BASE, gateway__reload={"mode": "off"}, gateway__port=18790))
         self.poll_and_settle()
         self.assertEqual((self.applied, self.restarts), ([], []))
+
+
+class OverrideTests(_ReloaderMixin, SynchronousTestCase):
+    """``--port``/``--token`` (or OPENCLAW_GATEWAY_*) win over the file: editing those keys restarts nothing."""
+
+    def setUp(self) -> None:
+        self.extra_options = {"port": 18800, "token": "cli-token"}
+        super().setUp()
+
+    def make_reloader(self, executor: Any) -> ConfigReloader:
+        self.options.update(self.extra_options)
+        return super().make_reloader(executor)
+
+    def test_masked_port_change_is_ignored_without_restart(self):
+        self.write(with_changes(BASE, gateway__port=18790))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "ignored")
+        self.assertEqual(decision["reason"], "overridden: gateway.port (overridden by --port)")
+        self.assertEqual(decision["maskedPaths"], {"gateway.port": "--port"})
+        self.assertIn("config reload: ignored (overridden: gateway.port (overridden by --port))", self.logged)
+        self.assertFalse(any("restart" in text for text in self.logged), self.logged)
+        # The running copy of the file still follows it (settings refresh only), effective port unchanged.
+        [(settings, plan)] = self.applied
+        self.assertEqual(plan.actions, (reload_plan.RELOAD_SETTINGS,))
+        self.assertEqual(settings.port, 18800)
+        self.assertEqual(self.changes, [])
+
+    def test_masked_token_change_is_ignored(self):
+        self.write(with_changes(BASE, gateway__auth={"mode": "token", "token": "tok-2"}))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(self.reloader.last_decision["reason"], "overridden: gateway.auth.token (overridden by --token)")
+
+    def test_masked_key_next_to_a_hot_change(self):
+        self.write(with_changes(BASE, gateway__port=18790, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(self.reloader.last_decision["decision"], "hot")
+        self.assertEqual(self.reloader.last_decision["reason"], "logging.level")
+        self.assertIn("config reload: ignoring gateway.port (overridden by --port)", self.logged)
+        self.assertEqual(self.plans[0].restart, False)
+
+    def test_unmasked_restart_key_still_restarts(self):
+        self.write(with_changes(BASE, gateway__port=18790, gateway__bind="lan"))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.reloader.last_decision["reason"], "gateway.bind")
+
+    def test_restart_mode_does_not_restart_for_a_masked_key(self):
+        self.reloader.stopService()
+        restart_mode = with_changes(BASE, gateway__reload={"mode": "restart"})
+        self.write(restart_mode)
+        self.reloader = self.make_reloader(InlineExecutor())
+        self.reloader.startService()
+        self.write(with_changes(restart_mode, gateway__port=18790))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(self.reloader.last_decision["decision"], "ignored")
+
+
+class EnvironmentOverrideTests(OverrideTests):
+    def setUp(self) -> None:
+        self.extra_options = {}
+        self.env_overrides = {"OPENCLAW_GATEWAY_PORT": "18800", "OPENCLAW_GATEWAY_TOKEN": "env-token"}
+        _ReloaderMixin.setUp(self)
+
+    def make_reloader(self, executor: Any) -> ConfigReloader:
+        self.env.update(self.env_overrides)
+        return _ReloaderMixin.make_reloader(self, executor)
+
+    def test_masked_port_change_is_ignored_without_restart(self):
+        self.write(with_changes(BASE, gateway__port=18790))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(
+            self.reloader.last_decision["reason"], "overridden: gateway.port (overridden by OPENCLAW_GATEWAY_PORT)"
+        )
+
+    def test_masked_token_change_is_ignored(self):
+        self.write(with_changes(BASE, gateway__auth={"mode": "token", "token": "tok-2"}))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(
+            self.reloader.last_decision["reason"], "overridden: gateway.auth.token (overridden by OPENCLAW_GATEWAY_TOKEN)"
+        )
+
+    def test_masked_key_next_to_a_hot_change(self):
+        self.write(with_changes(BASE, gateway__port=18790, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, [])
+        self.assertIn("config reload: ignoring gateway.port (overridden by OPENCLAW_GATEWAY_PORT)", self.logged)

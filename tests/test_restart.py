@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from openclaw import tap
@@ -157,6 +158,55 @@ class RestartTests(TestCase):
         # The old port is closed.
         refused = connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), Protocol())
         yield self.assertFailure(refused, ConnectionRefusedError)
+
+    @inlineCallbacks
+    def test_busy_port_falls_back_to_the_running_config(self):
+        """A new tree that cannot bind must not leave the process with nothing listening."""
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(blocker.close)
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        busy = blocker.getsockname()[1]
+        running_hash = self.reloader.snapshot.hash
+        logged: list[dict] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        client, _ = yield self.operator()
+        done = self.restarted()
+        text = json.dumps({"gateway": {"port": busy, "auth": {"mode": "token", "token": TOKEN}}})
+        written = yield self.reloader.write(text)
+        change = self.reloader.consider(written)
+        self.assertEqual(change.restart_reasons, ("gateway.port",))
+        yield self.assertGoodbye(client)
+        yield done
+        # Back on the old port with the old config; the file's config was not taken.
+        self.assertEqual(self.root.gateway.settings.port, self.port)
+        self.assertEqual(self.root.settings.port, self.port)
+        self.assertEqual(self.reloader.snapshot.hash, running_hash)
+        self.assertTrue(all(service.running for service in self.root))
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "rolled-back")
+        self.assertIn("Address already in use", decision["error"])
+        self.assertIn("CannotListenError", decision["error"])
+        self.assertEqual(decision["attemptedHash"], written.hash)
+        self.assertIn(f"running the last good config again on port {self.port}", decision["reason"])
+        texts = [(event["log_level"].name, formatEvent(event)) for event in logged]
+        self.assertIn("error", [level for level, text in texts if text.startswith("config reload: rolled-back (new config not applied")])
+        self.assertFalse([text for level, text in texts if level == "critical"], texts)
+        again, _ = yield self.operator()
+        status = yield again.request("status", {})
+        self.assertTrue(status["ok"], status)
+        self.assertEqual(status["payload"]["configReload"]["lastDecision"]["decision"], "rolled-back")
+        health = yield again.request("health", {"probe": True})
+        self.assertTrue(health["ok"], health)
+        state = health["payload"]["configReload"]
+        self.assertEqual(state["hash"], running_hash)
+        self.assertEqual(state["lastDecision"]["decision"], "rolled-back")
+        # Restoring the file to what runs is recorded, with no restart.
+        restored = yield self.reloader.write(json.dumps(self.config))
+        self.assertIsNone(self.reloader.consider(restored))
+        self.assertEqual(self.reloader.last_decision["decision"], "noop")
+        self.assertEqual(self.root.restarts, 1)
 
     @inlineCallbacks
     def test_config_apply_over_the_socket_restarts(self):

@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import attrs
 
+from .overrides import masking
+
 HOT = "hot"
 RESTART = "restart"
 NONE = "none"
@@ -102,13 +104,20 @@ class ReloadPlan:
     hot_paths: tuple[str, ...]
     noop_paths: tuple[str, ...]
     actions: tuple[str, ...]
+    # Changed paths an override masks, with what masks them: ``(("gateway.port", "--port"),)``.
+    masked: tuple[tuple[str, str], ...] = ()
 
     @property
     def empty(self) -> bool:
         return not self.changed_paths
 
+    @property
+    def only_masked(self) -> bool:
+        """Every change is to a key the command line or environment overrides."""
+        return bool(self.masked) and len(self.masked) == len(self.changed_paths)
+
     def summary(self) -> dict[str, Any]:
-        return {
+        summary: dict[str, Any] = {
             "changedPaths": list(self.changed_paths),
             "restartGateway": self.restart,
             "restartReasons": list(self.restart_reasons),
@@ -116,13 +125,25 @@ class ReloadPlan:
             "noopPaths": list(self.noop_paths),
             "actions": list(self.actions),
         }
+        if self.masked:
+            summary["maskedPaths"] = {path: source for path, source in self.masked}
+        return summary
 
 
-def plan(old: Mapping[str, Any], new: Mapping[str, Any]) -> ReloadPlan:
+def plan(old: Mapping[str, Any], new: Mapping[str, Any], masked: Mapping[str, str] | None = None) -> ReloadPlan:
+    """What the change from ``old`` to ``new`` needs.
+
+    ``masked`` (see :func:`.overrides.masked_paths`) lists keys the command line or environment
+    overrides: the effective settings do not change with them, so they neither restart nor apply.
+    """
     changed = diff_paths(old, new)
-    restart_reasons, hot, noop = [], [], []
+    restart_reasons, hot, noop, hidden = [], [], [], []
     actions: set[str] = set()
     for path in changed:
+        source = masking(path, masked or {})
+        if source is not None:
+            hidden.append((path, source))
+            continue
         rule = rule_for(path)
         if rule is None or rule[1] == RESTART:
             restart_reasons.append(path)
@@ -132,7 +153,7 @@ def plan(old: Mapping[str, Any], new: Mapping[str, Any]) -> ReloadPlan:
             actions.update(rule[2])
         else:
             noop.append(path)
-    if noop and not actions:
+    if (noop or hidden) and not actions:
         actions.add(RELOAD_SETTINGS)  # keep the running copy equal to the file
     return ReloadPlan(
         changed_paths=tuple(changed),
@@ -141,4 +162,5 @@ def plan(old: Mapping[str, Any], new: Mapping[str, Any]) -> ReloadPlan:
         hot_paths=tuple(hot),
         noop_paths=tuple(noop),
         actions=tuple(action for action in ACTION_ORDER if action in actions),
+        masked=tuple(hidden),
     )

@@ -3,9 +3,15 @@
 The file is polled on the injected clock (a ``stat`` on the worker thread: mtime, size, inode)
 and also checked at once on SIGHUP; a change (re)starts the debounce timer, and when it fires the
 file is read and hashed off the reactor thread. An unchanged hash (our own ``config.set`` echo)
-is ignored; an invalid file is logged and skipped, the running config untouched. Otherwise the
+is ignored (but logged once as ``noop`` when it ends an earlier skip: the file is back to what
+runs); an invalid file is logged and skipped, the running config untouched. Otherwise the
 planner decides: hot changes are applied to the running gateway in order, restart-class changes
-restart the service tree in-process (hybrid and restart modes), hot mode only logs them.
+restart the service tree in-process (hybrid and restart modes), hot mode only logs them. Keys the
+command line or environment overrides (``masked``) are logged as ignored and never restart.
+
+A restart whose new tree cannot start (the new port is taken) falls back to the last config that
+ran (``restart_failed``): the decision becomes ``rolled-back`` with the error, and ``snapshot``
+is that config again, so ``configReload.hash`` keeps naming what runs.
 
 Reloads are single-flight: a change noticed while one runs is picked up right after it.
 """
@@ -18,7 +24,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from ..config import snapshot as config_snapshot
 from ..config.loader import ConfigError, lookup
@@ -56,10 +62,17 @@ class ConfigReloader(Service):
         restart: Callable[[str], Deferred],
         env: Mapping[str, str] | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
+        masked: Mapping[str, str] | None = None,
     ):
         self._clock = clock
         self._executor = executor
         self.snapshot = snapshot
+        # The config the running service tree reflects (``snapshot`` runs ahead of it while a
+        # restart is pending); a failed restart falls back to it.
+        self._tree_snapshot = snapshot
+        self._restarting = False
+        # Config keys the command line or environment overrides: {path: "--port"} (see config.overrides).
+        self.masked: dict[str, str] = dict(masked or {})
         self._settings_for = settings_for
         self._apply_hot = apply_hot
         self._restart = restart
@@ -82,6 +95,13 @@ class ConfigReloader(Service):
 
     def current_settings(self) -> "GatewaySettings":
         return self._settings_for(self.snapshot)
+
+    def running_settings(self) -> "GatewaySettings":
+        """Settings of the config the running tree was built from (the restart fallback)."""
+        return self._settings_for(self._tree_snapshot)
+
+    def _restart_pending(self) -> bool:
+        return self._restarting or (self._restart_call is not None and self._restart_call.active())
 
     @property
     def path(self) -> str:
@@ -159,35 +179,45 @@ class ConfigReloader(Service):
 
     # -- deciding ----------------------------------------------------------------------------
 
-    def _record(self, decision: str, reason: str, **extra: Any) -> None:
+    def _record(self, decision: str, reason: str, level: LogLevel = LogLevel.info, **extra: Any) -> None:
         self.last_decision = {"decision": decision, "reason": reason, "ts": int(self._clock.seconds() * 1000), **extra}
-        self._log.info("config reload: {decision} ({reason})", decision=decision, reason=reason)
+        self._log.emit(level, "config reload: {decision} ({reason})", decision=decision, reason=reason)
 
     def consider(self, new: config_snapshot.ConfigSnapshot, restart_delay_ms: int = DEFAULT_RESTART_DELAY_MS) -> ReloadPlan | None:
         """Apply ``new`` if it differs from what runs; returns the plan acted on (None if skipped)."""
         if not new.exists:
-            self._record("skipped", "config file not found")
+            self._record("skipped", "config file not found", LogLevel.warn)
             return None
         if new.hash == self.snapshot.hash:
+            if self.last_decision is not None and self.last_decision["decision"] in ("skipped", "rolled-back"):
+                # The file is back to what runs: say so once, so lastDecision is not left stale.
+                self._record("noop", "the file matches the running config again")
             return None
         if not new.valid:
-            self._record("skipped", f"invalid config: {new.issue_summary()}")
-            self._log.warn("config reload skipped (invalid config): {issues}", issues=new.issue_summary(10))
+            self._record("skipped", f"invalid config: {new.issue_summary(10)}", LogLevel.warn)
             return None
         try:
             settings = self._settings_for(new)
         except ConfigError as exc:
-            self._record("skipped", f"invalid config: {exc}")
+            self._record("skipped", f"invalid config: {exc}", LogLevel.warn)
             return None
         old = self.snapshot
         self.snapshot = new
-        change = plan(old.config, new.config)
+        change = plan(old.config, new.config, self.masked)
         if change.empty:
             return change
         mode = self._mode()
         if mode == "off":
             self._record("ignored", "config reload disabled (gateway.reload.mode=off)", **change.summary())
             return change
+        masked_text = ", ".join(f"{path} (overridden by {source})" for path, source in change.masked)
+        if change.only_masked:
+            # The effective settings are unchanged: keep the running copy equal to the file, no restart.
+            self._record("ignored", "overridden: " + masked_text, **change.summary())
+            self._apply(settings, change)
+            return change
+        if change.masked:
+            self._log.info("config reload: ignoring {masked}", masked=masked_text)
         self._announce(new, change)
         if mode == "restart" or (mode == "hybrid" and change.restart):
             self._record("restart", ", ".join(change.restart_reasons or change.changed_paths), **change.summary())
@@ -197,9 +227,54 @@ class ConfigReloader(Service):
             self._record("ignored", "requires gateway restart; hot mode ignoring " + ", ".join(change.restart_reasons), **change.summary())
             return change
         # Recorded first: applying refreshes health, whose ``configReload`` shows this decision.
-        self._record("hot", ", ".join(change.changed_paths), **change.summary())
-        self._apply_hot(settings, change)
+        self._record("hot", ", ".join(path for path in change.changed_paths if path not in dict(change.masked)), **change.summary())
+        self._apply(settings, change)
         return change
+
+    def _apply(self, settings: "GatewaySettings", change: ReloadPlan) -> None:
+        self._apply_hot(settings, change)
+        if not self._restart_pending():
+            self._tree_snapshot = self.snapshot
+
+    # -- restart outcome (called by the runtime) -------------------------------------------
+
+    def restart_succeeded(self, snapshot: config_snapshot.ConfigSnapshot) -> None:
+        """The tree now runs ``snapshot``."""
+        self._tree_snapshot = snapshot
+
+    def restart_failed(self, attempted: config_snapshot.ConfigSnapshot, error: str, recovered: bool) -> None:
+        """The tree built from ``attempted`` could not start; the last good config was started again.
+
+        ``recovered`` is False when even that failed: nothing listens, so another restart is
+        queued (one per cooldown window) until one succeeds.
+        """
+        self.snapshot = self._tree_snapshot
+        port = self._safe_port()
+        if recovered:
+            self._record(
+                "rolled-back",
+                f"new config not applied: the gateway could not start with it ({error}); "
+                f"running the last good config again" + (f" on port {port}" if port else ""),
+                LogLevel.error,
+                error=error,
+                attemptedHash=attempted.hash,
+            )
+        else:
+            self._record(
+                "failed",
+                f"the gateway could not start with the new config ({error}) nor with the last good one; "
+                "nothing is listening, retrying after the restart cooldown",
+                LogLevel.critical,
+                error=error,
+                attemptedHash=attempted.hash,
+            )
+            self.request_restart("retry after a failed restart")
+
+    def _safe_port(self) -> int | None:
+        try:
+            return self.running_settings().port
+        except Exception:  # noqa: BLE001 - only for the message
+            return None
 
     def _announce(self, new: config_snapshot.ConfigSnapshot, change: ReloadPlan) -> None:
         if self.on_change is not None:
@@ -229,7 +304,14 @@ class ConfigReloader(Service):
     def _do_restart(self, reason: str) -> None:
         self._restart_call = None
         self._last_restart_at = self._clock.seconds()
-        self._restart(reason).addErrback(lambda failure: self._log.failure("in-process restart failed", failure))
+        self._restarting = True
+
+        def done(result: Any) -> Any:
+            self._restarting = False
+            return result
+
+        d = self._restart(reason).addBoth(done)
+        d.addErrback(lambda failure: self._log.failure("in-process restart failed", failure))
 
     # -- writes from config.* RPCs ----------------------------------------------------------
 

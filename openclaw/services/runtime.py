@@ -4,7 +4,10 @@ Children start one after another, each waiting for the previous one's asynchrono
 load before the listeners open), and stop in reverse order the same way (the port closes first,
 the stores last). A restart stops the tree (clients get ``shutdown`` with ``restartExpectedMs``
 and close 1012), builds a new one from the current settings, and starts it: same process, same
-port when unchanged, the reload service untouched.
+port when unchanged, the reload service untouched. When the new tree cannot start (its port is
+taken, say), what did start of it is stopped and a tree from the last good settings (those that
+were running) is started instead, so the gateway stays reachable; the reload service records
+the config as not applied (``rolled-back``).
 """
 from __future__ import annotations
 
@@ -144,7 +147,7 @@ class GatewayRuntime(OrderedMultiService):
 
     @inlineCallbacks
     def restart(self, reason: str) -> Any:
-        """Stop the tree, build a new one from the current settings, start it."""
+        """Stop the tree, build a new one from the current settings, start it (or the last good one)."""
         self._log.info("restarting the gateway in-process ({reason})", reason=reason)
         tree = [child for child in self if child is not self.reloader]
         websocket = self.getServiceNamed("websocket") if "websocket" in self.namedServices else None
@@ -158,16 +161,63 @@ class GatewayRuntime(OrderedMultiService):
                 except Exception:
                     self._log.failure("stopping {name} for restart failed", name=child.name)
             self._detach(child)
-        if self.reloader is not None:
-            self.settings = self.reloader.current_settings()
-        self.gateway, children = self._build_tree(self.settings)
+        self.restarts += 1
+        reloader = self.reloader
+        previous = self.settings
+        attempted = reloader.snapshot if reloader is not None else None
+        try:
+            settings = reloader.current_settings() if reloader is not None else self.settings
+            yield self._start_tree(settings)
+        except Exception:
+            failure = Failure()
+            error = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+            self._log.error(
+                "in-process restart failed: {error}; starting the gateway again with the settings that were running",
+                error=error,
+            )
+            # The traceback only at debug (as text, not log.failure: this failure is handled).
+            self._log.debug("in-process restart failure:\n{traceback}", traceback=failure.getTraceback())
+            yield self._discard_tree()
+            recovered = True
+            try:
+                fallback = reloader.running_settings() if reloader is not None else previous
+                yield self._start_tree(fallback)
+            except Exception:
+                recovered = False
+                self._log.failure("the gateway could not start again with the last good settings; nothing is listening")
+                yield self._discard_tree()
+            if reloader is not None:
+                reloader.restart_failed(attempted, error, recovered)
+            return
+        if reloader is not None:
+            reloader.restart_succeeded(attempted)
+
+    def _start_tree(self, settings: Any) -> Deferred:
+        """Build a tree from ``settings``, add it, and start it in order (if the root runs)."""
+        self.settings = settings
+        self.gateway, children = self._build_tree(settings)
         if self.reloader is not None:
             self.gateway.config_control = self.reloader
-        self.restarts += 1
         # Add without MultiService's start-on-add, then start in order and wait for each.
         was_running, self.running = self.running, 0
         for child in children:
             child.setServiceParent(self)
         self.running = was_running
         if was_running:
-            yield self._start_from(children, 0)
+            try:
+                return self._start_from(children, 0)
+            except Exception:
+                return fail()
+        return succeed(None)
+
+    @inlineCallbacks
+    def _discard_tree(self) -> Any:
+        """Stop (in reverse) and remove whatever of the current tree is there."""
+        tree = [child for child in self if child is not self.reloader]
+        for child in reversed(tree):
+            if child.running:
+                try:
+                    yield maybeDeferred(child.stopService)
+                except Exception:
+                    self._log.failure("stopping {name} after a failed start failed", name=child.name)
+            self._detach(child)
