@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from openclaw.connection.outbound import DROPPED, OVERFLOW, QUEUED, SENT, OutboundQueue
 from openclaw.methods.registry import MethodSpec
-from openclaw.state.clients import ClientRegistry, ConnectedClient
+from openclaw.state.clients import ClientRegistry, ConnectedClient, event_frame
 
 from .support.gateway import start_gateway
 from .support.wsclient import connect
@@ -283,3 +283,23 @@ class TransportDrivenBackpressureTests(TestCase):
         gateway.clients.broadcast("heartbeat", {"ts": 20}, drop_if_slow=True)
         frame = yield client.next_frame()
         self.assertEqual((frame["seq"], frame["payload"]), (21, {"ts": 20}))
+
+
+class FrameEncodingTests(TestCase):
+    """The direct frame writer at every RFC 6455 length encoding, read by a real Autobahn client."""
+
+    @inlineCallbacks
+    def test_every_length_encoding_arrives_intact(self):
+        running = yield start_gateway(self)
+        client, hello = yield connect(self, running.url, scopes=["operator.read"])
+        self.assertTrue(hello["ok"], hello)
+        [registered] = list(running.gateway.clients)
+        envelope = len(event_frame(b'"tick"', orjson.dumps({"p": ""}), registered.seq + 1, None))
+        # Whole frame lengths: 7-bit (<=125), 16-bit (126..65535) and 64-bit (>65535) encodings.
+        for frame_length in (envelope, 125, 126, 127, 65535, 65536, 70000):
+            padding = "x" * (frame_length - envelope)
+            expected = event_frame(b'"tick"', orjson.dumps({"p": padding}), registered.seq + 1, None)
+            self.assertEqual(len(expected), frame_length)
+            running.gateway.clients.broadcast("tick", {"p": padding})
+            frame = yield client.next_frame()
+            self.assertEqual((frame["event"], len(frame["payload"]["p"])), ("tick", len(padding)))

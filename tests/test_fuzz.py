@@ -214,11 +214,11 @@ class RecordingProtocol(GatewayServerProtocol):
         self.sent_after_close: list[bytes] = []
         self.close_codes: list[int | None] = []
 
-    def sendMessage(self, payload: bytes, isBinary: bool = False, *args: Any, **kwargs: Any) -> None:
+    def _write(self, payload: bytes) -> None:
+        """Every frame the gateway sends goes through ``_write`` (text frames only)."""
         if self.state != self.STATE_OPEN:
             self.sent_after_close.append(payload)
             return
-        assert not isBinary, "the gateway only sends text frames"
         self.sent.append(payload)
 
     def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
