@@ -21,6 +21,8 @@ from twisted.trial.unittest import TestCase
 from openclaw.client import ClientOptions, GatewayCallError, GatewayClient
 from openclaw.security.device_identity import DeviceKeyPair
 
+from .support.loopback import settle_autobahn_timers
+
 TOKEN = "crash-token"
 SCOPES = ("operator.admin", "operator.read", "operator.write", "operator.pairing")
 
@@ -82,6 +84,7 @@ class CrashTests(TestCase):
         client = GatewayClient(
             ClientOptions(url=f"ws://127.0.0.1:{self.port}", token=TOKEN, scopes=SCOPES, device=device, reconnect=False)
         )
+        self.addCleanup(settle_autobahn_timers)  # runs after client.close (cleanups are LIFO)
         self.addCleanup(client.close)
         return client
 

@@ -105,3 +105,20 @@ def loopback_http(testcase: Any, upstream: Any) -> HTTPClient:
 
     testcase.addCleanup(drain)
     return HTTPClient(Agent(reactor, pool=pool))
+
+
+@inlineCallbacks
+def settle_autobahn_timers(limit_s: float = 3.0):
+    """Wait out txaio's batched-timer bucket calls, which outlive the timers they served.
+
+    Autobahn schedules its handshake/ping timers through txaio's ``_BatchedTimer``; cancelling a
+    timer leaves the bucket's ``_notify_bucket`` call on the global reactor, which trial then
+    reports as a dirty reactor against whichever test happens to be running. Tests that drive
+    Autobahn clients on the real reactor call this in cleanup.
+    """
+    deadline = reactor.seconds() + limit_s
+    while reactor.seconds() < deadline:
+        pending = [call for call in reactor.getDelayedCalls() if "_notify_bucket" in repr(call.func)]
+        if not pending:
+            return
+        yield deferLater(reactor, min(0.05, max(0.0, min(call.getTime() for call in pending) - reactor.seconds()) + 0.01), lambda: None)
