@@ -1,0 +1,156 @@
+"""The gateway benchmark suite: every scenario of issue 8, against ours, the reference and the floor.
+
+    .venv/bin/python bench/suite.py                      # starts each target in turn, measures, compares
+    .venv/bin/python bench/suite.py --quick              # smaller counts, about two minutes
+    .venv/bin/python bench/suite.py --url ws://127.0.0.1:18789 --token SECRET [--pid PID]   # any running gateway
+
+Targets are measured one after another with the same load client in this process, so the numbers
+are comparable within one run; the table reports ours as a ratio to the floor (a raw Autobahn
+server shaped like a gateway) and to the reference, and checks the issue's targets.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from twisted.internet import defer, task  # noqa: E402
+
+import loadclient  # noqa: E402
+import scenarios  # noqa: E402
+import targets  # noqa: E402
+import upstream  # noqa: E402
+from report import render_table, summarise_machine  # noqa: E402
+
+ORDER = ["startup", "idle", "handshakes", "rpc", "chat", "fanout", "memory"]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", default="ours,reference,floor", help="which targets the suite starts itself")
+    parser.add_argument("--url", help="measure one already-running gateway instead")
+    parser.add_argument("--token", default="bench-token")
+    parser.add_argument("--pid", type=int, help="pid of the --url gateway, for memory figures")
+    parser.add_argument("--name", default="external", help="label for the --url gateway")
+    parser.add_argument("--scenarios", default=",".join(ORDER))
+    parser.add_argument("--base-port", type=int, default=18941)
+    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"),
+                        help="the shared folder holding reference/start-gateway.sh")
+    parser.add_argument("--json", dest="json_path", help="also write the results here")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run, not a measurement")
+    parser.add_argument("--seconds", type=float, help="seconds per RPC measurement [5, quick 1]")
+    parser.add_argument("--methods", help="RPC methods for the rpc scenario [health,status]")
+    parser.add_argument("--clients", help="client counts for the rpc scenario [1,10,50; quick 1,10]")
+    parser.add_argument("--in-flight", help="requests in flight per client for the rpc scenario [1,16]")
+    options = parser.parse_args(argv)
+    quick = options.quick
+    options.seconds = options.seconds or (1.0 if quick else 5.0)
+    options.startup_runs = 1 if quick else 3
+    options.settle = 0.5 if quick else 2.0
+    options.idle_connections = [200, 500] if quick else [1000, 5000]
+    options.connect_concurrency = 16
+    options.handshakes = 50 if quick else 300
+    options.new_devices = 10 if quick else 60
+    options.methods = options.methods.split(",") if options.methods else ["health", "status"]
+    options.clients = _numbers(options.clients) or ([1, 10] if quick else [1, 10, 50])
+    options.in_flight = _numbers(options.in_flight) or [1, 16]
+    options.listeners = [10, 100] if quick else [10, 100, 500, 1000]
+    options.fanout_rounds = 5 if quick else 20
+    options.chat_deltas = 200
+    options.chat_rounds = 3 if quick else 7
+    options.upstream_url = None
+    return options
+
+
+def _numbers(text: str | None) -> list[int]:
+    return [int(part) for part in text.split(",")] if text else []
+
+
+@defer.inlineCallbacks
+def wait_until_ready(target: targets.Target, deadline_s: float = 120.0) -> Any:
+    """A challenge is not readiness: both gateways answer ``UNAVAILABLE`` (1013) while starting."""
+    from twisted.internet import reactor
+
+    stop_at = reactor.seconds() + deadline_s
+    while True:
+        try:
+            connection = yield loadclient.connect(target.url, loadclient.Credentials(target.token))
+        except Exception:
+            if reactor.seconds() > stop_at:
+                raise
+            yield scenarios.sleep(0.25)
+            continue
+        connection.close()
+        return
+
+
+@defer.inlineCallbacks
+def measure(target: targets.Target, chosen: list[str], options: argparse.Namespace) -> Any:
+    results: dict[str, Any] = {}
+    if "startup" in chosen:
+        print(f"[{target.name}] startup", flush=True)
+        results.update((yield scenarios.startup(target, options)))
+    if target.can_start:
+        yield target.start()
+    try:
+        yield wait_until_ready(target)
+        for name in chosen:
+            if name == "startup":
+                continue
+            print(f"[{target.name}] {name}", flush=True)
+            try:
+                results.update((yield scenarios.SCENARIOS[name](target, options)))
+            except Exception as exc:  # one broken scenario must not cost the whole run
+                results[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
+                print(f"[{target.name}] {name} failed: {exc}", flush=True)
+    finally:
+        if target.can_start:
+            yield target.stop()
+    return {key: value for key, value in results.items() if key != "skipped"}
+
+
+@defer.inlineCallbacks
+def main(reactor: Any, argv: list[str]) -> Any:
+    options = parse_args(argv)
+    chosen = [name for name in ORDER if name in options.scenarios.split(",")]
+    if "chat" in chosen:
+        options.upstream_url = upstream.listen(options.chat_deltas)
+    if options.url:
+        measured = [targets.Target(options.name, options.url, options.token, pid=options.pid,
+                                   has_model=options.upstream_url is not None)]
+        chosen = [name for name in chosen if name != "startup"]
+    else:
+        measured = []
+        for offset, name in enumerate(options.targets.split(",")):
+            port = options.base_port + offset
+            if name == "ours":
+                measured.append(targets.ours(port, options.token, options.upstream_url))
+            elif name == "floor":
+                measured.append(targets.floor(port))
+            elif name == "reference":
+                found = targets.reference(port, options.token, options.upstream_url, Path(options.shared))
+                if found is None:
+                    print("reference not installed (run ../shared/reference/setup.sh); skipping it", flush=True)
+                else:
+                    measured.append(found)
+    results: dict[str, dict[str, Any]] = {}
+    for target in measured:
+        results[target.name] = yield measure(target, chosen, options)
+    document = {"machine": summarise_machine(), "quick": options.quick, "results": results}
+    print()
+    print(render_table(results))
+    print()
+    print(json.dumps(document))
+    if options.json_path:
+        Path(options.json_path).write_text(json.dumps(document, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    task.react(main, [sys.argv[1:]])
