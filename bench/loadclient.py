@@ -132,12 +132,8 @@ def connect(url: str, credentials: Credentials, timeout: float = 30.0, reactor: 
 
 
 @defer.inlineCallbacks
-def connect_many(url: str, credentials: Credentials, count: int, concurrency: int = 16):
-    """``count`` connections opened at most ``concurrency`` at a time.
-
-    The reference refuses more than 32 unauthenticated sockets per address, so waves stay below it.
-    """
-    opened: list[GatewayConnection] = []
+def run_pool(count: int, concurrency: int, job: Callable[[], defer.Deferred]):
+    """Run ``job`` ``count`` times, at most ``concurrency`` at once; fails on the first failure."""
     remaining = count
 
     @defer.inlineCallbacks
@@ -145,9 +141,19 @@ def connect_many(url: str, credentials: Credentials, count: int, concurrency: in
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            opened.append((yield connect(url, credentials)))
+            yield job()
 
     yield defer.gatherResults([worker() for _ in range(min(concurrency, count))], consumeErrors=True)
+
+
+@defer.inlineCallbacks
+def connect_many(url: str, credentials: Credentials, count: int, concurrency: int = 16):
+    """``count`` connections opened at most ``concurrency`` at a time.
+
+    The reference refuses more than 32 unauthenticated sockets per address, so waves stay below it.
+    """
+    opened: list[GatewayConnection] = []
+    yield run_pool(count, concurrency, lambda: connect(url, credentials).addCallback(opened.append))
     return opened
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.web.client import Agent, readBody
 
-from loadclient import ADMIN, READ, Credentials, close_all, connect, connect_many, percentile
+from loadclient import ADMIN, READ, Credentials, close_all, connect, connect_many, percentile, run_pool
 from openclaw.security.device_identity import DeviceKeyPair
 
 
@@ -107,21 +107,17 @@ def close_and_settle(connections: list, limit_s: float = 30.0) -> Any:
 @defer.inlineCallbacks
 def _handshakes(url: str, credentials_for, count: int, concurrency: int) -> Any:
     latencies: list[float] = []
-    remaining = count
 
     @defer.inlineCallbacks
-    def worker():
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            credentials = credentials_for()
-            started = time.perf_counter()
-            connection = yield connect(url, credentials)
-            latencies.append(time.perf_counter() - started)
-            connection.close()
+    def one_handshake():
+        credentials = credentials_for()
+        started = time.perf_counter()
+        connection = yield connect(url, credentials)
+        latencies.append(time.perf_counter() - started)
+        connection.close()
 
     started = time.perf_counter()
-    yield defer.gatherResults([worker() for _ in range(concurrency)], consumeErrors=True)
+    yield run_pool(count, concurrency, one_handshake)
     elapsed = time.perf_counter() - started
     ordered = sorted(latencies)
     return rate(len(ordered), elapsed), ms(percentile(ordered, 0.5)), ms(percentile(ordered, 0.99))

@@ -30,6 +30,7 @@ from openclaw.settings import GatewaySettings
 
 from .support.gateway import TOKEN, make_gateway, start_gateway
 from .support.wsclient import CLI_CLIENT, OPERATOR_SCOPES, connect, connect_params, open_client
+from .support.shapes import rate_limited_error
 
 TOKEN_MISMATCH = "unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)"
 TOKEN_MISSING = "unauthorized: gateway token missing (use this gateway's gateway.auth.token or pair the device)"
@@ -876,21 +877,7 @@ class HandshakeRateLimitTests(SynchronousTestCase):
 
     def assertRateLimited(self, d, retry_after_ms):
         error = self.failureResultOf(d, GatewayError).value
-        self.assertEqual(
-            error.to_shape(),
-            {
-                "code": "INVALID_REQUEST",
-                "message": "unauthorized: too many failed authentication attempts (retry later)",
-                "details": {
-                    "code": "AUTH_RATE_LIMITED",
-                    "authReason": "rate_limited",
-                    "canRetryWithDeviceToken": False,
-                    "recommendedNextStep": "wait_then_retry",
-                },
-                "retryable": True,
-                "retryAfterMs": retry_after_ms,
-            },
-        )
+        self.assertEqual(error.to_shape(), rate_limited_error(retry_after_ms))
         self.assertEqual(error.close_code, 1008)
 
     def test_good_token_from_remote_is_admitted(self):
