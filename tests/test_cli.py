@@ -71,6 +71,18 @@ class CliTests(TestCase):
         self.assertFalse(os.path.exists(self.identity))  # refused before doing anything
 
     @inlineCallbacks
+    def test_corrupt_identity_file_is_reported_not_a_traceback(self):
+        os.makedirs(os.path.dirname(self.identity), exist_ok=True)
+        with open(self.identity, "wb") as handle:
+            handle.write(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+        status, out, err = yield self.bare("--url", "ws://127.0.0.1:1", "--identity", self.identity, "health")
+        self.assertEqual((status, out), (2, ""))
+        self.assertNotIn("Traceback", err)
+        self.assertIn(f"cannot use the device identity {self.identity}", err)
+        with open(self.identity, "rb") as handle:
+            self.assertIn(b"not a key", handle.read())  # left as it was, never overwritten
+
+    @inlineCallbacks
     def test_bad_params_and_url_are_usage_errors(self):
         status, _, err = yield self.cli("call", "health", "--params", "{nope")
         self.assertEqual(status, 2)

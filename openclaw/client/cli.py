@@ -175,7 +175,12 @@ def run(argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO
         return args
     method, params, render, expect_final = _request(args)
     identity_path = args.identity or os.path.expanduser("~/.openclaw/identity/cli-device.pem")
-    device = load_or_create_identity(identity_path)
+    try:
+        device = load_or_create_identity(identity_path)
+    except (OSError, ValueError, TypeError) as exc:  # unreadable, not a PEM key, encrypted, not Ed25519
+        err.write(f"cannot use the device identity {identity_path}: {exc}\n")
+        err.write("move it aside to create a new identity (the device must then be paired again)\n")
+        return 2
     options = ClientOptions(
         url=args.url,
         token=args.token,
