@@ -114,6 +114,36 @@ class ClientTests(TestCase):
         self.assertEqual(hello["auth"]["role"], "operator")
 
     @inlineCallbacks
+    def test_stale_shared_secret_falls_back_to_the_device_token(self):
+        """``canRetryWithDeviceToken``: one immediate retry with the stored token, then it sticks."""
+        device = DeviceKeyPair.generate()
+        tokens = DeviceTokenStore()
+        first = self.client(device=device, device_tokens=tokens)
+        yield first.connect()
+        yield first.close()
+        stale = self.client(device=device, device_tokens=tokens, token="rotated-away", reconnect=False)
+        hello = yield stale.connect()
+        self.assertEqual(hello["auth"]["role"], "operator")
+        self.assertEqual([hint for _, _, hint in stale.closes], ["shared secret refused: retrying with the device token"])
+        self.assertEqual(stale.errors, [])  # a fallback that worked is not a connect error
+
+    @inlineCallbacks
+    def test_device_token_fallback_is_tried_once(self):
+        device = DeviceKeyPair.generate()
+        tokens = DeviceTokenStore()
+        first = self.client(device=device, device_tokens=tokens)
+        yield first.connect()  # pairs the device and stores the real token
+        yield first.close()
+        tokens.put(device.device_id, "operator", "stale-too")
+        client = self.client(device=device, device_tokens=tokens, token="wrong")
+        with self.assertRaises(GatewayCallError) as caught:
+            yield client.connect()
+        self.assertEqual(caught.exception.details["code"], "AUTH_TOKEN_MISMATCH")
+        self.assertIs(caught.exception.details["canRetryWithDeviceToken"], False)
+        self.assertEqual(len(client.closes), 2)  # the secret, then the device token; no more
+        self.assertIsNone(client._retry)
+
+    @inlineCallbacks
     def test_seq_gap_is_reported_and_state_refreshed(self):
         client = self.client()
         yield client.connect()

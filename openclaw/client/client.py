@@ -315,6 +315,10 @@ class GatewayClient:
         self._backoff = RECONNECT_INITIAL_S
         self._retry: IDelayedCall | None = None
         self._refusal: GatewayCallError | None = None
+        # The gateway refused our shared secret but said the device's own token would do
+        # (``canRetryWithDeviceToken``): from then on the stored device token goes with it.
+        self._use_device_token = False
+        self._retry_at_once = False
         self._restart_expected_s: float | None = None
         self.closed_with: tuple[int, str] | None = None
         # Why the client last stopped trying (a GatewayCallError), or None.
@@ -366,6 +370,7 @@ class GatewayClient:
     # -- connection ----------------------------------------------------------------------------
 
     def _dial(self) -> None:
+        self._retry = None  # this is the retry it held (if any); nothing is pending now
         factory = WebSocketClientFactory(self.options.url, reactor=self._reactor)
         factory.protocol = GatewayClientProtocol
         factory.owner = self
@@ -399,7 +404,7 @@ class GatewayClient:
             auth["password"] = options.password
         if options.device is not None:
             stored = options.device_tokens.get(options.device.device_id, options.role)
-            if stored and not options.token:
+            if stored and (not options.token or self._use_device_token):
                 auth["deviceToken"] = stored
         return auth
 
@@ -456,6 +461,17 @@ class GatewayClient:
     def _refused(self, failure: Any) -> None:
         error = failure.value if isinstance(failure.value, GatewayCallError) else GatewayCallError("UNAVAILABLE", str(failure.value))
         self._refusal = error
+        details = error.details if isinstance(error.details, Mapping) else {}
+        options = self.options
+        if (
+            details.get("canRetryWithDeviceToken") is True
+            and not self._use_device_token
+            and options.device is not None
+            and options.device_tokens.get(options.device.device_id, options.role)
+        ):
+            # Once, at once: a stale shared secret must not cost the device its own token.
+            self._use_device_token = self._retry_at_once = True
+            return
         if self.on_connect_error is not None:
             self.on_connect_error(error)
 
@@ -481,14 +497,20 @@ class GatewayClient:
             hint = f"{refusal.message}: not reconnecting"
             if self.on_connect_error is not None:
                 self.on_connect_error(refusal)
-        gives_up = (
-            self._stopping
-            or not self.options.reconnect
-            or tls_rejected
-            or (code in NO_RECONNECT and not (code == 1008 and refusal is not None and refusal.may_retry))
+        retry_at_once, self._retry_at_once = self._retry_at_once, False
+        gives_up = self._stopping or (
+            not retry_at_once
+            and (
+                not self.options.reconnect
+                or tls_rejected
+                or (code in NO_RECONNECT and not (code == 1008 and refusal is not None and refusal.may_retry))
+            )
         )
         delay = None
-        if not gives_up:
+        if retry_at_once and not gives_up:
+            delay = 0.0
+            hint = "shared secret refused: retrying with the device token"
+        elif not gives_up:
             delay = self._next_delay(refusal)
             if code == 1008:
                 hint = f"refused for now ({self._refusal_code(refusal)}): retrying in {delay:g} s"
