@@ -26,6 +26,7 @@ from openclaw import tap
 from openclaw.gateway import Gateway
 from openclaw.http.site import GatewaySite
 from openclaw.settings import GatewaySettings
+from openclaw.stores.sqlite import StoreUnavailable
 
 WORKER_TIMEOUT_S = 10.0
 SQLITE_THREAD_PREFIX = "PoolThread-sqlite:"
@@ -244,6 +245,29 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         self.start(root, reactor)
         self.assertEqual([s[3] for s in reactor.tcpServers], ["127.0.0.1"])
         self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
+
+    def test_unreadable_store_fails_start_up_naming_the_file(self):
+        """A corrupt store stops start-up with its path, instead of a gateway that listens but
+        answers every connect with "gateway starting" forever."""
+        for name, label in (("devices.sqlite", "device store"), ("sessions.sqlite", "session store"), ("nodes.sqlite", "node store")):
+            self.state_dir = os.path.abspath(self.mktemp())
+            os.makedirs(self.state_dir)
+            corrupt = os.path.join(self.state_dir, name)
+            with open(corrupt, "wb") as handle:
+                handle.write(b"this is not an SQLite database" * 100)
+            root, reactor = self.build("--token", "secret")
+            outcome: list = []
+            root.startService().addBoth(outcome.append)
+            reactor.run_thread_results(lambda: outcome)
+            self.assertTrue(outcome[0].check(StoreUnavailable), outcome[0])
+            self.assertIn(f"could not open the {label} at {corrupt}", outcome[0].getErrorMessage())
+            self.flushLoggedErrors(StoreUnavailable)
+            reactor.run_thread_results(lambda: not root.running and not root.getServiceNamed("agents").running)
+            reactor.run_thread_results(lambda: not sqlite_threads())
+            self.assertEqual(sqlite_threads(), [])  # every store that did open was closed
+            self.assertEqual(reactor.tcpServers, [])  # never listened
+            with open(corrupt, "rb") as handle:
+                self.assertTrue(handle.read().startswith(b"this is not"))  # left for the operator
 
     def test_ipv4_bind_failure_fails_start_up(self):
         """If the primary address cannot bind, start-up fails and what did start is stopped."""

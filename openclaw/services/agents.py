@@ -12,6 +12,8 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
+from ..stores.sqlite import refuse_to_start_without
+
 if TYPE_CHECKING:
     from ..gateway import Gateway
 
@@ -27,7 +29,7 @@ class AgentService(Service):
         super().startService()
         d = self._gateway.sessions.load()
         d.addCallback(self._loaded)
-        d.addErrback(lambda failure: self._log.failure("could not open the session store", failure))
+        d.addErrback(refuse_to_start_without("session store", self._gateway.sessions.path))
         return d
 
     def _loaded(self, _: object) -> None:

@@ -24,6 +24,7 @@ from ..protocol.errors import GatewayError, invalid_request
 from ..security.scopes import ADMIN, PAIRING, WRITE, scope_satisfied
 from ..security.shared_secret import constant_time_equal
 from ..stores.nodes import NodeStore
+from ..stores.sqlite import refuse_to_start_without
 
 PENDING_TTL_MS = 5 * 60 * 1000
 PRUNE_INTERVAL_S = 60.0
@@ -89,7 +90,7 @@ class NodePairingService(Service):
                 lambda failure: self._log.failure("node pairing pruner stopped", failure)
             )
 
-        return self.store.load().addCallback(loaded)
+        return self.store.load().addCallbacks(loaded, refuse_to_start_without("node store", self.store.path))
 
     def stopService(self) -> Deferred:
         super().stopService()

@@ -23,6 +23,7 @@ from ..protocol.errors import NOT_PAIRED, GatewayError, invalid_request
 from ..security.device_identity import VerifiedDevice, normalise_metadata
 from ..security.scopes import scopes_cover
 from ..stores.devices import DeviceStore, DeviceToken, PairedDevice, PendingPairing, new_device_token
+from ..stores.sqlite import refuse_to_start_without
 
 if TYPE_CHECKING:
     from ..state.clients import ClientRegistry
@@ -81,7 +82,7 @@ class DevicePairingService(Service):
         super().startService()
         d = self.store.load()
         d.addCallback(self._loaded)
-        d.addErrback(lambda failure: self._log.failure("could not load the device store", failure))
+        d.addErrback(refuse_to_start_without("device store", self.store.path))
         return d
 
     def stopService(self) -> Deferred:

@@ -110,12 +110,18 @@ class GatewayRuntime(OrderedMultiService):
             d = fail()
         return d.addErrback(self._start_failed)
 
-    def _start_failed(self, failure: Failure) -> Failure:
-        """Stop what did start; under twistd also stop the reactor, so the process exits."""
+    def _start_failed(self, failure: Failure) -> Failure | None:
+        """Stop what did start; under twistd also stop the reactor, so the process exits.
+
+        Under twistd nobody waits on ``startService``'s Deferred, so the failure is consumed
+        here once logged (otherwise it is logged a second time as an unhandled error);
+        an embedding application gets it back.
+        """
         self._log.failure("the gateway could not start", failure)
         stopping = self.stopService()
         if self._install_signals:
             stopping.addBoth(lambda _: self._reactor.stop())
+            return None
         return failure
 
     def stopService(self) -> Deferred:

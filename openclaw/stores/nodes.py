@@ -28,6 +28,10 @@ class NodeStore:
         self._paired: dict[str, dict[str, Any]] = {}
         self._pending: dict[str, dict[str, Any]] = {}
 
+
+    @property
+    def path(self) -> str:
+        return self._db.path
     def load(self) -> Deferred:
         def read(connection: Any) -> tuple[list[Any], list[Any]]:
             return (

@@ -19,6 +19,23 @@ T = TypeVar("T")
 Migration = str | Callable[[sqlite3.Connection], None]
 
 
+class StoreUnavailable(Exception):
+    """A store that cannot be opened or read at start-up: the gateway must not run without it."""
+
+
+def refuse_to_start_without(name: str, path: str) -> Callable[[Failure], Failure]:
+    """An errback naming the store and its file, so start-up fails with a message to act on.
+
+    Carrying on would leave a gateway that listens but can never admit anyone (the handshake
+    waits for the device store), which is harder to diagnose than a clear refusal to start.
+    """
+
+    def explain(failure: Failure) -> Failure:
+        return Failure(StoreUnavailable(f"could not open the {name} at {path}: {failure.getErrorMessage()}"))
+
+    return explain
+
+
 class InlineExecutor:
     """Runs database work synchronously: for SynchronousTestCase tests and offline tools."""
 
