@@ -1042,6 +1042,17 @@ class RoutingTests(_GatewayTestBase):
         self.assertEqual(self.upstream.requests, [])
 
     @inlineCallbacks
+    def test_overlong_session_key_or_user_is_400(self):
+        """Bodies may be 20 MiB; a session key built from them may not (the store caps keys)."""
+        response, body = yield self.chat(headers={"x-openclaw-session-key": "k" * 513})
+        self.assertOpenAIError(response, body, 400, "Invalid `x-openclaw-session-key`: session key is longer than 512 characters")
+        response, body = yield self.chat(body={"model": "openclaw", "user": "u" * 513, "messages": [{"role": "user", "content": "hi"}]})
+        self.assertOpenAIError(response, body, 400, "`user` is longer than 512 characters.")
+        response, body = yield self.responses(body={"model": "openclaw", "user": "u" * 513, "input": "hi"})
+        self.assertOpenAIError(response, body, 400, "`user` is longer than 512 characters.")
+        self.assertEqual(self.upstream.requests, [])
+
+    @inlineCallbacks
     def test_malformed_session_key_is_400_not_500(self):
         for key in ("agent:", "agent:main", "agent::x"):
             response, body = yield self.chat(headers={"x-openclaw-session-key": key})

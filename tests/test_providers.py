@@ -428,7 +428,7 @@ class CompletionsInterpreterTests(TestCase):
         self.assertFalse(self.interpreter.finished)
         self.assertEqual(feed(SSEEvent("message", "[DONE]")), [])
         self.assertTrue(self.interpreter.finished)
-        self.assertEqual(self.interpreter.result.text, "ab")
+        self.assertEqual(self.interpreter.conclude().text, "ab")
         self.assertEqual(self.interpreter.result.stop_reason, "length")
 
     def test_tool_calls_reason_mapped(self):
@@ -464,7 +464,7 @@ class ResponsesInterpreterTests(TestCase):
         self.assertTrue(self.interpreter.finished)
         self.assertEqual(self.interpreter.result.stop_reason, "length")
         self.assertEqual(self.interpreter.result.usage, {"input": 1, "output": 2, "totalTokens": 3})
-        self.assertEqual(self.interpreter.result.text, "x")
+        self.assertEqual(self.interpreter.conclude().text, "x")
 
     def test_failed_with_rate_limit_code(self):
         error = self.assertRaises(

@@ -74,6 +74,11 @@ class ParseAgentSessionKeyTests(SynchronousTestCase):
 
 
 class CanonicalSessionKeyTests(SynchronousTestCase):
+    def test_longest_key_is_512_characters(self):
+        self.assertEqual(canonical_session_key("agent:main:" + "x" * 501), "agent:main:" + "x" * 501)
+        with self.assertRaises(ValueError):
+            canonical_session_key("agent:main:" + "x" * 502)
+
     def test_agent_prefix_case_insensitive(self):
         self.assertEqual(canonical_session_key("AGENT:Ops:work"), "agent:ops:work")
         self.assertEqual(canonical_session_key("Agent:main:x"), "agent:main:x")

@@ -92,9 +92,10 @@ def agent(ctx: RequestContext) -> Any:
     if run is None:
         if gateway.runs.get(params["idempotencyKey"]) is not None:
             raise invalid_request("idempotencyKey is already the id of another run")
-        if _RESET_COMMAND.match(message.strip()):
-            yield gateway.reset_session(session_key, reason="new" if message.strip().lower().startswith("/new") else "reset")
-            remainder = _RESET_COMMAND.match(message.strip()).group(2)
+        reset = _RESET_COMMAND.match(message.strip())
+        if reset:
+            yield gateway.reset_session(session_key, reason=reset.group(1).lower())
+            remainder = reset.group(2)
             if not remainder or not remainder.strip():
                 return {"runId": params["idempotencyKey"], "status": "ok", "summary": "session reset", "sessionKey": session_key}
             message = remainder.strip()

@@ -45,6 +45,9 @@ class Interpreter(TypingProtocol):
     def feed(self, event: SSEEvent) -> list[str]:
         """Text deltas carried by ``event``; raises ProviderError for an in-stream error."""
 
+    def conclude(self) -> StreamResult:
+        """The result, its text complete: called once, when the stream settles."""
+
 
 class TextInterpreter:
     """What both API flavours share: accumulating text and marking the stream finished."""
@@ -56,12 +59,15 @@ class TextInterpreter:
         self._parts: list[str] = []
 
     def _append(self, delta: str) -> None:
+        # Joined once in conclude(): re-joining per delta made a long answer quadratic.
         self._parts.append(delta)
-        self.result.text = "".join(self._parts)
 
     def _finish(self) -> None:
-        self.result.text = "".join(self._parts)
         self.finished = True
+
+    def conclude(self) -> StreamResult:
+        self.result.text = "".join(self._parts)
+        return self.result
 
 
 @attrs.frozen
@@ -229,7 +235,7 @@ class UpstreamStream:
             if self._interpreter.finished:
                 # The rest of the body (normally nothing) is ignored; the connection stays
                 # reusable for the pool.
-                self._settle(result=self._interpreter.result)
+                self._settle(result=self._interpreter.conclude())
                 return
 
     def _body_ended(self, reason: Failure | None) -> None:
@@ -244,7 +250,7 @@ class UpstreamStream:
                 return
             if not self._settled:
                 # Servers that close without a terminator still delivered a usable answer.
-                self._settle(result=self._interpreter.result)
+                self._settle(result=self._interpreter.conclude())
             return
         self._fail(
             ProviderError(

@@ -65,6 +65,8 @@ def canonical_session_key(
     A key that starts with ``agent:`` but does not parse raises ValueError.
     """
     key = raw.strip()
+    if len(key) > MAX_SESSION_KEY_LENGTH:
+        raise ValueError(f"session key is longer than {MAX_SESSION_KEY_LENGTH} characters")
     lowered = key.lower()
     if lowered in (GLOBAL_KEY, UNKNOWN_KEY):
         return lowered
@@ -84,7 +86,7 @@ def canonical_session_key(
     return str(AgentSessionKey(agent, key))
 
 
-def agent_id_of(key: str, default_agent_id: str = DEFAULT_AGENT_ID) -> str | None:
+def agent_id_of(key: str) -> str | None:
     """The agent a stored key belongs to; None for ``global``/``unknown`` and legacy bare keys."""
     parsed = parse_agent_session_key(key)
     if parsed is not None:

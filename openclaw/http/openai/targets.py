@@ -12,7 +12,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ...protocol.errors import GatewayError
-from ...sessions.keys import normalize_agent_id
+from ...sessions.keys import MAX_SESSION_KEY_LENGTH, normalize_agent_id
 from .common import HttpError, header
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ def session_key(agent_id: str, explicit: str | None, user: Any, prefix: str) -> 
     if explicit is not None:
         return explicit
     if isinstance(user, str) and user.strip():
+        if len(user.strip()) > MAX_SESSION_KEY_LENGTH:
+            raise HttpError(400, f"`user` is longer than {MAX_SESSION_KEY_LENGTH} characters.")
         rest = f"{prefix}-user:{user.strip()}"
     else:
         rest = f"{prefix}:{uuid.uuid4()}"
