@@ -533,6 +533,24 @@ class InvokeTests(NodeTestBase):
         node = yield self.node(commands=["echo"])
         answer = yield node.request("node.invoke.result", {"id": "nope", "nodeId": node.key.device_id, "ok": True})
         self.assertTrue(answer["ok"], answer)
+        self.assertEqual(answer["payload"], {"ok": True, "ignored": True})
+
+    @inlineCallbacks
+    def test_a_node_cannot_answer_another_nodes_invoke(self):
+        """The reference's rule: nodeId must be the caller's own, so a leaked invoke id is useless."""
+        op = yield self.operator()
+        target = yield self.node(commands=["echo"])
+        other = yield self.node(commands=["echo"])
+        target_id = target.key.device_id
+        request_id = send_request(op, "node.invoke", {"nodeId": target_id, "command": "echo", "params": {}, "idempotencyKey": "k-x"})
+        invoke = yield event_seen(target, is_event("node.invoke.request"))
+        forged = {"id": invoke["payload"]["id"], "nodeId": target_id, "ok": True, "payloadJSON": "\"forged\""}
+        answer = yield other.request("node.invoke.result", forged)
+        self.assertEqual((answer["ok"], answer["error"]["message"]), (False, "nodeId mismatch"))
+        self.assertIn(invoke["payload"]["id"], self.gateway.nodes.get(target_id).invokes)  # still pending
+        yield target.request("node.invoke.result", {**forged, "payloadJSON": "\"real\""})
+        response = yield event_seen(op, response_to(request_id))
+        self.assertEqual(response["payload"]["payload"], "real")
 
     @inlineCallbacks
     def test_operator_cannot_send_node_results(self):

@@ -192,8 +192,13 @@ def invoke_response(node_id: str, command: str, result: dict[str, Any]) -> dict[
 
 
 def node_invoke_result(ctx: RequestContext) -> dict[str, Any]:
+    """A node answers only its own invokes (as in the reference), and late answers are ignored."""
     params = ctx.params
-    ctx.gateway.nodes.result(params["nodeId"], params["id"], dict(params))
+    gateway = ctx.gateway
+    if params["nodeId"] != gateway.node_id_for(ctx.client):
+        raise invalid_request("nodeId mismatch")
+    if not gateway.nodes.result(params["nodeId"], params["id"], dict(params)):
+        return {"ok": True, "ignored": True}
     return {"ok": True}
 
 

@@ -53,38 +53,34 @@ class GatewayMetrics:
         )
         self.auth_failures = Counter("openclaw_auth_failures", "Failed authentication attempts", ["kind"], registry=self.registry)
         self.registry.register(_LiveState(gateway))
-        # ``labels()`` costs more than the increment itself; the children are bounded by the
-        # method table x outcomes, so they are looked up once and kept.
-        self._request_children: dict[tuple[str, str], Any] = {}
-        self._latency_children: dict[str, Any] = {}
+        # ``labels()`` costs more than the increment itself and runs per request and per
+        # broadcast; children are keyed by label values, which are bounded (known methods plus
+        # "unknown", outcomes, event names the gateway itself emits), so they are kept.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _method_label(self, method: str) -> str:
         return method if self._gateway.methods.get(method) is not None or method == "connect" else "unknown"
 
     def request_done(self, method: str, outcome: str, seconds: float) -> None:
-        counted = self._request_children.get((method, outcome))
-        if counted is None:
-            label = self._method_label(method)
-            counted = self.requests.labels(label, outcome)
-            if label != "unknown":
-                self._request_children[(method, outcome)] = counted
-        counted.inc()
-        timed = self._latency_children.get(method)
-        if timed is None:
-            label = self._method_label(method)
-            timed = self.latency.labels(label)
-            if label != "unknown":
-                self._latency_children[method] = timed
-        timed.observe(max(0.0, seconds))
+        label = self._method_label(method)
+        self._child(self.requests, label, outcome).inc()
+        self._child(self.latency, label).observe(max(0.0, seconds))
 
     def events_delivered(self, event: str, sent: int, dropped: int) -> None:
         if sent:
-            self.events_sent.labels(event).inc(sent)
+            self._child(self.events_sent, event).inc(sent)
         if dropped:
-            self.events_dropped.labels(event).inc(dropped)
+            self._child(self.events_dropped, event).inc(dropped)
 
     def auth_failed(self, kind: str) -> None:
-        self.auth_failures.labels(kind).inc()
+        self._child(self.auth_failures, kind).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
