@@ -93,13 +93,8 @@ class Gateway:
         self.preauth = PreauthLimiter(settings.max_preauth_per_ip)
         # Refused connects are logged, a few lines per address per minute (connection.limits).
         self.refusal_log = RefusalLogBudget(clock)
-        self.rate_limiter = AuthRateLimiter(clock, exempt_loopback=settings.rate_limit_exempt_loopback)
-        self.rate_limiter.configure(
-            exempt_loopback=settings.rate_limit_exempt_loopback,
-            max_attempts=settings.rate_limit.get("maxAttempts"),
-            window_ms=settings.rate_limit.get("windowMs"),
-            lockout_ms=settings.rate_limit.get("lockoutMs"),
-        )
+        self.rate_limiter = AuthRateLimiter(clock)
+        self._configure_rate_limiter(settings)
         self.process_memory = ProcessMemory(clock)
         self.presence = PresenceTracker(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
@@ -142,6 +137,14 @@ class Gateway:
         self.methods.add_all(logs.methods(file_executor if file_executor is not None else InlineExecutor()))
         self.health.add_contributor(self._core_health)
 
+    def _configure_rate_limiter(self, settings: GatewaySettings) -> None:
+        self.rate_limiter.configure(
+            exempt_loopback=settings.rate_limit_exempt_loopback,
+            max_attempts=settings.rate_limit.get("maxAttempts"),
+            window_ms=settings.rate_limit.get("windowMs"),
+            lockout_ms=settings.rate_limit.get("lockoutMs"),
+        )
+
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None:
         """Take a hot-reloaded config into use (the planner chose the ``actions``)."""
         self.settings = settings
@@ -149,12 +152,7 @@ class Gateway:
             # Built before anything changes: a config that cannot load leaves the old catalog.
             self.catalog = Catalog.from_config(settings.config)
         if plan_actions.RELOAD_RATE_LIMIT in actions:
-            self.rate_limiter.configure(
-                exempt_loopback=settings.rate_limit_exempt_loopback,
-                max_attempts=settings.rate_limit.get("maxAttempts"),
-                window_ms=settings.rate_limit.get("windowMs"),
-                lockout_ms=settings.rate_limit.get("lockoutMs"),
-            )
+            self._configure_rate_limiter(settings)
         if plan_actions.RESTART_HEARTBEAT in actions and self.heartbeat is not None:
             self.heartbeat.reschedule()
         if plan_actions.RELOAD_LOGGING in actions and self.log_file is not None:

@@ -6,6 +6,8 @@ Twisted stops in reverse, so the port closes first and the state is written last
 """
 from __future__ import annotations
 
+from functools import partial
+
 import os
 from typing import Any, Callable, Mapping
 
@@ -169,21 +171,13 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         reactor=reactor,
     )
     served: Any = site
-    gateway.tls_fingerprint = None
     announce = None
     if settings.tls_enabled:
-        cert_pem, key_pem, files = _tls_material(settings)
-        fingerprint = gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
-
-        def announce() -> None:
-            # Logged once the listeners are up, so the log-file service (started earlier in the
-            # tree) writes it to gateway.log as well as twistd's log.
-            _log.info(
-                "TLS certificate SHA-256 fingerprint: {fingerprint} ({cert_path})",
-                fingerprint=fingerprint,
-                cert_path=files.cert_path,
-            )
-
+        cert_pem, key_pem, tls_files = _tls_material(settings)
+        gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
+        # Logged once the listeners are up, so the log-file service (started earlier in the
+        # tree) writes it to gateway.log as well as twistd's log.
+        announce = partial(_announce_fingerprint, gateway.tls_fingerprint, tls_files.cert_path)
         served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
     listeners = Listeners(announce)
     for index, interface in enumerate(settings.interfaces):
@@ -194,6 +188,10 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         listener.setServiceParent(listeners)
     children.append(named("listeners", listeners))
     return gateway, children
+
+
+def _announce_fingerprint(fingerprint: str, cert_path: str) -> None:
+    _log.info("TLS certificate SHA-256 fingerprint: {fingerprint} ({cert_path})", fingerprint=fingerprint, cert_path=cert_path)
 
 
 def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[str, str] | None = None) -> GatewayRuntime:

@@ -14,7 +14,7 @@ agentId, seq, ts, isHeartbeat}`` with a per-run ``seq``; ``chat`` events mirror 
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any, Callable, Mapping
 
 import attrs
@@ -27,6 +27,7 @@ from ..providers.client import Completion, FallbackStream, ModelClient
 from ..providers.errors import KIND_TIMEOUT, ProviderError, StreamAborted
 from ..stores.sessions import SessionStore, message_text, model_override
 from .catalog import Catalog, ModelRef
+from .dedupe import IdempotencyCache
 
 CHAT_DELTA_INTERVAL_S = 0.15
 MAX_QUEUED_PER_SESSION = 32
@@ -187,7 +188,8 @@ class RunManager:
         self._active: dict[str, Run] = {}  # session key -> running run
         self._queues: dict[str, deque[Run]] = {}
         self._runs: dict[str, Run] = {}  # run id -> unfinished run
-        self._finished: OrderedDict[str, tuple[float, Run]] = OrderedDict()
+        # Ended runs stay queryable (agent.wait, replays) for a while, bounded in time and count.
+        self._finished: IdempotencyCache[Run] = IdempotencyCache(clock, FINISHED_RUN_TTL_S, FINISHED_RUNS_KEPT)
         self._waiters: dict[str, list[Deferred]] = {}
 
     def now_ms(self) -> int:
@@ -199,9 +201,7 @@ class RunManager:
         run = self._runs.get(run_id)
         if run is not None:
             return run
-        self._expire_finished()
-        found = self._finished.get(run_id)
-        return found[1] if found else None
+        return self._finished.get(run_id)
 
     def active_run(self, session_key: str) -> Run | None:
         return self._active.get(session_key)
@@ -521,10 +521,7 @@ class RunManager:
         run._timer = None
         run._stream = None
         self._runs.pop(run.run_id, None)
-        self._finished[run.run_id] = (self._clock.seconds() + FINISHED_RUN_TTL_S, run)
-        self._finished.move_to_end(run.run_id)
-        while len(self._finished) > FINISHED_RUNS_KEPT:
-            self._finished.popitem(last=False)
+        self._finished.put(run.run_id, run)
         run._text_listeners = []
         observers, run._observers = run._observers, []
         for d in observers:
@@ -539,11 +536,3 @@ class RunManager:
                 self._start(queue.popleft())
             else:
                 self._queues.pop(run.session_key, None)
-
-    def _expire_finished(self) -> None:
-        now = self._clock.seconds()
-        while self._finished:
-            run_id, (expires, _) = next(iter(self._finished.items()))
-            if expires > now:
-                break
-            del self._finished[run_id]

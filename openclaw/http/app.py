@@ -144,14 +144,14 @@ class GatewayHttpApp:
         def run(subject: str) -> Any:
             return chat_completions.handle(self._gateway, request, read_json_body(request))
 
-        return self._with_errors(request, self._api(request, endpoint_enabled(self._gateway, CHAT_COMPLETIONS), b"POST", WRITE, run))
+        return self._api(request, endpoint_enabled(self._gateway, CHAT_COMPLETIONS), b"POST", WRITE, run)
 
     @app.route("/v1/responses", branch=False)
     def responses(self, request: Any) -> Any:
         def run(subject: str) -> Any:
             return self._responses.handle(request, read_json_body(request), subject)
 
-        return self._with_errors(request, self._api(request, endpoint_enabled(self._gateway, RESPONSES), b"POST", WRITE, run))
+        return self._api(request, endpoint_enabled(self._gateway, RESPONSES), b"POST", WRITE, run)
 
     @app.route("/v1/models", branch=False)
     def list_models(self, request: Any) -> Any:
@@ -165,13 +165,6 @@ class GatewayHttpApp:
         return self._api(
             request, models_enabled(self._gateway), b"GET", READ, lambda _: write_json(request, 200, models.get_model(self._gateway, raw_id))
         )
-
-    @staticmethod
-    def _with_errors(request: Any, result: Any) -> Any:
-        """HttpErrors raised after the run started (in a Deferred) become OpenAI error bodies."""
-        if hasattr(result, "addErrback"):
-            result.addErrback(lambda failure: write_error(request, failure.trap(HttpError) and failure.value))
-        return result
 
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Any) -> bytes:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.logger import Logger
 
 from ..stores.sqlite import refuse_to_start_without
 
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
 
 
 class AgentService(Service):
-    _log = Logger()
-
     def __init__(self, gateway: "Gateway", pool: Any = None):
         self._gateway = gateway
         self._pool = pool

@@ -166,7 +166,7 @@ class ConfigReloader(Service):
         if self._running_reload is not None:
             self._pending = True
             return
-        d = self._running_reload = self._executor.submit(lambda: config_snapshot.read(self.path, self._env))
+        d = self._running_reload = self.read_current()
         d.addCallback(self.consider)
         d.addErrback(lambda failure: self._log.failure("config reload failed", failure))
         d.addBoth(self._reload_done)

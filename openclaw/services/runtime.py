@@ -155,18 +155,11 @@ class GatewayRuntime(OrderedMultiService):
     def restart(self, reason: str) -> Any:
         """Stop the tree, build a new one from the current settings, start it (or the last good one)."""
         self._log.info("restarting the gateway in-process ({reason})", reason=reason)
-        tree = [child for child in self if child is not self.reloader]
         websocket = self.getServiceNamed("websocket") if "websocket" in self.namedServices else None
         if websocket is not None:
             websocket.restart_expected_ms = RESTART_EXPECTED_MS
             websocket.shutdown_reason = "gateway restarting"
-        for child in reversed(tree):
-            if child.running:
-                try:
-                    yield maybeDeferred(child.stopService)
-                except Exception:
-                    self._log.failure("stopping {name} for restart failed", name=child.name)
-            self._detach(child)
+        yield self._discard_tree()
         self.restarts += 1
         reloader = self.reloader
         previous = self.settings
@@ -225,5 +218,5 @@ class GatewayRuntime(OrderedMultiService):
                 try:
                     yield maybeDeferred(child.stopService)
                 except Exception:
-                    self._log.failure("stopping {name} after a failed start failed", name=child.name)
+                    self._log.failure("stopping {name} failed", name=child.name)
             self._detach(child)

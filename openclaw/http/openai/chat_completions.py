@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 
 from ...agents.runs import STATUS_OK, Run
-from .common import HttpError, write_error, write_json
+from .common import IMAGE_ONLY_TEXT, HttpError, write_error, write_json
 from .runs import answer_text, run_error, start_http_run, token_usage
 from .sse import SSEWriter
 from .targets import canonical_explicit_key, requested_session_key, resolve_agent, session_key
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from ...gateway import Gateway
 
 MAX_SAFE_INTEGER = 2**53 - 1
-IMAGE_ONLY_TEXT = "User sent image(s) with no text."
 
 
 def _number_in(body: dict[str, Any], field: str, low: float, high: float) -> None:
@@ -169,7 +168,6 @@ def handle(gateway: "Gateway", request: Any, body: dict[str, Any]) -> Any:
         gateway,
         request,
         run_id=run_id,
-        kind="http",
         agent_id=agent_id,
         session_key=key,
         message=active,

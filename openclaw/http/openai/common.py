@@ -14,6 +14,9 @@ from ...config.loader import lookup
 from ...security.scopes import ADMIN, APPROVALS, PAIRING, READ, TALK_SECRETS, WRITE, scope_satisfied
 from ...security.shared_secret import AUTH_NONE, check_bearer
 
+# What the agent sees for a user turn that carried only images (as the reference words it).
+IMAGE_ONLY_TEXT = "User sent image(s) with no text."
+
 if TYPE_CHECKING:
     from ...gateway import Gateway
 

@@ -15,7 +15,7 @@ from ...agents.dedupe import IdempotencyCache
 from ...agents.runs import STATUS_OK, Run
 from ...protocol.schema.common import BOOLEAN, NON_EMPTY, array, enum, obj, string
 from ...protocol.validation import SchemaValidator
-from .common import HttpError, write_json
+from .common import IMAGE_ONLY_TEXT, HttpError, write_json
 from .runs import answer_text, run_error, start_http_run, token_usage
 from .sse import SSEWriter
 from .targets import canonical_explicit_key, requested_session_key, resolve_agent, session_key
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 PREVIOUS_RESPONSE_TTL_S = 30 * 60
 PREVIOUS_RESPONSE_MAX = 500
-IMAGE_ONLY_TEXT = "User sent image(s) with no text."
 FILE_ONLY_TEXT = "User sent file(s) with no text."
 
 _SOURCE = {"anyOf": [obj({"type": enum("url"), "url": NON_EMPTY}, ("type", "url")), obj(
@@ -152,7 +151,6 @@ class ResponsesEndpoint:
             gateway,
             request,
             run_id=response_id,
-            kind="http",
             agent_id=agent_id,
             session_key=key,
             message=active,
