@@ -580,6 +580,22 @@ class AgentMethodTests(_RunTestBase):
         self.assertEqual(after["payload"]["messages"], [])
 
     @inlineCallbacks
+    def test_retried_new_does_not_reset_again(self):
+        """A client retrying "/new" with its idempotencyKey keeps what was said in between."""
+        first = yield self.client.request("agent", {"message": "/new", "idempotencyKey": "r1", "sessionKey": "main"})
+        self.assertTrue(first["ok"], first)
+        yield self.send("hi", key="k1")
+        yield run_events(self.client, "k1", is_chat("final", "k1"))
+        before = yield self.client.request("chat.history", {"sessionKey": "main"})
+        replay = yield self.client.request("agent", {"message": "/new", "idempotencyKey": "r1", "sessionKey": "main"})
+        self.assertEqual(replay["payload"], first["payload"])
+        after = yield self.client.request("chat.history", {"sessionKey": "main"})
+        self.assertEqual(after["payload"]["sessionId"], before["payload"]["sessionId"])
+        self.assertEqual(len(after["payload"]["messages"]), len(before["payload"]["messages"]))
+        other = yield self.client.request("agent", {"message": "/reset", "idempotencyKey": "r1", "sessionKey": "main"})
+        self.assertEqual(other["error"]["details"], {"reason": "chat-request-conflict"})
+
+    @inlineCallbacks
     def test_agent_wait_unknown_run_with_zero_timeout(self):
         waited = yield self.client.request("agent.wait", {"runId": "nope", "timeoutMs": 0})
         self.assertTrue(waited["ok"], waited)

@@ -15,7 +15,7 @@ from ..agents.runs import STATUS_ABORTED, STATUS_OK, STATUS_TIMEOUT, Run
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, READ, WRITE
 from ..sessions.keys import main_session_key
-from .chat import replay_or_conflict, resolve_agent, start_run
+from .chat import CONFLICT_MESSAGE, SubmittedRun, replay_or_conflict, resolve_agent, start_run
 from .registry import MethodSpec, RequestContext
 
 AGENT_WAIT_DEFAULT_MS = 30_000
@@ -94,7 +94,15 @@ def agent(ctx: RequestContext) -> Any:
             raise invalid_request("idempotencyKey is already the id of another run")
         reset = _RESET_COMMAND.match(message.strip())
         if reset:
-            yield gateway.reset_session(session_key, reason=reset.group(1).lower())
+            # A retried "/new" (same idempotencyKey) must not reset the session a second time
+            # and lose the turns sent since; the reset itself is remembered like a run is.
+            reset_key = f"agent-reset:{params['idempotencyKey']}"
+            done = gateway.dedupe.get(reset_key)
+            if done is not None and done.fingerprint != fingerprint:
+                raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
+            if done is None:
+                yield gateway.reset_session(session_key, reason=reset.group(1).lower())
+                gateway.dedupe.put(reset_key, SubmittedRun(None, fingerprint))
             remainder = reset.group(2)
             if not remainder or not remainder.strip():
                 return {"runId": params["idempotencyKey"], "status": "ok", "summary": "session reset", "sessionKey": session_key}

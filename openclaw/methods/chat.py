@@ -30,9 +30,10 @@ CONFLICT_MESSAGE = (
 
 @attrs.frozen
 class SubmittedRun:
-    """What an idempotency key remembers: the run and the input that started it."""
+    """What an idempotency key remembers: the run and the input that started it (no run for
+    an ``agent "/new"`` that only reset its session)."""
 
-    run: Run
+    run: Run | None
     fingerprint: tuple[Any, ...]
 
 
