@@ -332,10 +332,7 @@ class SessionStore:
         def work(connection: sqlite3.Connection) -> dict[str, Any]:
             entry = self._get(connection, key)
             if entry is None:
-                entry = {"sessionId": str(uuid.uuid4()), "updatedAt": now_ms, "sessionStartedAt": now_ms}
-                agent = agent_id_of(key)
-                if agent:
-                    entry["agentId"] = agent
+                entry = _new_entry(key, now_ms)
                 entry.update({k: v for k, v in (defaults or {}).items() if v is not None})
                 self._put(connection, key, entry)
             return entry
@@ -356,10 +353,7 @@ class SessionStore:
             if entry is None:
                 if not create:
                     raise SessionNotFound(key)
-                entry = {"sessionId": str(uuid.uuid4()), "sessionStartedAt": now_ms}
-                agent = agent_id_of(key)
-                if agent:
-                    entry["agentId"] = agent
+                entry = _new_entry(key, now_ms)
             _check_expectations(entry, expect)
             label = changes.get("label")
             if isinstance(label, str) and label.strip():
@@ -368,11 +362,7 @@ class SessionStore:
                 ).fetchone()
                 if taken:
                     raise LabelInUse(label.strip())
-            for field, value in changes.items():
-                if value is None:
-                    entry.pop(field, None)
-                else:
-                    entry[field] = value
+            _apply_changes(entry, changes)
             entry["updatedAt"] = now_ms
             self._put(connection, key, entry)
             return entry
@@ -527,11 +517,7 @@ class SessionStore:
                         last_preview = truncate(text, PREVIEW_CHARS)
                         if message.get("role") == "user" and first_user is None:
                             first_user = truncate(text, DERIVED_TITLE_CHARS)
-            for field, value in entry_changes.items():
-                if value is None:
-                    entry.pop(field, None)
-                else:
-                    entry[field] = value
+            _apply_changes(entry, entry_changes)
             self._put(connection, key, entry)
             if last_preview is not None:
                 connection.execute(
@@ -689,6 +675,24 @@ class SessionStore:
             return [(row_key, _loads(text)) for row_key, text in connection.execute(sql, args + [limit])]
 
         return self._db.run(read)
+
+
+def _new_entry(key: str, now_ms: int) -> dict[str, Any]:
+    """A session's first entry: a new sessionId, and the agent its key names (if any)."""
+    entry: dict[str, Any] = {"sessionId": str(uuid.uuid4()), "updatedAt": now_ms, "sessionStartedAt": now_ms}
+    agent = agent_id_of(key)
+    if agent:
+        entry["agentId"] = agent
+    return entry
+
+
+def _apply_changes(entry: dict[str, Any], changes: Mapping[str, Any]) -> None:
+    """Entry field updates where ``None`` removes the field."""
+    for field, value in changes.items():
+        if value is None:
+            entry.pop(field, None)
+        else:
+            entry[field] = value
 
 
 def _filters(
