@@ -91,9 +91,11 @@ def _check_base_hash(current: config_snapshot.ConfigSnapshot, base_hash: str | N
         raise invalid_request("config changed since last load; re-run config.get and retry")
 
 
-def _parse_raw(raw: str, method: str) -> Any:
+@inlineCallbacks
+def _parse_raw(ctx: RequestContext, raw: str, method: str) -> Any:
+    """JSON5 is parsed in pure Python: client-sent text goes to the file thread, not the reactor."""
     try:
-        return json5.loads(raw)
+        return (yield _control(ctx).off_thread(json5.loads, raw))
     except ValueError as exc:
         raise invalid_request(f"invalid {method} params: raw is not valid JSON5: {exc}") from None
 
@@ -108,10 +110,9 @@ def _rejected(snapshot: config_snapshot.ConfigSnapshot) -> GatewayError:
 def _write(ctx: RequestContext, text: str, restart_delay_ms: int = 0) -> Any:
     """Validate, persist, and run the new file through the reloader; fires with (snapshot, plan)."""
     control = _control(ctx)
-    candidate = config_snapshot.parse(text, control.path, control.environment)
-    if not candidate.valid:
-        raise _rejected(candidate)
     written = yield control.write(text)
+    if not written.valid:
+        raise _rejected(written)
     plan = control.consider(written, restart_delay_ms)
     return written, plan
 
@@ -129,7 +130,7 @@ def _replacement_text(ctx: RequestContext, method: str) -> Any:
     params = ctx.params
     current = yield _control(ctx).read_current()
     _check_base_hash(current, params.get("baseHash"))
-    parsed = _parse_raw(params["raw"], method)
+    parsed = yield _parse_raw(ctx, params["raw"], method)
     if not isinstance(parsed, dict):
         raise invalid_request(f"{method} raw must be an object")
     return _restored_text(params["raw"], parsed, current)
@@ -162,7 +163,7 @@ def config_patch(ctx: RequestContext) -> Any:
     _check_base_hash(current, params.get("baseHash"))
     if current.exists and not current.valid:
         raise invalid_request(f"{current.issue_summary()}; fix the config file before patching")
-    patch = _parse_raw(params["raw"], "config.patch")
+    patch = yield _parse_raw(ctx, params["raw"], "config.patch")
     if not isinstance(patch, dict):
         raise invalid_request("config.patch raw must be an object")
     try:

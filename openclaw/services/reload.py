@@ -89,10 +89,6 @@ class ConfigReloader(Service):
         # Called with a ``config.changed`` payload whenever a new config is taken into use.
         self.on_change: Callable[[dict[str, Any]], None] | None = None
 
-    @property
-    def environment(self) -> Mapping[str, str]:
-        return self._env
-
     def current_settings(self) -> "GatewaySettings":
         return self._settings_for(self.snapshot)
 
@@ -316,15 +312,28 @@ class ConfigReloader(Service):
     # -- writes from config.* RPCs ----------------------------------------------------------
 
     def write(self, text: str) -> Deferred:
-        """Persist ``text`` atomically; fires with the new snapshot (already considered)."""
+        """Check ``text`` and, when it is valid, persist it atomically; fires with its snapshot.
 
-        def persist() -> tuple[config_snapshot.ConfigSnapshot, FileState]:
+        Parsing (JSON5, env substitution, the schema) and the write both run on the file
+        thread: the text comes from a client and may be large. An invalid snapshot means
+        nothing was written. The snapshot is the text's own, not a re-read of the file.
+        """
+
+        def persist() -> tuple[config_snapshot.ConfigSnapshot, FileState | None]:
+            candidate = config_snapshot.parse(text, self.path, self._env)
+            if not candidate.valid:
+                return candidate, None
             write_atomically(self.path, text)
-            return config_snapshot.read(self.path, self._env), _stat(self.path)
+            return candidate, _stat(self.path)
 
-        def written(result: tuple[config_snapshot.ConfigSnapshot, FileState]) -> config_snapshot.ConfigSnapshot:
+        def written(result: tuple[config_snapshot.ConfigSnapshot, FileState | None]) -> config_snapshot.ConfigSnapshot:
             new, state = result
-            self._file_state = state  # our own write: the poller should not see it as news
+            if state is not None:
+                self._file_state = state  # our own write: the poller should not see it as news
             return new
 
         return self._executor.submit(persist).addCallback(written)
+
+    def off_thread(self, work: Callable[..., Any], *args: Any) -> Deferred:
+        """Run CPU-heavy config work (parsing client-sent text) on the file thread."""
+        return self._executor.submit(lambda: work(*args))
