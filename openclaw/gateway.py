@@ -403,9 +403,7 @@ class Gateway:
         payload: dict[str, Any] = {"sessionKey": session_key, "agentId": agent_id_of(session_key), "reason": reason}
         payload.update(extra)
         payload["ts"] = self.now_ms()
-        subscribers = self.clients.subscribed(sessions.SESSIONS_TOPIC)
-        if subscribers:
-            self.clients.broadcast("sessions.changed", payload, only=subscribers)
+        self.clients.broadcast("sessions.changed", payload, topic=sessions.SESSIONS_TOPIC)
 
     def reset_session(self, session_key: str, reason: str = "reset", expect: Mapping[str, Any] | None = None) -> Any:
         """Abort anything running in the session, then start it over with a new sessionId."""

@@ -6,7 +6,7 @@ full outbound buffer had to discard, so the client can see the gap.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import attrs
 import orjson
@@ -117,9 +117,6 @@ class ClientRegistry:
     def by_device(self, device_id: str) -> list[ConnectedClient]:
         return [client for client in self._clients.values() if client.device_id == device_id]
 
-    def subscribed(self, topic: str) -> list[str]:
-        return [conn_id for conn_id, client in self._clients.items() if topic in client.subscriptions]
-
     def counts(self) -> dict[str, int]:
         operators = sum(1 for client in self._clients.values() if client.role == "operator")
         return {"total": len(self._clients), "operators": operators, "nodes": len(self._clients) - operators}
@@ -131,10 +128,15 @@ class ClientRegistry:
         *,
         drop_if_slow: bool = False,
         state_version: dict[str, int] | None = None,
-        only: Iterable[str] | None = None,
+        topic: str | None = None,
     ) -> int:
-        """Send ``event`` to every client allowed to see it; returns how many were addressed."""
-        recipients = self._clients.values() if only is None else [c for c in (self._clients.get(i) for i in only) if c]
+        """Send ``event`` to every client allowed to see it (and, with ``topic``, subscribed to
+        it); returns how many were addressed."""
+        recipients = self._clients.values()
+        if topic is not None:
+            recipients = [client for client in recipients if topic in client.subscriptions]
+            if not recipients:
+                return 0  # nothing to encode
         name_json = orjson.dumps(event)
         payload_json = orjson.dumps(payload)
         version_json = orjson.dumps(state_version) if state_version is not None else None
