@@ -27,6 +27,7 @@ from openclaw.http.app import GatewayHttpApp
 from openclaw.http.site import GatewayRootResource, GatewaySite
 
 from .support.gateway import TOKEN, make_gateway, start_gateway
+from .support.loopback import parse_wire
 from .support.wsclient import open_client
 
 JSON_UTF8 = "application/json; charset=utf-8"
@@ -292,18 +293,9 @@ class WireTests(SynchronousTestCase):
         self.addCleanup(protocol.connectionLost, None)
         return transport.value(), transport
 
-    def split(self, wire: bytes) -> tuple[str, dict[str, str], bytes]:
-        head, _, body = wire.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return lines[0], headers, body
-
     def test_probe_sets_content_length(self):
         wire, transport = self.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, headers, body = self.split(wire)
+        status, headers, body = parse_wire(wire)
         self.assertEqual(status, "HTTP/1.1 200 OK")
         self.assertEqual(headers["content-length"], str(len(body)))
         self.assertEqual(json.loads(body), LIVE_BODY)
@@ -314,7 +306,7 @@ class WireTests(SynchronousTestCase):
         wire, transport = self.exchange(
             b"GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n"
         )
-        status, headers, body = self.split(wire)
+        status, headers, body = parse_wire(wire)
         self.assertEqual(status, "HTTP/1.1 400 Bad Request")
         self.assertEqual(headers["connection"], "close")
         self.assertEqual(headers["content-type"], TEXT_UTF8)
@@ -323,7 +315,7 @@ class WireTests(SynchronousTestCase):
 
     def test_417_has_empty_body(self):
         wire, _ = self.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n\r\n")
-        status, headers, body = self.split(wire)
+        status, headers, body = parse_wire(wire)
         self.assertEqual(status, "HTTP/1.1 417 Expectation Failed")
         self.assertEqual(headers["content-length"], "0")
         self.assertEqual(body, b"")
@@ -334,7 +326,7 @@ class WireTests(SynchronousTestCase):
 
     def test_head_sends_length_without_body(self):
         wire, _ = self.exchange(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, headers, body = self.split(wire)
+        status, headers, body = parse_wire(wire)
         self.assertEqual(status, "HTTP/1.1 200 OK")
         self.assertEqual(headers["content-length"], "27")
         self.assertEqual(body, b"")

@@ -47,6 +47,7 @@ from .support.gateway import TOKEN, start_gateway
 from .support.loopback import (
     _upstream_connections,
     loopback_http,
+    parse_wire,
     wait_until,
     watch_upstream,
 )
@@ -102,17 +103,6 @@ def sse_frames(body: bytes) -> list[dict[str, Any]]:
             frame[name] = value
         frames.append(frame)
     return frames
-
-
-def parse_wire(wire: bytes) -> tuple[str, dict[str, str], bytes]:
-    """A complete raw HTTP/1.1 response with a Content-Length body: status line, headers, body."""
-    head, _, body = wire.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return lines[0], headers, body
 
 
 @implementer(IBodyProducer)

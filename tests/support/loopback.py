@@ -122,3 +122,14 @@ def settle_autobahn_timers(limit_s: float = 3.0):
         if not pending:
             return
         yield deferLater(reactor, min(0.05, max(0.0, min(call.getTime() for call in pending) - reactor.seconds()) + 0.01), lambda: None)
+
+
+def parse_wire(wire: bytes) -> tuple[str, dict[str, str], bytes]:
+    """A complete raw HTTP/1.1 response with a Content-Length body: status line, headers, body."""
+    head, _, body = wire.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0], headers, body
