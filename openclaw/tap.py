@@ -136,7 +136,7 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         settings, reactor, store, session_store, ModelClient(http, reactor), node_store, file_executor=files
     )
     log_file = gateway.log_file = GatewayLogFile(
-        gateway.log_file_path, level=LogLevel.levelWithName(_log_level(settings.config))
+        gateway.log_file_path, level=LogLevel.levelWithName(_log_level(settings.config)), executor=files, clock=reactor
     )
     gateway.heartbeat = HeartbeatService(gateway, reactor)
 

@@ -7,6 +7,7 @@ import tempfile
 from types import SimpleNamespace
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,7 +18,7 @@ from openclaw.protocol.schema.methods import METHOD_PARAMS
 from openclaw.protocol.schema.operations import OPERATION_METHOD_PARAMS
 from openclaw.protocol.validation import ProtocolValidators
 from openclaw.security.scopes import READ
-from openclaw.services.log_file import GatewayLogFile, default_log_path
+from openclaw.services.log_file import FLUSH_INTERVAL_S, MAX_QUEUED_BYTES, GatewayLogFile, default_log_path
 from openclaw.stores.sqlite import InlineExecutor
 
 from .support.gateway import make_gateway
@@ -243,6 +244,51 @@ class HeldExecutor:
             d.callback(work())
 
 
+class QueuedLogFileTests(SynchronousTestCase):
+    """With an executor, logging never touches the disk on the calling thread."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="openclaw-logs-")
+        self.path = default_log_path(self.dir)
+        self.publisher = LogPublisher()
+        self.log = Logger(namespace="openclaw.test", observer=self.publisher)
+        self.clock = Clock()
+        self.executor = HeldExecutor()
+        self.service = GatewayLogFile(self.path, publisher=self.publisher, executor=self.executor, clock=self.clock)
+        self.service.startService()
+        self.addCleanup(lambda: (self.service.stopService(), self.executor.run_all()) if self.service.running else None)
+
+    def texts(self):
+        return [record["text"] for record in read_records(self.path)] if os.path.exists(self.path) else []
+
+    def test_lines_are_written_on_the_executor_in_batches(self):
+        self.log.info("one")
+        self.log.info("two")
+        self.assertEqual(self.texts(), [])  # queued, not written by the logging call
+        self.clock.advance(FLUSH_INTERVAL_S)
+        self.assertEqual(self.texts(), [])  # handed to the executor, which has not run yet
+        self.executor.run_all()
+        self.assertEqual(self.texts(), ["one", "two"])
+
+    def test_queue_is_bounded(self):
+        line = "x" * 1000
+        for _ in range(MAX_QUEUED_BYTES // 1000 + 50):
+            self.log.info(line)
+        self.assertGreater(self.service.dropped, 0)
+        self.clock.advance(FLUSH_INTERVAL_S)
+        self.executor.run_all()
+        self.assertLessEqual(os.path.getsize(self.path), MAX_QUEUED_BYTES)
+
+    def test_stop_writes_what_is_queued_then_closes(self):
+        self.log.info("last words")
+        stopped = self.service.stopService()
+        self.executor.run_all()
+        self.successResultOf(stopped)
+        self.assertEqual(self.texts(), ["last words"])
+        self.log.info("after stop")
+        self.assertEqual(self.executor.pending, [])
+
+
 class LogsTailMethodTests(SynchronousTestCase):
     def setUp(self):
         self.gateway = make_gateway(self)
@@ -272,6 +318,17 @@ class LogsTailMethodTests(SynchronousTestCase):
         self.assertEqual(result["cursor"], result["size"])
         self.assertEqual([json.loads(line)["text"] for line in result["lines"]], [f"event {i}" for i in range(5)])
         self.assertEqual((result["truncated"], result["reset"]), (False, False))
+
+    def test_tail_sees_lines_still_queued(self):
+        """logs.tail flushes the queue onto the same (ordered) executor before reading."""
+        self.log_file.stopService()
+        self.log_file = self.gateway.log_file = GatewayLogFile(
+            self.path, publisher=self.publisher, executor=InlineExecutor(), clock=Clock()
+        )
+        self.log_file.startService()
+        self.log.info("just now")
+        result = self.successResultOf(self.call({}))
+        self.assertEqual([json.loads(line)["text"] for line in result["lines"]][-1:], ["just now"])
 
     def test_follow_with_the_cursor(self):
         self.log.info("one")

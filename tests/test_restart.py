@@ -28,7 +28,7 @@ from .support.gateway import TOKEN
 from .support.wsclient import connect
 
 CLOSE_SERVICE_RESTART = 1012
-THREAD_PREFIXES = ("PoolThread-sqlite:", "PoolThread-config-file")
+THREAD_PREFIXES = ("PoolThread-sqlite:", "PoolThread-config-file", "PoolThread-files")
 
 
 def free_port() -> int:

@@ -75,6 +75,11 @@ class RefusingReactor(ThreadedMemoryReactor):
         return super().listenTCP(port, factory, backlog, interface)
 
 
+def pool_threads() -> list[threading.Thread]:
+    """Every worker thread a gateway tree owns (stores, the config file, the files executor)."""
+    return [thread for thread in threading.enumerate() if thread.name.startswith("PoolThread-")]
+
+
 def sqlite_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name.startswith(SQLITE_THREAD_PREFIX)]
 
@@ -263,8 +268,8 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
             self.assertIn(f"could not open the {label} at {corrupt}", outcome[0].getErrorMessage())
             self.flushLoggedErrors(StoreUnavailable)
             reactor.run_thread_results(lambda: not root.running and not root.getServiceNamed("agents").running)
-            reactor.run_thread_results(lambda: not sqlite_threads())
-            self.assertEqual(sqlite_threads(), [])  # every store that did open was closed
+            reactor.run_thread_results(lambda: not pool_threads())
+            self.assertEqual(pool_threads(), [])  # every store and executor that started was stopped
             self.assertEqual(reactor.tcpServers, [])  # never listened
             with open(corrupt, "rb") as handle:
                 self.assertTrue(handle.read().startswith(b"this is not"))  # left for the operator
@@ -280,8 +285,8 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         reactor.run_thread_results(lambda: not root.getServiceNamed("agents").running)
         self.flushLoggedErrors(CannotListenError)
         self.assertFalse(root.running)
-        reactor.run_thread_results(lambda: not sqlite_threads())
-        self.assertEqual(sqlite_threads(), [])
+        reactor.run_thread_results(lambda: not pool_threads())
+        self.assertEqual(pool_threads(), [])
 
 
 class OptionsTests(_TreeMixin, SynchronousTestCase):

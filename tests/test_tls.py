@@ -293,7 +293,9 @@ class TLSLoopbackTests(TestCase):
         self.assertEqual(len(logged), 1)
         self.assertIn("TLS certificate SHA-256 fingerprint: {fingerprint}", logged[0]["log_format"])
 
+    @inlineCallbacks
     def test_fingerprint_is_in_the_log_file(self):
+        yield self.root.gateway.log_file.flush()  # lines are written in batches off the reactor
         with open(os.path.join(self.dir, "logs", "gateway.log"), encoding="utf-8") as handle:
             lines = [json.loads(line) for line in handle]
         found = [line for line in lines if line["text"].startswith("TLS certificate SHA-256 fingerprint: ")]

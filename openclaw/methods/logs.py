@@ -95,6 +95,9 @@ def methods(executor: Executor) -> list[MethodSpec]:
         cursor = params.get("cursor")
         limit = params.get("limit", DEFAULT_LIMIT)
         max_bytes = params.get("maxBytes", DEFAULT_MAX_BYTES)
+        log_file = getattr(ctx.gateway, "log_file", None)
+        if log_file is not None:
+            log_file.flush()  # queued lines first: the executor runs work in order
         d = executor.submit(lambda: read_log_slice(path, cursor, limit, max_bytes))
 
         def answer(result: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,10 @@ starts, which ``logs.tail`` clients see as a cursor past the end (``reset``).
 
 The observer runs inside every ``log.*`` call anywhere in the process, possibly off the reactor
 thread, so it takes a lock and never raises: a full disk must not break the code that logged.
+Given an executor (as the gateway does), it only queues the formatted line: the queue (bounded;
+lines past it are counted as dropped) is written in batches on the executor's thread every
+``FLUSH_INTERVAL_S`` (and before ``logs.tail`` reads), so no log call ever waits on the disk.
+Without one (tests, tools) lines are written at once.
 """
 from __future__ import annotations
 
@@ -19,11 +23,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import InvalidLogLevelError, LogLevel, LogPublisher, formatEvent, globalLogPublisher
 from twisted.python.logfile import LogFile
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 5
+FLUSH_INTERVAL_S = 0.5
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
 LOG_FILE_NAME = "gateway.log"
 
 
@@ -59,6 +67,8 @@ class GatewayLogFile(Service):
         *,
         level: LogLevel = LogLevel.info,
         publisher: LogPublisher = globalLogPublisher,
+        executor: Any = None,
+        clock: Any = None,
     ):
         self.path = os.path.abspath(path)
         self.max_bytes = max_bytes
@@ -68,6 +78,13 @@ class GatewayLogFile(Service):
         self._file: LogFile | None = None
         self._lock = threading.Lock()
         self.dropped = 0  # events that could not be written (reported nowhere else: no recursion)
+        self._executor = executor
+        self._queued: list[bytes] = []
+        self._queued_bytes = 0
+        self._flusher: LoopingCall | None = None
+        if executor is not None:
+            self._flusher = LoopingCall(self.flush)
+            self._flusher.clock = clock
 
     def set_level(self, name: str) -> None:
         """Apply ``logging.level`` (``debug|info|warn|error``); unknown names keep the current level."""
@@ -81,15 +98,42 @@ class GatewayLogFile(Service):
         os.makedirs(directory, exist_ok=True)
         self._file = LogFile(name, directory, rotateLength=self.max_bytes, maxRotatedFiles=self.max_files)
         self._publisher.addObserver(self.observe)
+        if self._flusher is not None:
+            self._flusher.start(FLUSH_INTERVAL_S, now=False)
         super().startService()
 
     def stopService(self) -> Any:
         self._publisher.removeObserver(self.observe)
+        super().stopService()
+        if self._flusher is not None and self._flusher.running:
+            self._flusher.stop()
+        # Closing is cheap: only the queued lines go through the executor (when there are any,
+        # so a gateway that never logged starts no thread at stop).
+        return self.flush().addBoth(lambda _: self._close())
+
+    def flush(self) -> Deferred:
+        """Hand the queued lines to the executor; fires once they are in the file."""
+        with self._lock:
+            batch, self._queued, self._queued_bytes = self._queued, [], 0
+        if not batch or self._executor is None:
+            return succeed(None)
+        return self._executor.submit(lambda: self._write(*batch))
+
+    def _write(self, *lines: bytes) -> None:
+        # Line by line, so rotation still happens between whole lines at max_bytes.
+        for line in lines:
+            try:
+                with self._lock:
+                    if self._file is not None:
+                        self._file.write(line)
+            except Exception:  # noqa: BLE001 - a full disk loses log lines, never the gateway
+                self.dropped += 1
+
+    def _close(self) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-        return super().stopService()
 
     def observe(self, event: dict[str, Any]) -> None:
         """The ILogObserver: format and append one event; never raises."""
@@ -98,8 +142,14 @@ class GatewayLogFile(Service):
             if level < self.level:
                 return
             data = format_line(event).encode("utf-8")  # bytes: LogFile counts len() toward rotation
+            if self._executor is None:
+                self._write(data)
+                return
             with self._lock:
-                if self._file is not None:
-                    self._file.write(data)
+                if self._queued_bytes + len(data) > MAX_QUEUED_BYTES:
+                    self.dropped += 1
+                    return
+                self._queued.append(data)
+                self._queued_bytes += len(data)
         except Exception:  # noqa: BLE001 - a logging observer must not raise into the caller
             self.dropped += 1
