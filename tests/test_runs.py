@@ -11,6 +11,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from openclaw.agents.live_text import LIVE_TEXT_COPIES, LIVE_TEXT_FREE_CHARS
 from openclaw.agents.runs import TIMEOUT_MESSAGE, Run
 from openclaw.providers.streaming import DEFAULT_IDLE_TIMEOUT_S
 from openclaw.security.scopes import ADMIN, READ, WRITE
@@ -146,9 +147,18 @@ class ChatStreamingTests(_RunTestBase):
         self.assertEqual(kinds[0], ("lifecycle", "start"))
         self.assertEqual(kinds[-1], ("lifecycle", "end"))
         self.assertIn(("lifecycle", "model"), kinds)
+        # Text goes out in batches: the first chunk at once, the rest paced (75 ms) or flushed
+        # before the end; each event's text is everything so far, its delta the new batch.
         assistant = [p["data"] for p in agent if p["stream"] == "assistant"]
-        self.assertEqual([a["delta"] for a in assistant], ["Hel", "lo", " there!"])
-        self.assertEqual([a["text"] for a in assistant], ["Hel", "Hello", "Hello there!"])
+        self.assertEqual(assistant[0], {"text": "Hel", "delta": "Hel"})
+        so_far = ""
+        for data in assistant:
+            so_far += data["delta"]
+            self.assertEqual(data["text"], so_far)
+        self.assertEqual(so_far, "Hello there!")
+        # Each batch is one assistant event and one chat delta with the same text.
+        chat_deltas = [p["deltaText"] for p in payloads(frames, "chat") if p["state"] == "delta"]
+        self.assertEqual(chat_deltas, [data["delta"] for data in assistant])
         first_assistant = kinds.index(("assistant", None))
         self.assertLess(kinds.index(("lifecycle", "start")), first_assistant)
         usage = [p["data"] for p in agent if p["stream"] == "usage"]
@@ -338,6 +348,38 @@ class ChatStreamingTests(_RunTestBase):
         health = yield self.client.request("health", {"probe": True})
         self.assertEqual(health["payload"]["sessions"]["count"], 1)
         self.assertEqual(health["payload"]["runs"], {"active": 0, "queued": 0})
+
+
+class LongAnswerTests(_RunTestBase):
+    timeout = 120
+
+    @inlineCallbacks
+    def test_a_long_answer_costs_readers_linear_bytes_and_closes_nobody(self):
+        """10,000 chunks of 5 characters: once an event per chunk with the text so far (250 MB
+        to every reader, closing them as slow consumers); now batches within a linear budget."""
+        chunks, size = 10_000, 5
+        answer = chunks * size
+        self.upstream.behaviour = Behaviour(chunks=("abcde",) * chunks)
+        reader, hello = yield connect(self, self.running.url, scopes=[READ])
+        self.assertTrue(hello["ok"], hello)
+        readers = {"requester": self.client, "reader": reader}
+        for client in readers.values():
+            client.received_bytes = 0
+        yield self.send("write at length", key="long")
+        for name, client in readers.items():
+            frames = yield run_events(client, "long", is_chat("final", "long"), limit=100_000)
+            self.assertIsNone(client.close_code, name)
+            final = payloads(frames, "chat")[-1]
+            self.assertEqual(len(final["message"]["content"][0]["text"]), answer)
+            assistant = [p["data"] for p in payloads(frames, "agent") if p["stream"] == "assistant"]
+            self.assertEqual(sum(len(data["delta"]) for data in assistant), answer)
+            self.assertLess(len(assistant), chunks)
+            # Each batch carries the text so far twice (agent text, chat message); the budget
+            # bounds those copies by COPIES x answer + FREE, the last flush and the final add a
+            # few answers more, and every frame's envelope is well under 1 KB.
+            bound = 2 * ((LIVE_TEXT_COPIES + 2) * answer + LIVE_TEXT_FREE_CHARS) + 1024 * len(frames)
+            self.assertLess(client.received_bytes, bound, name)
+        yield self.upstream_closed()
 
 
 class FallbackTests(_RunTestBase):
