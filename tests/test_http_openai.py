@@ -1302,6 +1302,33 @@ class DisconnectTests(_GatewayTestBase):
         yield self.assertAbortedByDisconnect(ws, run_id)
 
     @inlineCallbacks
+    def assertDisconnectClosesTheWaitingUpstream(self, path: bytes, body: dict[str, Any]):
+        """The upstream has the request but no headers went back yet when the client leaves."""
+        self.upstream.behaviour = Behaviour(mode="silent")
+        client = yield self.raw()
+        client.transport.write(self.request_bytes(body, path))
+        yield self.upstream.open_requests.when(bool)
+        self.assertEqual(len(self.upstream.connections), 1)
+        client.transport.loseConnection()
+        yield client.lost
+        yield self.upstream.connections.when(lambda connections: not connections)
+        yield wait_until(lambda: self.gateway.runs.active_count == 0)
+
+    def test_chat_completions_client_leaving_before_the_upstream_answers(self):
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/chat/completions", {"model": "openclaw", "messages": HI})
+
+    def test_streaming_chat_completions_client_leaving_before_the_upstream_answers(self):
+        body = {"model": "openclaw", "messages": HI, "stream": True}
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/chat/completions", body)
+
+    def test_responses_client_leaving_before_the_upstream_answers(self):
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/responses", {"model": "openclaw", "input": "hi"})
+
+    def test_streaming_responses_client_leaving_before_the_upstream_answers(self):
+        body = {"model": "openclaw", "input": "hi", "stream": True}
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/responses", body)
+
+    @inlineCallbacks
     def test_queued_http_run_is_dropped_when_its_client_leaves(self):
         ws = yield self.operator()
         self.upstream.behaviour = Behaviour(mode="hang-after-first")

@@ -15,6 +15,7 @@ from openclaw.agents.live_text import LIVE_TEXT_COPIES, LIVE_TEXT_FREE_CHARS
 from openclaw.agents.runs import TIMEOUT_MESSAGE, Run
 from openclaw.providers.streaming import DEFAULT_IDLE_TIMEOUT_S
 from openclaw.security.scopes import ADMIN, READ, WRITE
+from openclaw.services.agents import AgentService
 
 from .support.gateway import start_gateway
 from .support.loopback import loopback_http, wait_until, watch_upstream
@@ -528,6 +529,58 @@ class ClockTimeoutTests(_RunTestBase):
         self.assertTrue(waited["ok"], waited)
         self.assertEqual(waited["payload"], {"runId": "ghost", "status": "timeout"})
         self.assertNotIn("ghost", self.gateway.runs._waiters)
+
+
+class AbortBeforeTheUpstreamAnswersTests(_RunTestBase):
+    """Every way a run can stop closes its upstream connection at once, even when the upstream
+    has not sent its response headers yet (those connections used to stay ESTABLISHED)."""
+
+    def setUp(self):
+        self.clock = Clock()
+        return super().setUp()
+
+    @inlineCallbacks
+    def start_waiting_run(self, key, **extra):
+        self.upstream.behaviour = Behaviour(mode="silent")
+        response = yield self.send("hi", key=key, **extra)
+        self.assertEqual(response["payload"]["status"], "started")
+        yield self.upstream.open_requests.when(bool)
+        self.assertEqual(len(self.upstream.connections), 1)
+
+    def upstream_disconnected(self):
+        return self.upstream.connections.when(lambda connections: not connections)
+
+    @inlineCallbacks
+    def test_chat_abort(self):
+        yield self.start_waiting_run("k1")
+        response = yield self.client.request("chat.abort", {"sessionKey": "main"})
+        self.assertEqual(response["payload"]["runIds"], ["k1"])
+        yield self.upstream_disconnected()
+        frames = yield run_events(self.client, "k1", is_chat("aborted", "k1"))
+        self.assertNotIn("message", payloads(frames, "chat")[-1])  # nothing was streamed
+
+    @inlineCallbacks
+    def test_run_timeout(self):
+        yield self.start_waiting_run("slow", timeoutMs=5000)
+        self.clock.advance(5)
+        yield self.upstream_disconnected()
+        frames = yield run_events(self.client, "slow", is_chat("error", "slow"))
+        self.assertEqual(payloads(frames, "chat")[-1]["errorKind"], "timeout")
+
+    @inlineCallbacks
+    def test_model_idle_timeout(self):
+        yield self.start_waiting_run("idle", timeoutMs=10_000_000)
+        self.clock.advance(DEFAULT_IDLE_TIMEOUT_S)
+        yield self.upstream_disconnected()
+        yield run_events(self.client, "idle", is_chat("error", "idle"))
+
+    @inlineCallbacks
+    def test_gateway_stop(self):
+        yield self.start_waiting_run("k1")
+        yield AgentService(self.gateway).stopService()
+        yield self.upstream_disconnected()
+        frames = yield run_events(self.client, "k1", is_chat("aborted", "k1"))
+        self.assertEqual(payloads(frames, "chat")[-1]["stopReason"], "aborted")
 
 
 class AgentMethodTests(_RunTestBase):
