@@ -1201,7 +1201,7 @@ class SameRunPathTests(_GatewayTestBase):
         self.assertEqual(lifecycle[0], "start")
         self.assertEqual(lifecycle[-1], "end")
         assistant = [p["data"]["delta"] for p in payloads(frames, "agent") if p["stream"] == "assistant"]
-        self.assertEqual(assistant, ["Hel", "lo", " there!"])
+        self.assertEqual((assistant[0], "".join(assistant)), ("Hel", "Hello there!"))
 
     @inlineCallbacks
     def test_websocket_operator_sees_a_streamed_responses_run(self):
@@ -1300,6 +1300,33 @@ class DisconnectTests(_GatewayTestBase):
         received = yield client.lost
         self.assertEqual(received, b"")
         yield self.assertAbortedByDisconnect(ws, run_id)
+
+    @inlineCallbacks
+    def assertDisconnectClosesTheWaitingUpstream(self, path: bytes, body: dict[str, Any]):
+        """The upstream has the request but no headers went back yet when the client leaves."""
+        self.upstream.behaviour = Behaviour(mode="silent")
+        client = yield self.raw()
+        client.transport.write(self.request_bytes(body, path))
+        yield self.upstream.open_requests.when(bool)
+        self.assertEqual(len(self.upstream.connections), 1)
+        client.transport.loseConnection()
+        yield client.lost
+        yield self.upstream.connections.when(lambda connections: not connections)
+        yield wait_until(lambda: self.gateway.runs.active_count == 0)
+
+    def test_chat_completions_client_leaving_before_the_upstream_answers(self):
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/chat/completions", {"model": "openclaw", "messages": HI})
+
+    def test_streaming_chat_completions_client_leaving_before_the_upstream_answers(self):
+        body = {"model": "openclaw", "messages": HI, "stream": True}
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/chat/completions", body)
+
+    def test_responses_client_leaving_before_the_upstream_answers(self):
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/responses", {"model": "openclaw", "input": "hi"})
+
+    def test_streaming_responses_client_leaving_before_the_upstream_answers(self):
+        body = {"model": "openclaw", "input": "hi", "stream": True}
+        return self.assertDisconnectClosesTheWaitingUpstream(b"/v1/responses", body)
 
     @inlineCallbacks
     def test_queued_http_run_is_dropped_when_its_client_leaves(self):

@@ -207,6 +207,30 @@ class CompletionsStreamTests(_Base):
         yield self.upstream_gone()
 
     @inlineCallbacks
+    def test_cancel_before_the_response_headers_closes_the_connection(self):
+        """The upstream has the request but has not answered: cancelling must close the socket
+        (it stayed ESTABLISHED for as long as the upstream kept quiet)."""
+        self.upstream.behaviour = Behaviour(mode="silent")
+        stream = self.open_stream()
+        d = stream.start()
+        yield self.upstream.open_requests.when(bool)
+        self.assertEqual(len(self.upstream.connections), 1)
+        stream.cancel("rpc")
+        yield self.assertFailure(d, StreamAborted)
+        yield self.upstream.connections.when(lambda connections: not connections)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    @inlineCallbacks
+    def test_idle_timeout_before_the_response_headers_closes_the_connection(self):
+        self.upstream.behaviour = Behaviour(mode="silent")
+        d = self.open_stream().start()
+        yield self.upstream.open_requests.when(bool)
+        self.clock.advance(self.idle_timeout_s)
+        error = yield self.assertFailure(d, ProviderError)
+        self.assertEqual(error.kind, KIND_TIMEOUT)
+        yield self.upstream.connections.when(lambda connections: not connections)
+
+    @inlineCallbacks
     def test_cancel_before_connecting(self):
         stream = self.open_stream()
         d = stream.start()

@@ -11,9 +11,11 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from openclaw.agents.live_text import LIVE_TEXT_COPIES, LIVE_TEXT_FREE_CHARS
 from openclaw.agents.runs import TIMEOUT_MESSAGE, Run
 from openclaw.providers.streaming import DEFAULT_IDLE_TIMEOUT_S
 from openclaw.security.scopes import ADMIN, READ, WRITE
+from openclaw.services.agents import AgentService
 
 from .support.gateway import start_gateway
 from .support.loopback import loopback_http, wait_until, watch_upstream
@@ -146,9 +148,18 @@ class ChatStreamingTests(_RunTestBase):
         self.assertEqual(kinds[0], ("lifecycle", "start"))
         self.assertEqual(kinds[-1], ("lifecycle", "end"))
         self.assertIn(("lifecycle", "model"), kinds)
+        # Text goes out in batches: the first chunk at once, the rest paced (75 ms) or flushed
+        # before the end; each event's text is everything so far, its delta the new batch.
         assistant = [p["data"] for p in agent if p["stream"] == "assistant"]
-        self.assertEqual([a["delta"] for a in assistant], ["Hel", "lo", " there!"])
-        self.assertEqual([a["text"] for a in assistant], ["Hel", "Hello", "Hello there!"])
+        self.assertEqual(assistant[0], {"text": "Hel", "delta": "Hel"})
+        so_far = ""
+        for data in assistant:
+            so_far += data["delta"]
+            self.assertEqual(data["text"], so_far)
+        self.assertEqual(so_far, "Hello there!")
+        # Each batch is one assistant event and one chat delta with the same text.
+        chat_deltas = [p["deltaText"] for p in payloads(frames, "chat") if p["state"] == "delta"]
+        self.assertEqual(chat_deltas, [data["delta"] for data in assistant])
         first_assistant = kinds.index(("assistant", None))
         self.assertLess(kinds.index(("lifecycle", "start")), first_assistant)
         usage = [p["data"] for p in agent if p["stream"] == "usage"]
@@ -340,6 +351,38 @@ class ChatStreamingTests(_RunTestBase):
         self.assertEqual(health["payload"]["runs"], {"active": 0, "queued": 0})
 
 
+class LongAnswerTests(_RunTestBase):
+    timeout = 120
+
+    @inlineCallbacks
+    def test_a_long_answer_costs_readers_linear_bytes_and_closes_nobody(self):
+        """10,000 chunks of 5 characters: once an event per chunk with the text so far (250 MB
+        to every reader, closing them as slow consumers); now batches within a linear budget."""
+        chunks, size = 10_000, 5
+        answer = chunks * size
+        self.upstream.behaviour = Behaviour(chunks=("abcde",) * chunks)
+        reader, hello = yield connect(self, self.running.url, scopes=[READ])
+        self.assertTrue(hello["ok"], hello)
+        readers = {"requester": self.client, "reader": reader}
+        for client in readers.values():
+            client.received_bytes = 0
+        yield self.send("write at length", key="long")
+        for name, client in readers.items():
+            frames = yield run_events(client, "long", is_chat("final", "long"), limit=100_000)
+            self.assertIsNone(client.close_code, name)
+            final = payloads(frames, "chat")[-1]
+            self.assertEqual(len(final["message"]["content"][0]["text"]), answer)
+            assistant = [p["data"] for p in payloads(frames, "agent") if p["stream"] == "assistant"]
+            self.assertEqual(sum(len(data["delta"]) for data in assistant), answer)
+            self.assertLess(len(assistant), chunks)
+            # Each batch carries the text so far twice (agent text, chat message); the budget
+            # bounds those copies by COPIES x answer + FREE, the last flush and the final add a
+            # few answers more, and every frame's envelope is well under 1 KB.
+            bound = 2 * ((LIVE_TEXT_COPIES + 2) * answer + LIVE_TEXT_FREE_CHARS) + 1024 * len(frames)
+            self.assertLess(client.received_bytes, bound, name)
+        yield self.upstream_closed()
+
+
 class FallbackTests(_RunTestBase):
     def config(self):
         return self.upstream.config(models=("m1", "m2"), fallbacks=("fake/m2",))
@@ -486,6 +529,58 @@ class ClockTimeoutTests(_RunTestBase):
         self.assertTrue(waited["ok"], waited)
         self.assertEqual(waited["payload"], {"runId": "ghost", "status": "timeout"})
         self.assertNotIn("ghost", self.gateway.runs._waiters)
+
+
+class AbortBeforeTheUpstreamAnswersTests(_RunTestBase):
+    """Every way a run can stop closes its upstream connection at once, even when the upstream
+    has not sent its response headers yet (those connections used to stay ESTABLISHED)."""
+
+    def setUp(self):
+        self.clock = Clock()
+        return super().setUp()
+
+    @inlineCallbacks
+    def start_waiting_run(self, key, **extra):
+        self.upstream.behaviour = Behaviour(mode="silent")
+        response = yield self.send("hi", key=key, **extra)
+        self.assertEqual(response["payload"]["status"], "started")
+        yield self.upstream.open_requests.when(bool)
+        self.assertEqual(len(self.upstream.connections), 1)
+
+    def upstream_disconnected(self):
+        return self.upstream.connections.when(lambda connections: not connections)
+
+    @inlineCallbacks
+    def test_chat_abort(self):
+        yield self.start_waiting_run("k1")
+        response = yield self.client.request("chat.abort", {"sessionKey": "main"})
+        self.assertEqual(response["payload"]["runIds"], ["k1"])
+        yield self.upstream_disconnected()
+        frames = yield run_events(self.client, "k1", is_chat("aborted", "k1"))
+        self.assertNotIn("message", payloads(frames, "chat")[-1])  # nothing was streamed
+
+    @inlineCallbacks
+    def test_run_timeout(self):
+        yield self.start_waiting_run("slow", timeoutMs=5000)
+        self.clock.advance(5)
+        yield self.upstream_disconnected()
+        frames = yield run_events(self.client, "slow", is_chat("error", "slow"))
+        self.assertEqual(payloads(frames, "chat")[-1]["errorKind"], "timeout")
+
+    @inlineCallbacks
+    def test_model_idle_timeout(self):
+        yield self.start_waiting_run("idle", timeoutMs=10_000_000)
+        self.clock.advance(DEFAULT_IDLE_TIMEOUT_S)
+        yield self.upstream_disconnected()
+        yield run_events(self.client, "idle", is_chat("error", "idle"))
+
+    @inlineCallbacks
+    def test_gateway_stop(self):
+        yield self.start_waiting_run("k1")
+        yield AgentService(self.gateway).stopService()
+        yield self.upstream_disconnected()
+        frames = yield run_events(self.client, "k1", is_chat("aborted", "k1"))
+        self.assertEqual(payloads(frames, "chat")[-1]["stopReason"], "aborted")
 
 
 class AgentMethodTests(_RunTestBase):

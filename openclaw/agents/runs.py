@@ -9,7 +9,8 @@ idempotent replays.
 
 Event shapes follow the reference: ``agent`` events carry ``{runId, stream, data, sessionKey,
 agentId, seq, ts, isHeartbeat}`` with a per-run ``seq``; ``chat`` events mirror them with
-``state`` delta/final/aborted/error, and chat deltas are coalesced to one every 150 ms.
+``state`` delta/final/aborted/error. Streamed text goes out in batches (see :mod:`.live_text`):
+each batch is one ``agent`` assistant event and one ``chat`` delta.
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from ..providers.errors import KIND_TIMEOUT, ProviderError, StreamAborted
 from ..stores.sessions import SessionStore, message_text, model_override
 from .catalog import Catalog, ModelRef
 from .dedupe import IdempotencyCache
+from .live_text import LiveText
 
-CHAT_DELTA_INTERVAL_S = 0.15
 MAX_QUEUED_PER_SESSION = 32
 MAX_HISTORY_MESSAGES = 200
 FINISHED_RUNS_KEPT = 1000
@@ -89,7 +90,6 @@ class Run:
     session_id: str | None = None
     started_at: int | None = None
     ended_at: int | None = None
-    text: str = ""
     error: str | None = None
     error_kind: str | None = None
     stop_reason: str | None = None
@@ -102,6 +102,21 @@ class Run:
     _stream: FallbackStream | None = attrs.field(default=None, repr=False)
     _timer: IDelayedCall | None = attrs.field(default=None, repr=False)
     _abort_reason: str | None = attrs.field(default=None, repr=False)
+    # The answer so far, joined when read: re-joining per chunk made a long answer quadratic.
+    _text_parts: list[str] = attrs.field(factory=list, repr=False)
+
+    @property
+    def text(self) -> str:
+        if len(self._text_parts) > 1:
+            self._text_parts[:] = ["".join(self._text_parts)]
+        return self._text_parts[0] if self._text_parts else ""
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text_parts[:] = [value] if value else []
+
+    def append_text(self, delta: str) -> None:
+        self._text_parts.append(delta)
 
     @property
     def finished(self) -> bool:
@@ -135,36 +150,6 @@ class Run:
         elif self.status == STATUS_OK:
             summary["stopReason"] = self.stop_reason
         return summary
-
-
-class _ChatDeltaCoalescer:
-    """Holds back chat deltas so a fast model costs clients one event per 150 ms, not per token."""
-
-    def __init__(self, clock: IReactorTime, flush: Callable[[str], None]):
-        self._clock = clock
-        self._flush = flush
-        self._pending = ""
-        self._call: IDelayedCall | None = None
-        self._last = float("-inf")
-
-    def add(self, delta: str) -> None:
-        self._pending += delta
-        if self._call is not None:
-            return
-        wait = self._last + CHAT_DELTA_INTERVAL_S - self._clock.seconds()
-        if wait <= 0:
-            self.flush()
-        else:
-            self._call = self._clock.callLater(wait, self.flush)
-
-    def flush(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        if self._pending:
-            pending, self._pending = self._pending, ""
-            self._last = self._clock.seconds()
-            self._flush(pending)
 
 
 class RunManager:
@@ -350,15 +335,11 @@ class RunManager:
         refs = catalog.candidates(run.agent_id, run.model_override or model_override(entry))
         targets = [target for target in (catalog.resolve(ref) for ref in refs) if target is not None]
         messages = self._prompt(run, history, targets[0] if targets else None)
-        coalescer = _ChatDeltaCoalescer(
-            self._clock,
-            lambda pending: self._chat(run, "delta", deltaText=pending, message=self._assistant_message(run.text)),
-        )
+        live = LiveText(self._clock, lambda batch: self._publish_text(run, batch))
 
         def on_delta(delta: str) -> None:
-            run.text += delta
-            self._event(run, "assistant", {"text": run.text, "delta": delta})
-            coalescer.add(delta)
+            run.append_text(delta)
+            live.add(delta)
             for listener in run._text_listeners:
                 listener(delta)
 
@@ -369,11 +350,11 @@ class RunManager:
         try:
             completion: Completion = yield stream.start()
         except StreamAborted:
-            coalescer.flush()
+            live.flush()
             yield self._record_partial(run)
             return self._conclude_aborted(run)
         except ProviderError as error:
-            coalescer.flush()
+            live.flush()
             run.error = error.message
             run.error_kind = error.kind
             if run.target is not None:
@@ -384,7 +365,7 @@ class RunManager:
                 }
             yield self._record_error(run)
             return self._conclude_error(run)
-        coalescer.flush()
+        live.flush()
         run.target = completion.target
         run.usage = completion.result.usage
         run.stop_reason = completion.result.stop_reason
@@ -401,6 +382,12 @@ class RunManager:
         )
         self._chat(run, "final", stopReason=run.stop_reason, message=message, usage=run.usage)
         self._finish(run, STATUS_OK)
+
+    def _publish_text(self, run: Run, batch: str) -> None:
+        """One batch of answer text: an ``agent`` assistant event and a ``chat`` delta."""
+        text = run.text
+        self._event(run, "assistant", {"text": text, "delta": batch})
+        self._chat(run, "delta", deltaText=batch, message=self._assistant_message(text))
 
     def _prompt(self, run: Run, history: list[tuple[int, dict[str, Any]]], target: ModelRef | None) -> list[dict[str, Any]]:
         """System prompt plus as much recent history as fits the model's context window."""

@@ -188,7 +188,10 @@ class UpstreamStream:
         # Cancelling a request still connecting can fail it with e.g. DNSLookupError rather than
         # CancelledError; the caller settles with the real reason right after, so ignore that.
         self._aborting = True
-        if self._request_d is not None and not self._request_d.called:
+        if self._request_d is not None:
+            # Not guarded by ``called``: once connected, the request Deferred has "fired" with
+            # the pending response Deferred and waits on it. cancel() reaches that one, which
+            # aborts the connection still waiting for headers; after the response it is a no-op.
             self._request_d.cancel()
         if self._body_transport is not None:
             self._body_transport.stopProducing()

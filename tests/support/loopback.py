@@ -48,7 +48,7 @@ class WatchedList(list):
 
 
 def watch_upstream(upstream: Any) -> Any:
-    """Make ``upstream.requests`` and ``upstream.open_requests`` WatchedLists.
+    """Make ``upstream.requests``, ``open_requests`` and ``connections`` WatchedLists.
 
     Requests reach the upstream only after a threaded name lookup, so waiting for them by
     turning the reactor a fixed number of times is not enough on a loaded machine; waiting
@@ -56,6 +56,7 @@ def watch_upstream(upstream: Any) -> Any:
     """
     upstream.requests = WatchedList(upstream.requests)
     upstream.open_requests = WatchedList(upstream.open_requests)
+    upstream.connections = WatchedList(upstream.connections)
     return upstream
 
 

@@ -1,8 +1,10 @@
 """A small OpenAI-compatible model server for tests, on a real loopback port.
 
 It streams ``/v1/chat/completions`` and ``/v1/responses`` as SSE, chunk by chunk, and can be told
-to fail in the ways real upstreams do: HTTP 500/429, hang before or after the first chunk, or
-stream slowly. Every request body is recorded so tests can check what the gateway sent.
+to fail in the ways real upstreams do: HTTP 500/429, say nothing at all (not even the response
+headers), hang before or after the first chunk, or stream slowly. Every request body is recorded
+so tests can check what the gateway sent, and ``connections`` holds the open TCP connections, so
+tests can see the gateway close them.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import attrs
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.protocols.policies import WrappingFactory
 from twisted.web import server
 from twisted.web.resource import Resource
 
@@ -20,7 +23,7 @@ DEFAULT_CHUNKS = ("Hel", "lo", " there!")
 
 @attrs.define
 class Behaviour:
-    mode: str = "ok"  # ok | error | hang | hang-after-first | slow
+    mode: str = "ok"  # ok | error | silent (no headers) | hang (headers only) | hang-after-first | slow
     status: int = 500
     chunks: tuple[str, ...] = DEFAULT_CHUNKS
     interval_s: float = 0.05
@@ -48,6 +51,8 @@ class _Endpoint(Resource):
         request.setHeader("content-type", "text/event-stream")
         self._upstream.open_requests.append(request)
         request.notifyFinish().addBoth(lambda _: self._upstream.open_requests.remove(request))
+        if behaviour.mode == "silent":
+            return server.NOT_DONE_YET  # not even the status line: the client is still waiting
         if behaviour.mode == "hang":
             request.write(b"")  # headers only
             return server.NOT_DONE_YET
@@ -115,11 +120,28 @@ class _Endpoint(Resource):
         }
 
 
+class _ConnectionCounter(WrappingFactory):
+    """Keeps ``upstream.connections`` equal to the TCP connections open on the server side."""
+
+    def __init__(self, site: server.Site, upstream: "FakeUpstream"):
+        super().__init__(site)
+        self._upstream = upstream
+
+    def registerProtocol(self, p: Any) -> None:
+        super().registerProtocol(p)
+        self._upstream.connections.append(p)
+
+    def unregisterProtocol(self, p: Any) -> None:
+        super().unregisterProtocol(p)
+        self._upstream.connections.remove(p)
+
+
 class FakeUpstream:
     def __init__(self, reactor: Any = global_reactor):
         self.reactor = reactor
         self.requests: list[dict[str, Any]] = []
         self.open_requests: list[Any] = []
+        self.connections: list[Any] = []
         self.behaviour = Behaviour()
         self.per_model: dict[str, Behaviour] = {}
         root = Resource()
@@ -139,7 +161,7 @@ class FakeUpstream:
         return f"http://127.0.0.1:{self.port.getHost().port}/v1"
 
     def start(self, testcase: Any) -> "FakeUpstream":
-        self.port = self.reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.port = self.reactor.listenTCP(0, _ConnectionCounter(self.site, self), interface="127.0.0.1")
 
         @inlineCallbacks
         def stop() -> Any:

@@ -42,12 +42,14 @@ class TestClient:
         self.close_reason: str | None = None
         self.challenge: dict[str, Any] | None = None
         self.skipped: list[Any] = []
+        self.received_bytes = 0  # message payload bytes, for tests that bound what a run costs
 
     def _opened(self, protocol: _TestProtocol) -> None:
         self.protocol = protocol
         self.opened.callback(self)
 
     def _received(self, payload: bytes, is_binary: bool) -> None:
+        self.received_bytes += len(payload)
         frame = payload if is_binary else json.loads(payload)
         if self._waiters:
             self._waiters.popleft().callback(frame)
