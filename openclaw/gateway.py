@@ -20,7 +20,7 @@ from .config import reload_plan as plan_actions
 from .config.loader import lookup
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
-from .methods import agent, chat, config, devices, heartbeat, logs, nodes, sessions, system
+from .methods import absent, agent, chat, config, devices, heartbeat, logs, nodes, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
@@ -130,6 +130,7 @@ class Gateway:
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
         self.methods.add_all(nodes.methods())
+        self.methods.add_all(absent.methods())
         self.metrics = GatewayMetrics(self)
         self.clients.on_delivery = self.metrics.events_delivered
         self.rate_limiter.on_failure = self.metrics.auth_failed
