@@ -103,6 +103,13 @@ def _resolve_tls(options: Mapping[str, Any], config: Mapping[str, Any]) -> dict[
     return {"tls_enabled": True, "tls_cert_path": cert or None, "tls_key_path": key or None, "tls_auto_generate": not cert}
 
 
+def read_config(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> config_snapshot.ConfigSnapshot:
+    """The config file the options point at, read once (pass it on to :func:`resolve_settings`)."""
+    env = os.environ if env is None else env
+    state_dir = os.path.expanduser(options.get("state-dir") or default_state_dir(env))
+    return config_snapshot.read(config_path_for(options.get("config"), state_dir, env), env)
+
+
 def resolve_settings(
     options: Mapping[str, Any],
     env: Mapping[str, str] | None = None,

@@ -19,6 +19,7 @@ from openclaw.config import redaction, reload_plan, schema, snapshot, writer
 from openclaw.config.loader import ConfigError
 from openclaw.config.redaction import SENTINEL, SentinelError
 from openclaw.config.reload_plan import HOT, NONE, RESTART, RULES
+from openclaw.config.snapshot import EMPTY_FILE_MESSAGE
 from openclaw.settings import resolve_settings
 
 PATH = "/nonexistent/openclaw.json"
@@ -241,8 +242,18 @@ class ParsingTests(SynchronousTestCase):
         self.assertIsNone(snap.parsed)
         self.assertFalse(snap.valid)
 
-    def test_blank_file_is_an_empty_config(self):
-        snap = parse("  \n")
+    def test_empty_or_blank_file_is_invalid(self):
+        """A truncated file is a broken edit, not "every key at its default" (issue 13, item 1)."""
+        for raw in ("", "  \n", "\t\r\n  "):
+            snap = parse(raw)
+            self.assertFalse(snap.valid, repr(raw))
+            self.assertEqual(issues(snap), [("", EMPTY_FILE_MESSAGE)])
+            self.assertIsNone(snap.parsed)
+            self.assertEqual(snap.config, {})
+            self.assertEqual(snap.hash, sha256(raw))
+
+    def test_an_empty_object_is_a_valid_empty_config(self):
+        snap = parse("{}\n")
         self.assertTrue(snap.valid)
         self.assertEqual(snap.config, {})
 

@@ -60,6 +60,7 @@ def sha256(text: str) -> str:
 class _ConfigRpcBase(TestCase):
     timeout = 20
     initial: str | None = INITIAL
+    command_line_token = True  # False: the token is only in the file
 
     @inlineCallbacks
     def setUp(self):
@@ -70,7 +71,9 @@ class _ConfigRpcBase(TestCase):
             with open(self.path, "w", encoding="utf-8") as handle:
                 handle.write(self.initial)
         self.env: dict[str, str] = {}
-        self.options = {"state-dir": self.dir, "config": self.path, "token": TOKEN}
+        self.options = {"state-dir": self.dir, "config": self.path}
+        if self.command_line_token:
+            self.options["token"] = TOKEN
         initial = config_snapshot.read(self.path, self.env)
         settings = resolve_settings(self.options, self.env, initial)
         self.running = yield start_gateway(self, config=settings.config, config_path=self.path)
@@ -333,6 +336,69 @@ class ConfigSetTests(_ConfigRpcBase):
     def test_raw_is_required(self):
         error = yield self.error("config.set", {"baseHash": sha256(INITIAL)})
         self.assertEqual(error["code"], "INVALID_REQUEST")
+
+
+class AuthFloorTests(_ConfigRpcBase):
+    """``config.*`` cannot turn auth off by accident (issue 13, item 1); the token is only in the file."""
+
+    command_line_token = False
+    REFUSED = (
+        "config change refused: the new config would turn authentication off (auth mode token -> none) "
+        'without saying gateway.auth.mode: "none"; the file is unchanged'
+    )
+
+    @inlineCallbacks
+    def assert_refused(self, method: str, raw: str):
+        current = yield self.ok("config.get")
+        error = yield self.error(method, {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(error["code"], "INVALID_REQUEST")
+        self.assertEqual(error["message"], self.REFUSED, method)
+        self.assertEqual(self.on_disk(), INITIAL)
+        self.assertFalse(os.path.exists(self.path + ".bak"))
+
+    @inlineCallbacks
+    def test_set_patch_and_apply_that_drop_auth_are_refused(self):
+        yield self.assert_refused("config.set", "{}")
+        yield self.assert_refused("config.set", '{ logging: { level: "debug" } }')
+        yield self.assert_refused("config.patch", '{ gateway: { auth: null } }')
+        yield self.assert_refused("config.patch", '{ gateway: { auth: { mode: null, token: null, password: null } } }')
+        yield self.assert_refused("config.apply", '{ gateway: { port: 18789 } }')
+        self.clock.advance(60)
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(self.client.skipped, [])  # no config.changed went out
+        settings = self.reloader.current_settings()
+        self.assertEqual((settings.auth.mode, settings.auth.token), ("token", TOKEN))
+
+    @inlineCallbacks
+    def test_blank_raw_is_not_a_config(self):
+        current = yield self.ok("config.get")
+        for method in ("config.set", "config.apply", "config.patch"):
+            error = yield self.error(method, {"raw": " \n ", "baseHash": current["hash"]})
+            self.assertEqual(error["code"], "INVALID_REQUEST")
+            self.assertIn("raw is not valid JSON5", error["message"])
+        self.assertEqual(self.on_disk(), INITIAL)
+
+    @inlineCallbacks
+    def test_beyond_loopback_without_auth_is_refused_even_when_explicit(self):
+        current = yield self.ok("config.get")
+        raw = '{ gateway: { bind: "lan", auth: { mode: "none" } } }'
+        error = yield self.error("config.set", {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(error["code"], "INVALID_REQUEST")
+        self.assertEqual(
+            error["message"],
+            "invalid config: refusing to serve beyond loopback without auth: set a token or password, or --bind loopback",
+        )
+        self.assertEqual(self.on_disk(), INITIAL)
+
+    @inlineCallbacks
+    def test_saying_none_explicitly_is_taken(self):
+        current = yield self.ok("config.get")
+        raw = '{ gateway: { auth: { mode: "none", token: null, password: null } } }'
+        result = yield self.ok("config.patch", {"raw": raw, "baseHash": current["hash"]})
+        self.assertIs(result["restart"], True)
+        self.clock.advance(0)
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.reloader.current_settings().auth.mode, "none")
 
 
 class NoFileYetTests(_ConfigRpcBase):

@@ -18,6 +18,7 @@ import jsonschema
 from .schema import CONFIG_SCHEMA
 
 MISSING_HASH_INPUT = "missing"
+EMPTY_FILE_MESSAGE = "the file is empty (or only whitespace); write {} for a config with every key at its default"
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -115,8 +116,13 @@ def parse(raw: str, path: str, env: Mapping[str, str]) -> ConfigSnapshot:
     """A snapshot of ``raw`` (file text) as if it were the file at ``path``."""
     issues: list[ConfigIssue] = []
     parsed: Any = None
+    if not raw.strip():
+        # A truncated file (``: > openclaw.json``, an editor's half-done save) must not read as
+        # "every key at its default": that would drop the auth block and the port.
+        issue = ConfigIssue("", EMPTY_FILE_MESSAGE)
+        return ConfigSnapshot(path, True, raw, None, {}, (issue,), content_hash(raw))
     try:
-        parsed = json5.loads(raw) if raw.strip() else {}
+        parsed = json5.loads(raw)
     except ValueError as exc:
         issues.append(ConfigIssue("", f"JSON5 parse failed: {exc}"))
     else:

@@ -16,6 +16,7 @@ import json5
 from twisted.internet.defer import inlineCallbacks
 
 from ..config import snapshot as config_snapshot
+from ..config.loader import ConfigError
 from ..config.redaction import SentinelError, redact, redact_raw, restore, restore_raw
 from ..config.reload_plan import classify, diff_paths
 from ..config.schema import CONFIG_SCHEMA
@@ -110,7 +111,10 @@ def _rejected(snapshot: config_snapshot.ConfigSnapshot) -> GatewayError:
 def _write(ctx: RequestContext, text: str, restart_delay_ms: int = 0) -> Any:
     """Validate, persist, and run the new file through the reloader; fires with (snapshot, plan)."""
     control = _control(ctx)
-    written = yield control.write(text)
+    try:
+        written = yield control.write(text)
+    except ConfigError as exc:
+        raise invalid_request(str(exc)) from None
     if not written.valid:
         raise _rejected(written)
     plan = control.consider(written, restart_delay_ms)
