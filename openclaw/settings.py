@@ -129,8 +129,16 @@ def resolve_settings(
     if not snapshot.valid:
         problems = "\n  ".join(str(issue) for issue in snapshot.issues)
         raise ConfigError(f"{config_path} is not a valid config:\n  {problems}")
-    config = snapshot.config
+    try:
+        return _settings_for_config(options, env, state_dir, config_path, snapshot.config)
+    except ConfigError as exc:
+        # Messages quote values (an unknown model, say); one taken from ${VAR} reads as written.
+        raise ConfigError(snapshot.scrub(str(exc))) from None
 
+
+def _settings_for_config(
+    options: Mapping[str, Any], env: Mapping[str, str], state_dir: str, config_path: str, config: Mapping[str, Any]
+) -> GatewaySettings:
     port = _positive_int(
         _pick(options.get("port"), env.get("OPENCLAW_GATEWAY_PORT"), lookup(config, "gateway.port")), "port"
     ) or DEFAULT_PORT

@@ -485,13 +485,58 @@ class RedactionTests(SynchronousTestCase):
             'Sentinel value "__OPENCLAW_REDACTED__" in key gateway.auth.token is not valid as real data',
         )
 
-    def test_env_reference_round_trips(self):
-        """A ``${VAR}`` secret is redacted too, and restored as the reference, not the value."""
-        raw = '{ gateway: { auth: { token: "${GW_TOKEN}" } } }'
-        current = parse(raw, {"GW_TOKEN": "x"}).parsed
-        redacted = redaction.redact_raw(raw, current)
-        self.assertNotIn("GW_TOKEN", redacted)
-        self.assertEqual(redaction.restore_raw(redacted, parse(redacted).parsed, current), raw)
+    def test_env_reference_reads_as_written_and_round_trips(self):
+        """A secret that is one ``${VAR}`` names the secret without holding it: the reference
+        gateway shows it as written (``isConcreteSensitiveString``), and so do we."""
+        raw = '{ gateway: { auth: { token: "${GW_TOKEN}", password: "pw-${GW_TOKEN}" } } }'
+        snap = parse(raw, {"GW_TOKEN": "tok-secret-1"})
+        redacted = redaction.redact_raw(raw, snap.parsed)
+        self.assertEqual(redacted, f'{{ gateway: {{ auth: {{ token: "${{GW_TOKEN}}", password: "{SENTINEL}" }} }} }}')
+        self.assertEqual(
+            redaction.redact(snap.shown), {"gateway": {"auth": {"token": "${GW_TOKEN}", "password": SENTINEL}}}
+        )
+        self.assertEqual(redaction.restore_raw(redacted, parse(redacted, {"GW_TOKEN": "t"}).parsed, snap.parsed), raw)
+
+
+class SubstitutionDisplayTests(SynchronousTestCase):
+    """Values taken from ``${VAR}`` never show expanded (issue 13, item 4)."""
+
+    ENV = {"OPENCLAW_GATEWAY_TOKEN": "gw-token-0f3a9", "HOST": "10.1.2.3", "ON": "1"}
+
+    def test_shown_config_keeps_the_references(self):
+        raw = """{
+          agents: { defaults: { workspace: "${OPENCLAW_GATEWAY_TOKEN}" } },
+          gateway: { trustedProxies: ["${HOST}", "10.0.0.2"], controlUi: { basePath: "$${HOST}/ui" } },
+        }"""
+        snap = parse(raw, self.ENV)
+        self.assertTrue(snap.valid, snap.issues)
+        self.assertEqual(snap.config["agents"]["defaults"]["workspace"], "gw-token-0f3a9")  # what runs
+        self.assertEqual(snap.shown["agents"]["defaults"]["workspace"], "${OPENCLAW_GATEWAY_TOKEN}")
+        self.assertEqual(snap.shown["gateway"]["trustedProxies"], ["${HOST}", "10.0.0.2"])
+        self.assertEqual(snap.shown["gateway"]["controlUi"]["basePath"], "${HOST}/ui")  # a literal, escaped
+        self.assertNotIn("gw-token-0f3a9", json.dumps(redaction.redact(snap.shown)))
+
+    def test_issues_never_quote_values(self):
+        raw = '{ models: { providers: { p: { baseUrl: "${OPENCLAW_GATEWAY_TOKEN}", models: [{ id: "" }] } } } }'
+        snap = parse(raw, self.ENV)
+        self.assertEqual(
+            issues(snap),
+            [("models.providers.p.baseUrl", "must match ^https?://"), ("models.providers.p.models.0.id", "must not be empty")],
+        )
+        literal = parse('{ models: { providers: { p: { baseUrl: "sk-pasted-here" } } } }')
+        self.assertNotIn("sk-pasted-here", literal.issue_summary())
+
+    def test_settings_errors_name_the_reference(self):
+        path = os.path.abspath(self.mktemp())
+        raw = '{ agents: { defaults: { model: "${OPENCLAW_GATEWAY_TOKEN}" } } }'
+        with self.assertRaises(ConfigError) as caught:
+            resolve_settings({"state-dir": path}, {}, parse(raw, self.ENV))
+        self.assertIn("unknown model '${OPENCLAW_GATEWAY_TOKEN}'", str(caught.exception))
+        self.assertNotIn("gw-token-0f3a9", str(caught.exception))
+
+    def test_short_values_are_left_alone_in_messages(self):
+        snap = parse('{ gateway: { controlUi: { basePath: "${ON}" } } }', self.ENV)
+        self.assertEqual(snap.scrub("port 18789 is 1 of 1"), "port 18789 is 1 of 1")
 
 
 class WriterTests(SynchronousTestCase):

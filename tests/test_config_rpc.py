@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks, succeed
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -61,6 +62,7 @@ class _ConfigRpcBase(TestCase):
     timeout = 20
     initial: str | None = INITIAL
     command_line_token = True  # False: the token is only in the file
+    environment: dict[str, str] = {}
 
     @inlineCallbacks
     def setUp(self):
@@ -70,7 +72,7 @@ class _ConfigRpcBase(TestCase):
         if self.initial is not None:
             with open(self.path, "w", encoding="utf-8") as handle:
                 handle.write(self.initial)
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str] = dict(self.environment)
         self.options = {"state-dir": self.dir, "config": self.path}
         if self.command_line_token:
             self.options["token"] = TOKEN
@@ -399,6 +401,72 @@ class AuthFloorTests(_ConfigRpcBase):
         self.clock.advance(0)
         self.assertEqual(self.restarts, ["config change"])
         self.assertEqual(self.reloader.current_settings().auth.mode, "none")
+
+
+class SubstitutedSecretTests(_ConfigRpcBase):
+    """An admin points a non-secret key at ``${OPENCLAW_GATEWAY_TOKEN}``; nobody reads the token
+    back: not a read-only client, not an event, an error or a log line (issue 13, item 4)."""
+
+    environment = {"OPENCLAW_GATEWAY_TOKEN": TOKEN}
+    REFERENCE = "${OPENCLAW_GATEWAY_TOKEN}"
+
+    @inlineCallbacks
+    def setUp(self):
+        self.logged: list[str] = []
+        globalLogPublisher.addObserver(self._observe)
+        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
+        yield super().setUp()
+
+    def _observe(self, event: dict) -> None:
+        self.logged.append(formatEvent(event) + repr(event.get("log_failure", "")))
+
+    @inlineCallbacks
+    def patch(self, document: Any, ok: bool = True):
+        current = yield self.ok("config.get")
+        call = self.ok if ok else self.error
+        result = yield call("config.patch", {"raw": json.dumps(document), "baseHash": current["hash"]})
+        return result
+
+    @inlineCallbacks
+    def test_a_substituted_token_is_shown_as_written(self):
+        reader, hello = yield connect(self, self.running.url, scopes=READ_ONLY)
+        self.assertTrue(hello["ok"], hello)
+        result = yield self.patch({"agents": {"defaults": {"workspace": self.REFERENCE}}})
+        self.assertEqual(result["config"]["agents"]["defaults"]["workspace"], self.REFERENCE)
+        self.assertNoSecrets(result)
+        self.assertEqual(self.reloader.snapshot.config["agents"]["defaults"]["workspace"], TOKEN)  # what runs
+        event = yield reader.next_matching(lambda f: f.get("type") == "event" and f.get("event") == "config.changed")
+        self.assertNoSecrets(event)
+        payload = yield self.ok("config.get", client=reader)
+        self.assertNoSecrets(payload)
+        self.assertEqual(payload["config"]["agents"]["defaults"]["workspace"], self.REFERENCE)
+        self.assertEqual(payload["parsed"]["agents"]["defaults"]["workspace"], self.REFERENCE)
+        self.assertIn(self.REFERENCE, payload["raw"])
+        self.assertNoSecrets(self.logged)
+
+    @inlineCallbacks
+    def test_errors_about_a_substituted_value_name_the_reference(self):
+        error = yield self.patch({"models": {"providers": {"local": {"baseUrl": self.REFERENCE}}}}, ok=False)
+        self.assertEqual(error["message"], "invalid config: models.providers.local.baseUrl: must match ^https?://")
+        self.assertNoSecrets(error)
+        error = yield self.patch({"agents": {"defaults": {"model": self.REFERENCE}}}, ok=False)
+        self.assertEqual(
+            error["message"],
+            f"invalid config: agents.defaults.model: unknown model '{self.REFERENCE}' (declare it under models.providers)",
+        )
+        self.assertEqual(self.on_disk(), INITIAL)
+        self.assertNoSecrets(self.logged)
+
+    @inlineCallbacks
+    def test_a_hand_edit_is_reported_without_the_value(self):
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write('{ gateway: { auth: { mode: "token" } }, agents: { defaults: { model: "${OPENCLAW_GATEWAY_TOKEN}" } } }')
+        self.reloader.check_now()
+        self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+        self.assertIn(self.REFERENCE, self.reloader.last_decision["reason"])
+        health = yield self.ok("health", {"probe": True})
+        self.assertNoSecrets(health)
+        self.assertNoSecrets(self.logged)
 
 
 class NoFileYetTests(_ConfigRpcBase):

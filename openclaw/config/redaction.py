@@ -1,7 +1,9 @@
 """Secrets out of ``config.get``, and back in on write.
 
 Sensitive leaves (schema ``x-sensitive`` keys, plus any key that looks like a secret) read as the
-sentinel ``__OPENCLAW_REDACTED__`` in both the object and the raw text. A client that edits the
+sentinel ``__OPENCLAW_REDACTED__`` in both the object and the raw text, except a value that is
+one ``${VAR}`` reference: it names the secret without holding it, and reads as written (as in
+the reference gateway). A client that edits the
 redacted text and sends it back does not know the secrets, so on write every sentinel is
 replaced by the value now stored at the same path; a sentinel with nothing to restore is refused.
 """
@@ -14,6 +16,7 @@ from typing import Any, Iterator, Mapping
 import json5
 
 from .schema import sensitive_paths
+from .substitution import is_placeholder
 
 SENTINEL = "__OPENCLAW_REDACTED__"
 # The reference's heuristic (``src/config/sensitive-paths.ts``), applied to the key: camelCase
@@ -41,13 +44,18 @@ def _is_secret(path: str, key: str) -> bool:
 _SENSITIVE = frozenset(sensitive_paths()) | {"models.providers.*.apiKey"}
 
 
+def _hidden(value: Any, path: str, key: str) -> bool:
+    """A secret string that holds the secret itself: ``"${VAR}"`` only names one, and reads as is."""
+    return isinstance(value, str) and bool(value) and not is_placeholder(value) and _is_secret(path, key)
+
+
 def secret_leaves(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """(path, value) of every secret string, in document order."""
+    """(path, value) of every secret string that ``redact`` hides, in document order."""
     found: list[tuple[str, Any]] = []
     if isinstance(config, Mapping):
         for key, value in config.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, str) and _is_secret(path, str(key)):
+            if _hidden(value, path, str(key)):
                 found.append((path, value))
             else:
                 found.extend(secret_leaves(value, path))
@@ -61,7 +69,7 @@ def redact(config: Any, prefix: str = "") -> Any:
     if isinstance(config, Mapping):
         return {
             key: SENTINEL
-            if isinstance(value, str) and value and _is_secret(f"{prefix}.{key}" if prefix else str(key), str(key))
+            if _hidden(value, f"{prefix}.{key}" if prefix else str(key), str(key))
             else redact(value, f"{prefix}.{key}" if prefix else str(key))
             for key, value in config.items()
         }

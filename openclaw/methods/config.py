@@ -2,7 +2,8 @@
 ``config.apply`` (protocol §9.5, http spec §4).
 
 Secrets never leave: ``config.get`` shows them as ``__OPENCLAW_REDACTED__`` in the object and
-in the raw text, and a write that sends the sentinel back keeps the stored secret. Writes are
+in the raw text, and a write that sends the sentinel back keeps the stored secret. A value taken
+from ``${VAR}`` is shown as written, never expanded, in ``config`` as in ``raw`` and ``parsed``. Writes are
 optimistic: once the file exists, ``baseHash`` (the ``hash`` from ``config.get``) is required and
 must still match. A write is persisted atomically and then goes through the same reload path as
 an edit of the file (hot apply or in-process restart, per ``gateway.reload.mode``).
@@ -47,7 +48,7 @@ def _redacted_view(snapshot: config_snapshot.ConfigSnapshot) -> dict[str, Any]:
         view.update(
             raw=redact_raw(snapshot.raw, snapshot.parsed),
             parsed=redact(snapshot.parsed),
-            config=redact(snapshot.config),
+            config=redact(snapshot.shown),
         )
     else:
         view.update(raw=None, parsed=None, config={})
@@ -144,7 +145,7 @@ def _replacement_text(ctx: RequestContext, method: str) -> Any:
 def config_set(ctx: RequestContext) -> Any:
     text = yield _replacement_text(ctx, "config.set")
     written, _ = yield _write(ctx, text)
-    return {"ok": True, "path": written.path, "hash": written.hash, "config": redact(written.config)}
+    return {"ok": True, "path": written.path, "hash": written.hash, "config": redact(written.shown)}
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -178,14 +179,14 @@ def config_patch(ctx: RequestContext) -> Any:
     merged = merge_patch(base, patch)
     changed = diff_paths(base, merged)
     if not changed:
-        return {"ok": True, "noop": True, "changedPaths": [], "path": current.path, "config": redact(current.config)}
+        return {"ok": True, "noop": True, "changedPaths": [], "path": current.path, "config": redact(current.shown)}
     text = json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
     written, plan = yield _write(ctx, text, params.get("restartDelayMs") or 0)
     return {
         "ok": True,
         "path": written.path,
         "hash": written.hash,
-        "config": redact(written.config),
+        "config": redact(written.shown),
         "changedPaths": changed,
         "restart": bool(plan and plan.restart),
     }
@@ -199,7 +200,7 @@ def config_apply(ctx: RequestContext) -> Any:
         "ok": True,
         "path": written.path,
         "hash": written.hash,
-        "config": redact(written.config),
+        "config": redact(written.shown),
         "restart": bool(plan and plan.restart),
     }
 
