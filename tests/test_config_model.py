@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.config import redaction, reload_plan, schema, snapshot, writer
+from openclaw.config import parsing, redaction, reload_plan, schema, snapshot, writer
 from openclaw.config.loader import ConfigError
 from openclaw.config.redaction import SENTINEL, SentinelError
 from openclaw.config.reload_plan import HOT, NONE, RESTART, RULES
@@ -464,6 +464,27 @@ class RedactionTests(SynchronousTestCase):
         # The comment keeps the sentinel: what it said is not known to the writer.
         self.assertEqual(written, raw.replace('was "tok-1"', f'was "{SENTINEL}"'))
 
+    def test_secrets_quoted_in_comments_are_found_in_one_pass(self):
+        """A stray quote before the secret, both quote styles, a secret with a quote inside."""
+        raw = (
+            "{\n  /* it's \"tok-1\", or 'pw-1', or \"don't\" */\n"
+            '  gateway: { auth: { token: "tok-1", password: "pw-1" } },\n'
+            "  hooks: { token: \"don't\" },\n}\n"
+        )
+        redacted = redaction.redact_raw(raw, parse(raw).parsed)
+        comment = redacted.split("*/")[0]
+        self.assertEqual(comment, f"{{\n  /* it's \"{SENTINEL}\", or '{SENTINEL}', or \"{SENTINEL}\" ")
+        self.assertEqual(redacted.count(SENTINEL), 6)
+
+    def test_many_comments_and_many_secrets(self):
+        """Each comment used to be rescanned once per secret (comments x secrets)."""
+        secrets = {f"c{index}": {"botToken": f"bt-{index:05d}"} for index in range(300)}
+        comments = "".join(f'  // channel {index} used "bt-{index:05d}"\n' for index in range(300))
+        raw = "{\n" + comments + "  channels: " + json.dumps(secrets) + "\n}\n"
+        redacted = redaction.redact_raw(raw, parse(raw).parsed)
+        self.assertEqual(redacted.count(SENTINEL), 600)
+        self.assertNotIn("bt-0", redacted)
+
     def test_restore_raw_refuses_when_literals_and_document_disagree(self):
         """Sentinels counted in the text must match those in the parsed document."""
         raw = f'{{ gateway: {{ auth: {{ token: "{SENTINEL}" }} }} }}'
@@ -537,6 +558,40 @@ class SubstitutionDisplayTests(SynchronousTestCase):
     def test_short_values_are_left_alone_in_messages(self):
         snap = parse('{ gateway: { controlUi: { basePath: "${ON}" } } }', self.ENV)
         self.assertEqual(snap.scrub("port 18789 is 1 of 1"), "port 18789 is 1 of 1")
+
+
+class FastParseTests(SynchronousTestCase):
+    """Plain JSON goes to the C parser; the result must be what JSON5 gives (issue 13, item 7)."""
+
+    def test_plain_json_means_the_same_as_json5(self):
+        import json5
+
+        for text in (
+            '{"a": 1, "a": 2}',
+            '{"n": 12345678901234567890123, "f": 1.5e3, "neg": -0.0, "t": true, "z": null}',
+            '{"s": "\\u00e9\\n\\ud83d\\ude00", "e": ""}',
+            '{"x": NaN, "y": Infinity, "w": -Infinity}',
+            '  {"nested": [[], {}, [1, [2, [3]]]]}  ',
+        ):
+            fast, slow = parsing.load_json5(text), json5.loads(text)
+            self.assertEqual(json.dumps(fast, sort_keys=True), json.dumps(slow, sort_keys=True), text)
+
+    def test_json5_only_text_still_parses(self):
+        self.assertEqual(parsing.load_json5("{a: 'b', /* c */ d: [1,],}"), {"a": "b", "d": [1]})
+
+    def test_errors_are_json5_errors(self):
+        with self.assertRaises(ValueError) as caught:
+            parsing.load_json5("{ nope")
+        self.assertIn("<string>:1", str(caught.exception))
+
+    def test_size_is_counted_in_utf8_bytes(self):
+        limit = parsing.MAX_CONFIG_BYTES
+        self.assertIsNone(parsing.too_large("x" * limit))
+        self.assertIsNone(parsing.too_large("é" * (limit // 2)))
+        self.assertEqual(
+            parsing.too_large("é" * (limit // 2 + 1)),
+            f"config text is {limit + 2} bytes; the limit is {limit} bytes (256 KiB)",
+        )
 
 
 class WriterTests(SynchronousTestCase):

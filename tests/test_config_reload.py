@@ -508,6 +508,21 @@ class AuthFloorWithEnvironmentTokenTests(_ReloaderMixin, SynchronousTestCase):
         self.assertEqual(self.reloader.last_decision["decision"], "skipped")
 
 
+class LargeChangeTests(_ReloaderMixin, SynchronousTestCase):
+    def test_log_line_and_last_decision_name_at_most_50_paths(self):
+        """``lastDecision`` goes out in every ``health``: a change of 200 keys must not ride along whole."""
+        self.write(with_changes(BASE, channels={f"c{index:03d}": {"enabled": True} for index in range(200)}))
+        self.poll_and_settle()
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "hot")
+        self.assertEqual(len(decision["changedPaths"]), 50)
+        self.assertEqual(len(decision["noopPaths"]), 50)
+        self.assertEqual(decision["changedPathCount"], 200)
+        self.assertTrue(decision["reason"].endswith("channels.c049.enabled, and 150 more"), decision["reason"])
+        self.assertEqual(len(self.plans[0].changed_paths), 200)  # the plan itself is whole
+        self.assertEqual(len(self.changes[0]["changedPaths"]), 200)  # and so is config.changed
+
+
 class OwnWriteTests(_ReloaderMixin, SynchronousTestCase):
     def test_own_write_is_not_reloaded_again_by_the_poller(self):
         text = json.dumps(with_changes(BASE, logging__level="debug"))

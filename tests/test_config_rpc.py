@@ -20,7 +20,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
+from openclaw.config import parsing
 from openclaw.config import snapshot as config_snapshot
+from openclaw.config.parsing import MAX_CONFIG_BYTES
 from openclaw.config.redaction import SENTINEL
 from openclaw.config.schema import CONFIG_SCHEMA
 from openclaw.services.reload import ConfigReloader
@@ -467,6 +469,97 @@ class SubstitutedSecretTests(_ConfigRpcBase):
         health = yield self.ok("health", {"probe": True})
         self.assertNoSecrets(health)
         self.assertNoSecrets(self.logged)
+
+
+def sized_config(size: int) -> str:
+    """A valid JSON config (INITIAL's, plus an ignored ``channels`` blob) exactly ``size`` bytes long."""
+    document = {**config_snapshot.parse(INITIAL, "x", {}).parsed, "channels": {"blob": ""}}
+    padding = size - len(json.dumps(document))
+    document["channels"]["blob"] = "x" * padding
+    return json.dumps(document)
+
+
+class SizeLimitTests(_ConfigRpcBase):
+    """``config.set/patch/apply`` refuse text over the documented cap; nothing is parsed twice
+    (issue 13, item 7: a 5 MB config took 75 s of CPU, and every later config.get 38 s)."""
+
+    TOO_LARGE = f"raw is too large: config text is {MAX_CONFIG_BYTES + 1} bytes; the limit is {MAX_CONFIG_BYTES} bytes (256 KiB)"
+
+    def count_calls(self, module: Any, name: str) -> list[Any]:
+        calls: list[Any] = []
+        original = getattr(module, name)
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return original(*args, **kwargs)
+
+        self.patch(module, name, counting)
+        return calls
+
+    @inlineCallbacks
+    def test_text_over_the_cap_is_refused(self):
+        current = yield self.ok("config.get")
+        raw = sized_config(MAX_CONFIG_BYTES + 1)
+        for method in ("config.set", "config.apply", "config.patch"):
+            error = yield self.error(method, {"raw": raw, "baseHash": current["hash"]})
+            self.assertEqual(error["code"], "INVALID_REQUEST")
+            self.assertEqual(error["message"], f"invalid {method} params: {self.TOO_LARGE}")
+        self.assertEqual(self.on_disk(), INITIAL)
+
+    @inlineCallbacks
+    def test_text_at_the_cap_is_taken(self):
+        current = yield self.ok("config.get")
+        raw = sized_config(MAX_CONFIG_BYTES)
+        self.assertEqual(len(raw.encode()), MAX_CONFIG_BYTES)
+        result = yield self.ok("config.set", {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(result["hash"], sha256(raw))
+        self.assertEqual(self.on_disk(), raw)
+
+    @inlineCallbacks
+    def test_a_patch_that_grows_the_file_over_the_cap_is_refused(self):
+        yield self.ok("config.set", {"raw": sized_config(MAX_CONFIG_BYTES - 100), "baseHash": sha256(INITIAL)})
+        current = yield self.ok("config.get")
+        raw = json.dumps({"channels": {"more": "y" * 200}})
+        error = yield self.error("config.patch", {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(error["code"], "INVALID_REQUEST")
+        self.assertTrue(error["message"].startswith("invalid config.patch params: the patched config would be too large"), error)
+        self.assertEqual(sha256(self.on_disk()), current["hash"])
+
+    @inlineCallbacks
+    def test_unchanged_file_is_not_parsed_again(self):
+        parses = self.count_calls(config_snapshot, "parse")
+        for _ in range(3):
+            yield self.ok("config.get")
+        self.assertEqual(parses, [])  # the running snapshot already has this text
+        payload = yield self.ok("config.get")
+        yield self.ok("config.set", {"raw": payload["raw"].replace('"info"', '"warn"'), "baseHash": payload["hash"]})
+        self.assertEqual(len(parses), 1)  # the write's own check
+        yield self.ok("config.get")
+        yield self.ok("config.get")
+        self.assertEqual(len(parses), 1)
+
+    @inlineCallbacks
+    def test_json_text_never_goes_through_the_slow_parser(self):
+        slow = self.count_calls(parsing.json5, "loads")
+        current = yield self.ok("config.get")
+        raw = json.dumps({"gateway": {"auth": {"mode": "token", "token": SENTINEL}}, "logging": {"level": "warn"}})
+        yield self.ok("config.set", {"raw": raw, "baseHash": current["hash"]})
+        current = yield self.ok("config.get")
+        yield self.ok("config.patch", {"raw": '{"logging": {"level": "error"}}', "baseHash": current["hash"]})
+        yield self.ok("config.get")
+        self.assertEqual(slow, [])
+
+    @inlineCallbacks
+    def test_json5_text_is_parsed_once_per_write(self):
+        slow = self.count_calls(parsing.json5, "loads")
+        current = yield self.ok("config.get")
+        edited = current["raw"].replace('level: "info"', 'level: "warn"')
+        del slow[:]
+        yield self.ok("config.set", {"raw": edited, "baseHash": current["hash"]})
+        # The client's text, and the text with the secrets put back (checked before writing).
+        self.assertEqual(len(slow), 2)
+        yield self.ok("config.get")
+        self.assertEqual(len(slow), 2)
 
 
 class NoFileYetTests(_ConfigRpcBase):

@@ -13,9 +13,9 @@ import os
 from typing import Any, Mapping
 
 import attrs
-import json5
 import jsonschema
 
+from .parsing import load_json5
 from .schema import CONFIG_SCHEMA
 from .substitution import Substitutions, as_written, substitute_env
 
@@ -117,8 +117,12 @@ def _validator() -> jsonschema.Draft7Validator:
     return _cached_validator[0]
 
 
-def parse(raw: str, path: str, env: Mapping[str, str]) -> ConfigSnapshot:
-    """A snapshot of ``raw`` (file text) as if it were the file at ``path``."""
+def parse(raw: str, path: str, env: Mapping[str, str], document: Any = None) -> ConfigSnapshot:
+    """A snapshot of ``raw`` (file text) as if it were the file at ``path``.
+
+    ``document`` is ``raw`` already parsed, when the caller has it (a write parses the client's
+    text once, not once per step).
+    """
     issues: list[ConfigIssue] = []
     parsed: Any = None
     if not raw.strip():
@@ -127,7 +131,7 @@ def parse(raw: str, path: str, env: Mapping[str, str]) -> ConfigSnapshot:
         issue = ConfigIssue("", EMPTY_FILE_MESSAGE)
         return ConfigSnapshot(path, True, raw, None, {}, (issue,), content_hash(raw))
     try:
-        parsed = json5.loads(raw)
+        parsed = load_json5(raw) if document is None else document
     except ValueError as exc:
         issues.append(ConfigIssue("", f"JSON5 parse failed: {exc}"))
     else:
@@ -146,8 +150,12 @@ def parse(raw: str, path: str, env: Mapping[str, str]) -> ConfigSnapshot:
     return ConfigSnapshot(path, True, raw, parsed, config, tuple(issues), content_hash(raw), shown, substitutions)
 
 
-def read(path: str, env: Mapping[str, str] | None = None) -> ConfigSnapshot:
-    """Read and check the file (blocking: call it off the reactor thread once running)."""
+def read(path: str, env: Mapping[str, str] | None = None, known: tuple[ConfigSnapshot | None, ...] = ()) -> ConfigSnapshot:
+    """Read and check the file (blocking: call it off the reactor thread once running).
+
+    A snapshot in ``known`` (taken with the same ``env``) whose text equals the file's is
+    returned as it is: reading the file again costs a read and a compare, not a parse.
+    """
     env = os.environ if env is None else env
     try:
         with open(path, encoding="utf-8") as handle:
@@ -157,4 +165,7 @@ def read(path: str, env: Mapping[str, str] | None = None) -> ConfigSnapshot:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return ConfigSnapshot(path, True, None, None, {}, (ConfigIssue("", f"cannot read the file: {reason}"),), content_hash(None))
+    for snapshot in known:
+        if snapshot is not None and snapshot.path == path and snapshot.raw == raw:
+            return snapshot
     return parse(raw, path, env)

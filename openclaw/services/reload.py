@@ -31,7 +31,7 @@ from twisted.logger import Logger, LogLevel
 
 from ..config import snapshot as config_snapshot
 from ..config.loader import ConfigError, lookup
-from ..config.reload_plan import ReloadPlan, plan
+from ..config.reload_plan import ReloadPlan, listing, plan
 from ..config.safety import auth_downgrade
 from ..config.writer import write_atomically
 
@@ -91,6 +91,7 @@ class ConfigReloader(Service):
         self._restart_call: IDelayedCall | None = None
         self._last_restart_at: float | None = None
         self.last_decision: dict[str, Any] | None = None
+        self._last_read: config_snapshot.ConfigSnapshot | None = None
         # Called with a ``config.changed`` payload whenever a new config is taken into use.
         self.on_change: Callable[[dict[str, Any]], None] | None = None
 
@@ -224,7 +225,7 @@ class ConfigReloader(Service):
         if mode == "off":
             self._record("ignored", "config reload disabled (gateway.reload.mode=off)", **change.summary())
             return change
-        masked_text = ", ".join(f"{path} (overridden by {source})" for path, source in change.masked)
+        masked_text = listing(f"{path} (overridden by {source})" for path, source in change.masked)
         if change.only_masked:
             # The effective settings are unchanged: keep the running copy equal to the file, no restart.
             self._record("ignored", "overridden: " + masked_text, **change.summary())
@@ -234,14 +235,15 @@ class ConfigReloader(Service):
             self._log.info("config reload: ignoring {masked}", masked=masked_text)
         self._announce(new, change)
         if mode == "restart" or (mode == "hybrid" and change.restart):
-            self._record("restart", ", ".join(change.restart_reasons or change.changed_paths), **change.summary())
+            self._record("restart", listing(change.restart_reasons or change.changed_paths), **change.summary())
             self.request_restart("config change", restart_delay_ms)
             return change
         if change.restart:  # hot mode
-            self._record("ignored", "requires gateway restart; hot mode ignoring " + ", ".join(change.restart_reasons), **change.summary())
+            self._record("ignored", "requires gateway restart; hot mode ignoring " + listing(change.restart_reasons), **change.summary())
             return change
         # Recorded first: applying refreshes health, whose ``configReload`` shows this decision.
-        self._record("hot", ", ".join(path for path in change.changed_paths if path not in dict(change.masked)), **change.summary())
+        masked = dict(change.masked)
+        self._record("hot", listing(path for path in change.changed_paths if path not in masked), **change.summary())
         self._apply(settings, change)
         return change
 
@@ -302,8 +304,18 @@ class ConfigReloader(Service):
             )
 
     def read_current(self) -> Deferred:
-        """The file as it is now (off the reactor thread), valid or not."""
-        return self._executor.submit(lambda: config_snapshot.read(self.path, self._env))
+        """The file as it is now (off the reactor thread), valid or not.
+
+        Unchanged text is not parsed again: ``config.get`` after ``config.get`` (or after a
+        write, or a reload) reuses the snapshot that text already gave.
+        """
+        known = (self.snapshot, self._last_read)
+
+        def remember(snapshot: config_snapshot.ConfigSnapshot) -> config_snapshot.ConfigSnapshot:
+            self._last_read = snapshot
+            return snapshot
+
+        return self._executor.submit(lambda: config_snapshot.read(self.path, self._env, known)).addCallback(remember)
 
     def request_restart(self, reason: str, delay_ms: int = DEFAULT_RESTART_DELAY_MS) -> bool:
         """Queue one in-process restart (coalesced, at most one per 30 s cycle); False if one is queued."""
@@ -329,8 +341,9 @@ class ConfigReloader(Service):
 
     # -- writes from config.* RPCs ----------------------------------------------------------
 
-    def write(self, text: str) -> Deferred:
-        """Check ``text`` and, when it is valid, persist it atomically; fires with its snapshot.
+    def write(self, text: str, document: Any = None) -> Deferred:
+        """Check ``text`` (``document`` is it parsed, if known) and, when it is valid, persist it
+        atomically; fires with its snapshot.
 
         Parsing (JSON5, env substitution, the schema) and the write both run on the file
         thread: the text comes from a client and may be large. An invalid snapshot means
@@ -341,7 +354,7 @@ class ConfigReloader(Service):
         running_auth = self.accepted_auth()
 
         def persist() -> tuple[config_snapshot.ConfigSnapshot, FileState | None]:
-            candidate = config_snapshot.parse(text, self.path, self._env)
+            candidate = config_snapshot.parse(text, self.path, self._env, document)
             if not candidate.valid:
                 return candidate, None
             try:
