@@ -103,6 +103,13 @@ def _resolve_tls(options: Mapping[str, Any], config: Mapping[str, Any]) -> dict[
     return {"tls_enabled": True, "tls_cert_path": cert or None, "tls_key_path": key or None, "tls_auto_generate": not cert}
 
 
+def read_config(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> config_snapshot.ConfigSnapshot:
+    """The config file the options point at, read once (pass it on to :func:`resolve_settings`)."""
+    env = os.environ if env is None else env
+    state_dir = os.path.expanduser(options.get("state-dir") or default_state_dir(env))
+    return config_snapshot.read(config_path_for(options.get("config"), state_dir, env), env)
+
+
 def resolve_settings(
     options: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
@@ -122,8 +129,16 @@ def resolve_settings(
     if not snapshot.valid:
         problems = "\n  ".join(str(issue) for issue in snapshot.issues)
         raise ConfigError(f"{config_path} is not a valid config:\n  {problems}")
-    config = snapshot.config
+    try:
+        return _settings_for_config(options, env, state_dir, config_path, snapshot.config)
+    except ConfigError as exc:
+        # Messages quote values (an unknown model, say); one taken from ${VAR} reads as written.
+        raise ConfigError(snapshot.scrub(str(exc))) from None
 
+
+def _settings_for_config(
+    options: Mapping[str, Any], env: Mapping[str, str], state_dir: str, config_path: str, config: Mapping[str, Any]
+) -> GatewaySettings:
     port = _positive_int(
         _pick(options.get("port"), env.get("OPENCLAW_GATEWAY_PORT"), lookup(config, "gateway.port")), "port"
     ) or DEFAULT_PORT

@@ -19,7 +19,6 @@ from twisted.logger import Logger, LogLevel
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from .config import snapshot as config_snapshot
 from .config.loader import ConfigError, lookup
 from .config.overrides import masked_paths
 from .connection.factory import GatewayWebSocketFactory
@@ -35,7 +34,7 @@ from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
 from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService
 from .services.websocket import WebSocketService
-from .settings import GatewaySettings, resolve_settings
+from .settings import GatewaySettings, read_config, resolve_settings
 from .stores import devices, nodes, sessions
 from .stores.sqlite import SQLiteDatabase, ThreadExecutor
 from .tls import certificates as tls_certificates
@@ -70,18 +69,23 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         try:
-            self["settings"] = settings = resolve_settings(self)
+            # Read once: makeService hands this same snapshot to the reloader, so what runs and
+            # what the reloader compares edits against cannot come from two different reads.
+            self["config-snapshot"] = snapshot = read_config(self)
+            self["settings"] = settings = resolve_settings(self, snapshot=snapshot)
             if settings.tls_enabled:
                 _tls_material(settings)  # a bad certificate file is a usage error, not a traceback
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
 
 
-def _settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> GatewaySettings:
-    settings = options.get("settings") if hasattr(options, "get") else None
-    if isinstance(settings, GatewaySettings):
-        return settings
-    return resolve_settings(options, env)
+def _settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[GatewaySettings, Any]:
+    """The settings and the config snapshot they were resolved from (one read of the file)."""
+    settings, snapshot = options.get("settings"), options.get("config-snapshot")
+    if isinstance(settings, GatewaySettings) and snapshot is not None:
+        return settings, snapshot
+    snapshot = read_config(options, env)
+    return resolve_settings(options, env, snapshot), snapshot
 
 
 def _tls_material(settings: GatewaySettings) -> tuple[bytes, bytes, Any]:
@@ -203,10 +207,9 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
     if reactor is None:
         from twisted.internet import reactor
     env = dict(os.environ if env is None else env)
-    settings = _settings_from(options, env)
+    settings, initial = _settings_from(options, env)
     root = GatewayRuntime(reactor, settings, lambda current: build_tree(reactor, current), install_signals=install_signals)
-    initial = config_snapshot.read(settings.config_path, env) if settings.config_path else None
-    if initial is not None:
+    if settings.config_path:
         reloader = ConfigReloader(
             reactor,
             ThreadExecutor(reactor, "config-file"),

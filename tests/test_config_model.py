@@ -15,10 +15,11 @@ from typing import Any
 import jsonschema
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.config import redaction, reload_plan, schema, snapshot, writer
+from openclaw.config import parsing, redaction, reload_plan, schema, snapshot, writer
 from openclaw.config.loader import ConfigError
 from openclaw.config.redaction import SENTINEL, SentinelError
 from openclaw.config.reload_plan import HOT, NONE, RESTART, RULES
+from openclaw.config.snapshot import EMPTY_FILE_MESSAGE
 from openclaw.settings import resolve_settings
 
 PATH = "/nonexistent/openclaw.json"
@@ -241,8 +242,18 @@ class ParsingTests(SynchronousTestCase):
         self.assertIsNone(snap.parsed)
         self.assertFalse(snap.valid)
 
-    def test_blank_file_is_an_empty_config(self):
-        snap = parse("  \n")
+    def test_empty_or_blank_file_is_invalid(self):
+        """A truncated file is a broken edit, not "every key at its default" (issue 13, item 1)."""
+        for raw in ("", "  \n", "\t\r\n  "):
+            snap = parse(raw)
+            self.assertFalse(snap.valid, repr(raw))
+            self.assertEqual(issues(snap), [("", EMPTY_FILE_MESSAGE)])
+            self.assertIsNone(snap.parsed)
+            self.assertEqual(snap.config, {})
+            self.assertEqual(snap.hash, sha256(raw))
+
+    def test_an_empty_object_is_a_valid_empty_config(self):
+        snap = parse("{}\n")
         self.assertTrue(snap.valid)
         self.assertEqual(snap.config, {})
 
@@ -453,6 +464,27 @@ class RedactionTests(SynchronousTestCase):
         # The comment keeps the sentinel: what it said is not known to the writer.
         self.assertEqual(written, raw.replace('was "tok-1"', f'was "{SENTINEL}"'))
 
+    def test_secrets_quoted_in_comments_are_found_in_one_pass(self):
+        """A stray quote before the secret, both quote styles, a secret with a quote inside."""
+        raw = (
+            "{\n  /* it's \"tok-1\", or 'pw-1', or \"don't\" */\n"
+            '  gateway: { auth: { token: "tok-1", password: "pw-1" } },\n'
+            "  hooks: { token: \"don't\" },\n}\n"
+        )
+        redacted = redaction.redact_raw(raw, parse(raw).parsed)
+        comment = redacted.split("*/")[0]
+        self.assertEqual(comment, f"{{\n  /* it's \"{SENTINEL}\", or '{SENTINEL}', or \"{SENTINEL}\" ")
+        self.assertEqual(redacted.count(SENTINEL), 6)
+
+    def test_many_comments_and_many_secrets(self):
+        """Each comment used to be rescanned once per secret (comments x secrets)."""
+        secrets = {f"c{index}": {"botToken": f"bt-{index:05d}"} for index in range(300)}
+        comments = "".join(f'  // channel {index} used "bt-{index:05d}"\n' for index in range(300))
+        raw = "{\n" + comments + "  channels: " + json.dumps(secrets) + "\n}\n"
+        redacted = redaction.redact_raw(raw, parse(raw).parsed)
+        self.assertEqual(redacted.count(SENTINEL), 600)
+        self.assertNotIn("bt-0", redacted)
+
     def test_restore_raw_refuses_when_literals_and_document_disagree(self):
         """Sentinels counted in the text must match those in the parsed document."""
         raw = f'{{ gateway: {{ auth: {{ token: "{SENTINEL}" }} }} }}'
@@ -474,13 +506,92 @@ class RedactionTests(SynchronousTestCase):
             'Sentinel value "__OPENCLAW_REDACTED__" in key gateway.auth.token is not valid as real data',
         )
 
-    def test_env_reference_round_trips(self):
-        """A ``${VAR}`` secret is redacted too, and restored as the reference, not the value."""
-        raw = '{ gateway: { auth: { token: "${GW_TOKEN}" } } }'
-        current = parse(raw, {"GW_TOKEN": "x"}).parsed
-        redacted = redaction.redact_raw(raw, current)
-        self.assertNotIn("GW_TOKEN", redacted)
-        self.assertEqual(redaction.restore_raw(redacted, parse(redacted).parsed, current), raw)
+    def test_env_reference_reads_as_written_and_round_trips(self):
+        """A secret that is one ``${VAR}`` names the secret without holding it: the reference
+        gateway shows it as written (``isConcreteSensitiveString``), and so do we."""
+        raw = '{ gateway: { auth: { token: "${GW_TOKEN}", password: "pw-${GW_TOKEN}" } } }'
+        snap = parse(raw, {"GW_TOKEN": "tok-secret-1"})
+        redacted = redaction.redact_raw(raw, snap.parsed)
+        self.assertEqual(redacted, f'{{ gateway: {{ auth: {{ token: "${{GW_TOKEN}}", password: "{SENTINEL}" }} }} }}')
+        self.assertEqual(
+            redaction.redact(snap.shown), {"gateway": {"auth": {"token": "${GW_TOKEN}", "password": SENTINEL}}}
+        )
+        self.assertEqual(redaction.restore_raw(redacted, parse(redacted, {"GW_TOKEN": "t"}).parsed, snap.parsed), raw)
+
+
+class SubstitutionDisplayTests(SynchronousTestCase):
+    """Values taken from ``${VAR}`` never show expanded (issue 13, item 4)."""
+
+    ENV = {"OPENCLAW_GATEWAY_TOKEN": "gw-token-0f3a9", "HOST": "10.1.2.3", "ON": "1"}
+
+    def test_shown_config_keeps_the_references(self):
+        raw = """{
+          agents: { defaults: { workspace: "${OPENCLAW_GATEWAY_TOKEN}" } },
+          gateway: { trustedProxies: ["${HOST}", "10.0.0.2"], controlUi: { basePath: "$${HOST}/ui" } },
+        }"""
+        snap = parse(raw, self.ENV)
+        self.assertTrue(snap.valid, snap.issues)
+        self.assertEqual(snap.config["agents"]["defaults"]["workspace"], "gw-token-0f3a9")  # what runs
+        self.assertEqual(snap.shown["agents"]["defaults"]["workspace"], "${OPENCLAW_GATEWAY_TOKEN}")
+        self.assertEqual(snap.shown["gateway"]["trustedProxies"], ["${HOST}", "10.0.0.2"])
+        self.assertEqual(snap.shown["gateway"]["controlUi"]["basePath"], "${HOST}/ui")  # a literal, escaped
+        self.assertNotIn("gw-token-0f3a9", json.dumps(redaction.redact(snap.shown)))
+
+    def test_issues_never_quote_values(self):
+        raw = '{ models: { providers: { p: { baseUrl: "${OPENCLAW_GATEWAY_TOKEN}", models: [{ id: "" }] } } } }'
+        snap = parse(raw, self.ENV)
+        self.assertEqual(
+            issues(snap),
+            [("models.providers.p.baseUrl", "must match ^https?://"), ("models.providers.p.models.0.id", "must not be empty")],
+        )
+        literal = parse('{ models: { providers: { p: { baseUrl: "sk-pasted-here" } } } }')
+        self.assertNotIn("sk-pasted-here", literal.issue_summary())
+
+    def test_settings_errors_name_the_reference(self):
+        path = os.path.abspath(self.mktemp())
+        raw = '{ agents: { defaults: { model: "${OPENCLAW_GATEWAY_TOKEN}" } } }'
+        with self.assertRaises(ConfigError) as caught:
+            resolve_settings({"state-dir": path}, {}, parse(raw, self.ENV))
+        self.assertIn("unknown model '${OPENCLAW_GATEWAY_TOKEN}'", str(caught.exception))
+        self.assertNotIn("gw-token-0f3a9", str(caught.exception))
+
+    def test_short_values_are_left_alone_in_messages(self):
+        snap = parse('{ gateway: { controlUi: { basePath: "${ON}" } } }', self.ENV)
+        self.assertEqual(snap.scrub("port 18789 is 1 of 1"), "port 18789 is 1 of 1")
+
+
+class FastParseTests(SynchronousTestCase):
+    """Plain JSON goes to the C parser; the result must be what JSON5 gives (issue 13, item 7)."""
+
+    def test_plain_json_means_the_same_as_json5(self):
+        import json5
+
+        for text in (
+            '{"a": 1, "a": 2}',
+            '{"n": 12345678901234567890123, "f": 1.5e3, "neg": -0.0, "t": true, "z": null}',
+            '{"s": "\\u00e9\\n\\ud83d\\ude00", "e": ""}',
+            '{"x": NaN, "y": Infinity, "w": -Infinity}',
+            '  {"nested": [[], {}, [1, [2, [3]]]]}  ',
+        ):
+            fast, slow = parsing.load_json5(text), json5.loads(text)
+            self.assertEqual(json.dumps(fast, sort_keys=True), json.dumps(slow, sort_keys=True), text)
+
+    def test_json5_only_text_still_parses(self):
+        self.assertEqual(parsing.load_json5("{a: 'b', /* c */ d: [1,],}"), {"a": "b", "d": [1]})
+
+    def test_errors_are_json5_errors(self):
+        with self.assertRaises(ValueError) as caught:
+            parsing.load_json5("{ nope")
+        self.assertIn("<string>:1", str(caught.exception))
+
+    def test_size_is_counted_in_utf8_bytes(self):
+        limit = parsing.MAX_CONFIG_BYTES
+        self.assertIsNone(parsing.too_large("x" * limit))
+        self.assertIsNone(parsing.too_large("é" * (limit // 2)))
+        self.assertEqual(
+            parsing.too_large("é" * (limit // 2 + 1)),
+            f"config text is {limit + 2} bytes; the limit is {limit} bytes (256 KiB)",
+        )
 
 
 class WriterTests(SynchronousTestCase):

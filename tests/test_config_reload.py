@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.config import reload_plan
 from openclaw.config import snapshot as config_snapshot
+from openclaw.config.loader import ConfigError
 from openclaw.config.overrides import masked_paths
 from openclaw.services.reload import POLL_INTERVAL_S, RESTART_COOLDOWN_S, ConfigReloader
 from openclaw.settings import resolve_settings
@@ -412,6 +413,116 @@ class DecisionTests(_ReloaderMixin, SynchronousTestCase):
         self.assertEqual(self.changes[0]["ts"], 100_550)
 
 
+class AuthFloorTests(_ReloaderMixin, SynchronousTestCase):
+    """A reload never turns auth off by accident (issue 13, item 1): the token is only in the file."""
+
+    def reload_lines(self) -> list[tuple[str, str]]:
+        return [(level, text) for level, text in self.levels if text.startswith("config reload")]
+
+    def assert_still_running_with_the_token(self, running: config_snapshot.ConfigSnapshot) -> None:
+        self.assertEqual((self.applied, self.restarts, self.changes), ([], [], []))
+        self.assertIs(self.reloader.snapshot, running)
+        # What a SIGUSR1 restart would build: still the token from the file.
+        self.assertEqual(self.reloader.current_settings().auth.mode, "token")
+        self.assertEqual(self.reloader.current_settings().auth.token, "tok-1")
+        self.assertEqual(self.reloader.current_settings().port, 18789)
+
+    def test_truncated_file_is_an_invalid_edit(self):
+        running = self.reloader.snapshot
+        for text in ("", " \n\t\n"):
+            self.write(text)
+            self.poll_and_settle()
+            self.assert_still_running_with_the_token(running)
+            self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+        expected = "config reload: skipped (invalid config: <root>: " + config_snapshot.EMPTY_FILE_MESSAGE + ")"
+        self.assertEqual(self.reload_lines(), [("warn", expected), ("warn", expected)])
+
+    def test_an_edit_that_drops_the_auth_block_is_refused(self):
+        running = self.reloader.snapshot
+        for document in ({}, {"gateway": {"port": 18789}, "logging": {"level": "debug"}}):
+            self.write(document)
+            self.poll_and_settle()
+            self.assert_still_running_with_the_token(running)
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "refused")
+        reason = (
+            "the new config would turn authentication off (auth mode token -> none) without saying "
+            'gateway.auth.mode: "none"; the running config stays'
+        )
+        self.assertEqual(decision["reason"], reason)
+        self.assertEqual(self.reload_lines(), [("error", f"config reload: refused ({reason})")] * 2)
+        # Putting the file back is recorded once, like after a skipped edit.
+        self.write(BASE)
+        self.poll_and_settle()
+        self.assertEqual(self.reloader.last_decision["decision"], "noop")
+
+    def test_a_later_good_edit_is_planned_against_what_runs(self):
+        self.write({})
+        self.poll_and_settle()
+        self.write(with_changes(BASE, logging__level="debug"))
+        self.poll_and_settle()
+        self.assertEqual(self.plans[0].changed_paths, ("logging.level",))
+
+    def test_saying_none_explicitly_turns_auth_off(self):
+        self.write({"gateway": {"auth": {"mode": "none"}}})
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.reloader.current_settings().auth.mode, "none")
+        # From there on, a config without auth is no downgrade.
+        self.clock.advance(RESTART_COOLDOWN_S)
+        self.write({"logging": {"level": "debug"}})
+        self.poll_and_settle()
+        self.assertEqual(self.reloader.last_decision["decision"], "restart")
+
+    def test_token_to_password_is_not_a_downgrade(self):
+        self.write({"gateway": {"auth": {"password": "pw-1"}}})
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.reloader.current_settings().auth.mode, "password")
+
+    def test_port_key_removed_with_auth_kept_moves_the_listener(self):
+        """Not a downgrade: the file asks for the default port, and auth stays."""
+        self.write({"gateway": {"auth": {"mode": "token", "token": "tok-1"}}, "logging": {"level": "info"}})
+        self.poll_and_settle()
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.reloader.last_decision["reason"], "gateway.port")
+
+
+class AuthFloorWithEnvironmentTokenTests(_ReloaderMixin, SynchronousTestCase):
+    """With OPENCLAW_GATEWAY_TOKEN set, auth does not depend on the file: dropping it is no downgrade."""
+
+    def make_reloader(self, executor: Any) -> ConfigReloader:
+        self.env["OPENCLAW_GATEWAY_TOKEN"] = "env-token"
+        return super().make_reloader(executor)
+
+    def test_dropping_the_auth_block_keeps_the_environment_token(self):
+        self.write({"gateway": {"port": 18789}, "logging": {"level": "info"}})
+        self.poll_and_settle()
+        self.assertNotEqual(self.reloader.last_decision["decision"], "refused")
+        settings = self.reloader.current_settings()
+        self.assertEqual((settings.auth.mode, settings.auth.token), ("token", "env-token"))
+
+    def test_an_empty_file_is_still_an_invalid_edit(self):
+        self.write("")
+        self.poll_and_settle()
+        self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+
+
+class LargeChangeTests(_ReloaderMixin, SynchronousTestCase):
+    def test_log_line_and_last_decision_name_at_most_50_paths(self):
+        """``lastDecision`` goes out in every ``health``: a change of 200 keys must not ride along whole."""
+        self.write(with_changes(BASE, channels={f"c{index:03d}": {"enabled": True} for index in range(200)}))
+        self.poll_and_settle()
+        decision = self.reloader.last_decision
+        self.assertEqual(decision["decision"], "hot")
+        self.assertEqual(len(decision["changedPaths"]), 50)
+        self.assertEqual(len(decision["noopPaths"]), 50)
+        self.assertEqual(decision["changedPathCount"], 200)
+        self.assertTrue(decision["reason"].endswith("channels.c049.enabled, and 150 more"), decision["reason"])
+        self.assertEqual(len(self.plans[0].changed_paths), 200)  # the plan itself is whole
+        self.assertEqual(len(self.changes[0]["changedPaths"]), 200)  # and so is config.changed
+
+
 class OwnWriteTests(_ReloaderMixin, SynchronousTestCase):
     def test_own_write_is_not_reloaded_again_by_the_poller(self):
         text = json.dumps(with_changes(BASE, logging__level="debug"))
@@ -433,9 +544,26 @@ class OwnWriteTests(_ReloaderMixin, SynchronousTestCase):
 
     def test_own_write_is_atomic_with_a_backup(self):
         before = read(self.path)
-        self.successResultOf(self.reloader.write("{}"))
+        text = '{gateway: {auth: {mode: "none"}}}'
+        self.successResultOf(self.reloader.write(text))
         self.assertEqual(read(self.path + ".bak"), before)
-        self.assertEqual(read(self.path), "{}")
+        self.assertEqual(read(self.path), text)
+
+    def test_own_write_that_turns_auth_off_is_refused_before_writing(self):
+        before = read(self.path)
+        for text in ("{}", '{gateway: {port: 18789}}', '{gateway: {auth: {mode: "token"}}}'):
+            failure = self.failureResultOf(self.reloader.write(text), ConfigError)
+            self.assertEqual(read(self.path), before, text)
+            self.assertFalse(os.path.exists(self.path + ".bak"))
+        self.assertIn("turn authentication off", str(self.failureResultOf(self.reloader.write("{}")).value))
+        self.assertIn("needs a token", str(failure.value))
+
+    def test_own_write_with_settings_that_cannot_run_is_refused_before_writing(self):
+        before = read(self.path)
+        text = json.dumps(with_changes(BASE, gateway__bind="lan", gateway__auth={"mode": "none"}))
+        failure = self.failureResultOf(self.reloader.write(text), ConfigError)
+        self.assertIn("refusing to serve beyond loopback without auth", str(failure.value))
+        self.assertEqual(read(self.path), before)
 
     def test_read_current_sees_the_file_even_when_invalid(self):
         self.write("{ bogus: 1 }")

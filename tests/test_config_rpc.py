@@ -15,11 +15,14 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks, succeed
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
+from openclaw.config import parsing
 from openclaw.config import snapshot as config_snapshot
+from openclaw.config.parsing import MAX_CONFIG_BYTES
 from openclaw.config.redaction import SENTINEL
 from openclaw.config.schema import CONFIG_SCHEMA
 from openclaw.services.reload import ConfigReloader
@@ -60,6 +63,8 @@ def sha256(text: str) -> str:
 class _ConfigRpcBase(TestCase):
     timeout = 20
     initial: str | None = INITIAL
+    command_line_token = True  # False: the token is only in the file
+    environment: dict[str, str] = {}
 
     @inlineCallbacks
     def setUp(self):
@@ -69,8 +74,10 @@ class _ConfigRpcBase(TestCase):
         if self.initial is not None:
             with open(self.path, "w", encoding="utf-8") as handle:
                 handle.write(self.initial)
-        self.env: dict[str, str] = {}
-        self.options = {"state-dir": self.dir, "config": self.path, "token": TOKEN}
+        self.env: dict[str, str] = dict(self.environment)
+        self.options = {"state-dir": self.dir, "config": self.path}
+        if self.command_line_token:
+            self.options["token"] = TOKEN
         initial = config_snapshot.read(self.path, self.env)
         settings = resolve_settings(self.options, self.env, initial)
         self.running = yield start_gateway(self, config=settings.config, config_path=self.path)
@@ -333,6 +340,226 @@ class ConfigSetTests(_ConfigRpcBase):
     def test_raw_is_required(self):
         error = yield self.error("config.set", {"baseHash": sha256(INITIAL)})
         self.assertEqual(error["code"], "INVALID_REQUEST")
+
+
+class AuthFloorTests(_ConfigRpcBase):
+    """``config.*`` cannot turn auth off by accident (issue 13, item 1); the token is only in the file."""
+
+    command_line_token = False
+    REFUSED = (
+        "config change refused: the new config would turn authentication off (auth mode token -> none) "
+        'without saying gateway.auth.mode: "none"; the file is unchanged'
+    )
+
+    @inlineCallbacks
+    def assert_refused(self, method: str, raw: str):
+        current = yield self.ok("config.get")
+        error = yield self.error(method, {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(error["code"], "INVALID_REQUEST")
+        self.assertEqual(error["message"], self.REFUSED, method)
+        self.assertEqual(self.on_disk(), INITIAL)
+        self.assertFalse(os.path.exists(self.path + ".bak"))
+
+    @inlineCallbacks
+    def test_set_patch_and_apply_that_drop_auth_are_refused(self):
+        yield self.assert_refused("config.set", "{}")
+        yield self.assert_refused("config.set", '{ logging: { level: "debug" } }')
+        yield self.assert_refused("config.patch", '{ gateway: { auth: null } }')
+        yield self.assert_refused("config.patch", '{ gateway: { auth: { mode: null, token: null, password: null } } }')
+        yield self.assert_refused("config.apply", '{ gateway: { port: 18789 } }')
+        self.clock.advance(60)
+        self.assertEqual(self.restarts, [])
+        self.assertEqual(self.client.skipped, [])  # no config.changed went out
+        settings = self.reloader.current_settings()
+        self.assertEqual((settings.auth.mode, settings.auth.token), ("token", TOKEN))
+
+    @inlineCallbacks
+    def test_blank_raw_is_not_a_config(self):
+        current = yield self.ok("config.get")
+        for method in ("config.set", "config.apply", "config.patch"):
+            error = yield self.error(method, {"raw": " \n ", "baseHash": current["hash"]})
+            self.assertEqual(error["code"], "INVALID_REQUEST")
+            self.assertIn("raw is not valid JSON5", error["message"])
+        self.assertEqual(self.on_disk(), INITIAL)
+
+    @inlineCallbacks
+    def test_beyond_loopback_without_auth_is_refused_even_when_explicit(self):
+        current = yield self.ok("config.get")
+        raw = '{ gateway: { bind: "lan", auth: { mode: "none" } } }'
+        error = yield self.error("config.set", {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(error["code"], "INVALID_REQUEST")
+        self.assertEqual(
+            error["message"],
+            "invalid config: refusing to serve beyond loopback without auth: set a token or password, or --bind loopback",
+        )
+        self.assertEqual(self.on_disk(), INITIAL)
+
+    @inlineCallbacks
+    def test_saying_none_explicitly_is_taken(self):
+        current = yield self.ok("config.get")
+        raw = '{ gateway: { auth: { mode: "none", token: null, password: null } } }'
+        result = yield self.ok("config.patch", {"raw": raw, "baseHash": current["hash"]})
+        self.assertIs(result["restart"], True)
+        self.clock.advance(0)
+        self.assertEqual(self.restarts, ["config change"])
+        self.assertEqual(self.reloader.current_settings().auth.mode, "none")
+
+
+class SubstitutedSecretTests(_ConfigRpcBase):
+    """An admin points a non-secret key at ``${OPENCLAW_GATEWAY_TOKEN}``; nobody reads the token
+    back: not a read-only client, not an event, an error or a log line (issue 13, item 4)."""
+
+    environment = {"OPENCLAW_GATEWAY_TOKEN": TOKEN}
+    REFERENCE = "${OPENCLAW_GATEWAY_TOKEN}"
+
+    @inlineCallbacks
+    def setUp(self):
+        self.logged: list[str] = []
+        globalLogPublisher.addObserver(self._observe)
+        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
+        yield super().setUp()
+
+    def _observe(self, event: dict) -> None:
+        self.logged.append(formatEvent(event) + repr(event.get("log_failure", "")))
+
+    @inlineCallbacks
+    def patch(self, document: Any, ok: bool = True):
+        current = yield self.ok("config.get")
+        call = self.ok if ok else self.error
+        result = yield call("config.patch", {"raw": json.dumps(document), "baseHash": current["hash"]})
+        return result
+
+    @inlineCallbacks
+    def test_a_substituted_token_is_shown_as_written(self):
+        reader, hello = yield connect(self, self.running.url, scopes=READ_ONLY)
+        self.assertTrue(hello["ok"], hello)
+        result = yield self.patch({"agents": {"defaults": {"workspace": self.REFERENCE}}})
+        self.assertEqual(result["config"]["agents"]["defaults"]["workspace"], self.REFERENCE)
+        self.assertNoSecrets(result)
+        self.assertEqual(self.reloader.snapshot.config["agents"]["defaults"]["workspace"], TOKEN)  # what runs
+        event = yield reader.next_matching(lambda f: f.get("type") == "event" and f.get("event") == "config.changed")
+        self.assertNoSecrets(event)
+        payload = yield self.ok("config.get", client=reader)
+        self.assertNoSecrets(payload)
+        self.assertEqual(payload["config"]["agents"]["defaults"]["workspace"], self.REFERENCE)
+        self.assertEqual(payload["parsed"]["agents"]["defaults"]["workspace"], self.REFERENCE)
+        self.assertIn(self.REFERENCE, payload["raw"])
+        self.assertNoSecrets(self.logged)
+
+    @inlineCallbacks
+    def test_errors_about_a_substituted_value_name_the_reference(self):
+        error = yield self.patch({"models": {"providers": {"local": {"baseUrl": self.REFERENCE}}}}, ok=False)
+        self.assertEqual(error["message"], "invalid config: models.providers.local.baseUrl: must match ^https?://")
+        self.assertNoSecrets(error)
+        error = yield self.patch({"agents": {"defaults": {"model": self.REFERENCE}}}, ok=False)
+        self.assertEqual(
+            error["message"],
+            f"invalid config: agents.defaults.model: unknown model '{self.REFERENCE}' (declare it under models.providers)",
+        )
+        self.assertEqual(self.on_disk(), INITIAL)
+        self.assertNoSecrets(self.logged)
+
+    @inlineCallbacks
+    def test_a_hand_edit_is_reported_without_the_value(self):
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write('{ gateway: { auth: { mode: "token" } }, agents: { defaults: { model: "${OPENCLAW_GATEWAY_TOKEN}" } } }')
+        self.reloader.check_now()
+        self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+        self.assertIn(self.REFERENCE, self.reloader.last_decision["reason"])
+        health = yield self.ok("health", {"probe": True})
+        self.assertNoSecrets(health)
+        self.assertNoSecrets(self.logged)
+
+
+def sized_config(size: int) -> str:
+    """A valid JSON config (INITIAL's, plus an ignored ``channels`` blob) exactly ``size`` bytes long."""
+    document = {**config_snapshot.parse(INITIAL, "x", {}).parsed, "channels": {"blob": ""}}
+    padding = size - len(json.dumps(document))
+    document["channels"]["blob"] = "x" * padding
+    return json.dumps(document)
+
+
+class SizeLimitTests(_ConfigRpcBase):
+    """``config.set/patch/apply`` refuse text over the documented cap; nothing is parsed twice
+    (issue 13, item 7: a 5 MB config took 75 s of CPU, and every later config.get 38 s)."""
+
+    TOO_LARGE = f"raw is too large: config text is {MAX_CONFIG_BYTES + 1} bytes; the limit is {MAX_CONFIG_BYTES} bytes (256 KiB)"
+
+    def count_calls(self, module: Any, name: str) -> list[Any]:
+        calls: list[Any] = []
+        original = getattr(module, name)
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return original(*args, **kwargs)
+
+        self.patch(module, name, counting)
+        return calls
+
+    @inlineCallbacks
+    def test_text_over_the_cap_is_refused(self):
+        current = yield self.ok("config.get")
+        raw = sized_config(MAX_CONFIG_BYTES + 1)
+        for method in ("config.set", "config.apply", "config.patch"):
+            error = yield self.error(method, {"raw": raw, "baseHash": current["hash"]})
+            self.assertEqual(error["code"], "INVALID_REQUEST")
+            self.assertEqual(error["message"], f"invalid {method} params: {self.TOO_LARGE}")
+        self.assertEqual(self.on_disk(), INITIAL)
+
+    @inlineCallbacks
+    def test_text_at_the_cap_is_taken(self):
+        current = yield self.ok("config.get")
+        raw = sized_config(MAX_CONFIG_BYTES)
+        self.assertEqual(len(raw.encode()), MAX_CONFIG_BYTES)
+        result = yield self.ok("config.set", {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(result["hash"], sha256(raw))
+        self.assertEqual(self.on_disk(), raw)
+
+    @inlineCallbacks
+    def test_a_patch_that_grows_the_file_over_the_cap_is_refused(self):
+        yield self.ok("config.set", {"raw": sized_config(MAX_CONFIG_BYTES - 100), "baseHash": sha256(INITIAL)})
+        current = yield self.ok("config.get")
+        raw = json.dumps({"channels": {"more": "y" * 200}})
+        error = yield self.error("config.patch", {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(error["code"], "INVALID_REQUEST")
+        self.assertTrue(error["message"].startswith("invalid config.patch params: the patched config would be too large"), error)
+        self.assertEqual(sha256(self.on_disk()), current["hash"])
+
+    @inlineCallbacks
+    def test_unchanged_file_is_not_parsed_again(self):
+        parses = self.count_calls(config_snapshot, "parse")
+        for _ in range(3):
+            yield self.ok("config.get")
+        self.assertEqual(parses, [])  # the running snapshot already has this text
+        payload = yield self.ok("config.get")
+        yield self.ok("config.set", {"raw": payload["raw"].replace('"info"', '"warn"'), "baseHash": payload["hash"]})
+        self.assertEqual(len(parses), 1)  # the write's own check
+        yield self.ok("config.get")
+        yield self.ok("config.get")
+        self.assertEqual(len(parses), 1)
+
+    @inlineCallbacks
+    def test_json_text_never_goes_through_the_slow_parser(self):
+        slow = self.count_calls(parsing.json5, "loads")
+        current = yield self.ok("config.get")
+        raw = json.dumps({"gateway": {"auth": {"mode": "token", "token": SENTINEL}}, "logging": {"level": "warn"}})
+        yield self.ok("config.set", {"raw": raw, "baseHash": current["hash"]})
+        current = yield self.ok("config.get")
+        yield self.ok("config.patch", {"raw": '{"logging": {"level": "error"}}', "baseHash": current["hash"]})
+        yield self.ok("config.get")
+        self.assertEqual(slow, [])
+
+    @inlineCallbacks
+    def test_json5_text_is_parsed_once_per_write(self):
+        slow = self.count_calls(parsing.json5, "loads")
+        current = yield self.ok("config.get")
+        edited = current["raw"].replace('level: "info"', 'level: "warn"')
+        del slow[:]
+        yield self.ok("config.set", {"raw": edited, "baseHash": current["hash"]})
+        # The client's text, and the text with the secrets put back (checked before writing).
+        self.assertEqual(len(slow), 2)
+        yield self.ok("config.get")
+        self.assertEqual(len(slow), 2)
 
 
 class NoFileYetTests(_ConfigRpcBase):

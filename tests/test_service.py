@@ -326,6 +326,31 @@ class OptionsTests(_TreeMixin, SynchronousTestCase):
             self.parse("--config", path)
         self.assertIn(path, str(caught.exception))
 
+    def test_empty_config_file_is_a_usage_error(self):
+        """A truncated file would start the gateway on defaults, without the token it held."""
+        path = os.path.join(os.path.abspath(self.mktemp()) + ".json")
+        with open(path, "w"):
+            pass
+        with self.assertRaises(usage.UsageError) as caught:
+            self.parse("--config", path)
+        self.assertIn(path, str(caught.exception))
+        self.assertIn("the file is empty", str(caught.exception))
+
+    def test_the_reloader_starts_from_the_same_read_as_the_settings(self):
+        """An edit between parsing and makeService must not hand the reloader a different file
+        (a truncated one would make the next SIGUSR1 restart fail, or run unchecked)."""
+        path = os.path.join(os.path.abspath(self.mktemp()) + ".json")
+        text = '{gateway: {auth: {mode: "token", token: "file-token"}}}'
+        with open(path, "w") as handle:
+            handle.write(text)
+        options = self.parse("--config", path)
+        with open(path, "w"):
+            pass
+        root = tap.makeService(options, reactor=ThreadedMemoryReactor())
+        self.assertEqual(root.reloader.snapshot.raw, text)
+        self.assertEqual(root.reloader.current_settings().auth.token, "file-token")
+        self.assertEqual(root.gateway.settings.auth.token, "file-token")
+
     def test_environment_token_is_read(self):
         """Secrets should not have to appear in ``ps`` output: the environment works too."""
         os.environ["OPENCLAW_GATEWAY_TOKEN"] = "from-env"

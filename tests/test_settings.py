@@ -62,9 +62,18 @@ class DefaultsTests(_TempStateMixin, SynchronousTestCase):
         """Loopback means both loopback addresses, so ``localhost`` works either way."""
         self.assertEqual(self.resolve().interfaces, ("127.0.0.1", "::1"))
 
-    def test_empty_file_is_an_empty_config(self):
-        """An empty file (e.g. just created by an editor) is the same as no file."""
-        self.write_config("   \n")
+    def test_empty_file_refuses_to_start(self):
+        """An empty file is most likely a truncated one: starting on defaults would drop the
+        token and the port it held, so start-up stops with a message naming the file."""
+        for text in ("", "   \n"):
+            self.write_config(text)
+            with self.assertRaises(ConfigError) as caught:
+                self.resolve()
+            self.assertIn(self.config_path, str(caught.exception))
+            self.assertIn("the file is empty", str(caught.exception))
+
+    def test_an_empty_object_is_an_empty_config(self):
+        self.write_config("{}\n")
         self.assertEqual(dict(self.resolve().config), {})
 
 

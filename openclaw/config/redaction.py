@@ -1,7 +1,9 @@
 """Secrets out of ``config.get``, and back in on write.
 
 Sensitive leaves (schema ``x-sensitive`` keys, plus any key that looks like a secret) read as the
-sentinel ``__OPENCLAW_REDACTED__`` in both the object and the raw text. A client that edits the
+sentinel ``__OPENCLAW_REDACTED__`` in both the object and the raw text, except a value that is
+one ``${VAR}`` reference: it names the secret without holding it, and reads as written (as in
+the reference gateway). A client that edits the
 redacted text and sends it back does not know the secrets, so on write every sentinel is
 replaced by the value now stored at the same path; a sentinel with nothing to restore is refused.
 """
@@ -9,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-import json5
-
+from .parsing import load_json5
 from .schema import sensitive_paths
+from .substitution import is_placeholder
 
 SENTINEL = "__OPENCLAW_REDACTED__"
 # The reference's heuristic (``src/config/sensitive-paths.ts``), applied to the key: camelCase
@@ -32,22 +35,29 @@ class SentinelError(ValueError):
 
 
 def _is_secret(path: str, key: str) -> bool:
-    generic = re.sub(r"\.(providers)\.[^.]+", r".\1.*", path)
-    if path in _SENSITIVE or generic in _SENSITIVE:
+    # Asked for every key of every config.get: the path rewrite only where it can matter.
+    if key in _SENSITIVE_KEYS and (path in _SENSITIVE or _PROVIDER.sub(r".\1.*", path) in _SENSITIVE):
         return True
     return bool(_SECRET_NAME.search(key)) and not key.lower().endswith(_NOT_SECRET_SUFFIXES)
 
 
 _SENSITIVE = frozenset(sensitive_paths()) | {"models.providers.*.apiKey"}
+_SENSITIVE_KEYS = frozenset(path.rsplit(".", 1)[-1] for path in _SENSITIVE)
+_PROVIDER = re.compile(r"\.(providers)\.[^.]+")
+
+
+def _hidden(value: Any, path: str, key: str) -> bool:
+    """A secret string that holds the secret itself: ``"${VAR}"`` only names one, and reads as is."""
+    return isinstance(value, str) and bool(value) and _is_secret(path, key) and not is_placeholder(value)
 
 
 def secret_leaves(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """(path, value) of every secret string, in document order."""
+    """(path, value) of every secret string that ``redact`` hides, in document order."""
     found: list[tuple[str, Any]] = []
     if isinstance(config, Mapping):
         for key, value in config.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, str) and _is_secret(path, str(key)):
+            if _hidden(value, path, str(key)):
                 found.append((path, value))
             else:
                 found.extend(secret_leaves(value, path))
@@ -61,7 +71,7 @@ def redact(config: Any, prefix: str = "") -> Any:
     if isinstance(config, Mapping):
         return {
             key: SENTINEL
-            if isinstance(value, str) and value and _is_secret(f"{prefix}.{key}" if prefix else str(key), str(key))
+            if _hidden(value, f"{prefix}.{key}" if prefix else str(key), str(key))
             else redact(value, f"{prefix}.{key}" if prefix else str(key))
             for key, value in config.items()
         }
@@ -73,6 +83,7 @@ def redact(config: Any, prefix: str = "") -> Any:
 # JSON5 comments and string literals; scanning them in order tells a value from a comment.
 _TOKEN = re.compile(r"""//[^\n]*|/\*.*?\*/|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'""", re.DOTALL)
 _KEY_FOLLOWS = re.compile(r"\s*:")
+_QUOTE = re.compile(r"[\"']")
 
 
 def _tokens(raw: str) -> Iterator[tuple[int, int, str, Any]]:
@@ -82,7 +93,7 @@ def _tokens(raw: str) -> Iterator[tuple[int, int, str, Any]]:
         if text[0] not in "\"'":
             yield match.start(), match.end(), text, None
         elif not _KEY_FOLLOWS.match(raw, match.end()):
-            yield match.start(), match.end(), text, text[1:-1] if "\\" not in text else json5.loads(text)
+            yield match.start(), match.end(), text, text[1:-1] if "\\" not in text else load_json5(text)
 
 
 def _quoted(value: str, quote: str) -> str:
@@ -101,6 +112,28 @@ def _splice(raw: str, replacements: list[tuple[int, int, str]]) -> str:
     return "".join(pieces)
 
 
+def _hide_quoted(comment: str, secrets: set[str]) -> str:
+    """``comment`` with each quoted secret (``"s"`` or ``'s'``) replaced by the sentinel.
+
+    One pass over the quote characters (each span between two equal quotes is looked up in the
+    set), not one ``replace`` per secret: a file with many comments and many secrets stays linear.
+    """
+    found, position = [], 0
+    for match in _QUOTE.finditer(comment):
+        index, char = match.start(), match.group()
+        if index < position:
+            continue
+        close = comment.find(char, index + 1)
+        if close > 0 and comment[index + 1 : close] in secrets:
+            found.append((index + 1, close, SENTINEL))
+            position = close + 1
+    hidden = _splice(comment, found)
+    for secret in (secret for secret in secrets if '"' in secret or "'" in secret):  # rare: quotes inside
+        for quote in ('"', "'"):
+            hidden = hidden.replace(f"{quote}{secret}{quote}", f"{quote}{SENTINEL}{quote}")
+    return hidden
+
+
 def redact_raw(raw: str, parsed: Any) -> str:
     """The file text with every string literal holding a secret replaced by the sentinel.
 
@@ -113,10 +146,7 @@ def redact_raw(raw: str, parsed: Any) -> str:
     replacements = []
     for start, end, text, value in _tokens(raw):
         if value is None:
-            hidden = text
-            for secret in secrets:
-                for quote in ('"', "'"):
-                    hidden = hidden.replace(f"{quote}{secret}{quote}", f"{quote}{SENTINEL}{quote}")
+            hidden = _hide_quoted(text, secrets)
             if hidden != text:
                 replacements.append((start, end, hidden))
         elif value in secrets:
@@ -165,7 +195,7 @@ def restore_raw(raw: str, parsed: Any, current: Any) -> str:
     if len(literals) != len(values):
         raise SentinelError(f'Sentinel value "{SENTINEL}" could not be restored in the file text')
     text = _splice(raw, [(start, end, _quoted(value, quote)) for (start, end, quote), value in zip(literals, values)])
-    if json5.loads(text) != restored:
+    if load_json5(text) != restored:
         raise SentinelError(f'Sentinel value "{SENTINEL}" could not be restored in the file text')
     return text
 

@@ -13,6 +13,7 @@ import attrs
 from .overrides import masking
 
 HOT = "hot"
+LISTED_PATHS = 50  # paths named in one log line or lastDecision: a huge config.set changes thousands
 RESTART = "restart"
 NONE = "none"
 
@@ -117,17 +118,28 @@ class ReloadPlan:
         return bool(self.masked) and len(self.masked) == len(self.changed_paths)
 
     def summary(self) -> dict[str, Any]:
+        """For ``lastDecision`` (sent in every ``health``): each list holds at most 50 paths,
+        and ``changedPathCount`` says how many there were when that cut one."""
         summary: dict[str, Any] = {
-            "changedPaths": list(self.changed_paths),
+            "changedPaths": list(self.changed_paths[:LISTED_PATHS]),
             "restartGateway": self.restart,
-            "restartReasons": list(self.restart_reasons),
-            "hotReasons": list(self.hot_paths),
-            "noopPaths": list(self.noop_paths),
+            "restartReasons": list(self.restart_reasons[:LISTED_PATHS]),
+            "hotReasons": list(self.hot_paths[:LISTED_PATHS]),
+            "noopPaths": list(self.noop_paths[:LISTED_PATHS]),
             "actions": list(self.actions),
         }
+        if len(self.changed_paths) > LISTED_PATHS:
+            summary["changedPathCount"] = len(self.changed_paths)
         if self.masked:
-            summary["maskedPaths"] = {path: source for path, source in self.masked}
+            summary["maskedPaths"] = {path: source for path, source in self.masked[:LISTED_PATHS]}
         return summary
+
+
+def listing(paths: Any, limit: int = LISTED_PATHS) -> str:
+    """``a, b, c`` for a log line, cut after ``limit`` paths (``…, and 120 more``)."""
+    paths = list(paths)
+    text = ", ".join(paths[:limit])
+    return text + f", and {len(paths) - limit} more" if len(paths) > limit else text
 
 
 def plan(old: Mapping[str, Any], new: Mapping[str, Any], masked: Mapping[str, str] | None = None) -> ReloadPlan:

@@ -1,24 +1,26 @@
 """A config file as read at one moment: its text, what it parses to, whether it is valid, its hash.
 
 Parsing is JSON5; ``${VAR}`` in string values is replaced from the environment (``$${VAR}``
-keeps a literal ``${VAR}``); validation is the strict schema in :mod:`.schema`. Every problem is
+keeps a literal ``${VAR}``, see :mod:`.substitution`, which also keeps expanded values out of
+what is shown); validation is the strict schema in :mod:`.schema`. Every problem is
 an issue ``{path, message}`` so operators see them all at once, not one per restart.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import re
 from typing import Any, Mapping
 
 import attrs
-import json5
 import jsonschema
 
+from .parsing import load_json5
 from .schema import CONFIG_SCHEMA
+from .substitution import Substitutions, as_written, substitute_env
 
 MISSING_HASH_INPUT = "missing"
-_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+EMPTY_FILE_MESSAGE = "the file is empty (or only whitespace); write {} for a config with every key at its default"
 
 
 @attrs.frozen
@@ -42,10 +44,17 @@ class ConfigSnapshot:
     config: Mapping[str, Any]  # resolved and valid, or {} when invalid
     issues: tuple[ConfigIssue, ...]
     hash: str
+    # ``config`` as shown to clients: a value that came from ``${VAR}`` reads as written.
+    shown: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    substitutions: Substitutions = attrs.field(factory=Substitutions, repr=False, eq=False)
 
     @property
     def valid(self) -> bool:
         return not self.issues
+
+    def scrub(self, text: str) -> str:
+        """A message about this config, with any value taken from the environment as ``${VAR}``."""
+        return self.substitutions.scrub(text)
 
     def issue_summary(self, limit: int = 3) -> str:
         text = "; ".join(str(issue) for issue in self.issues[:limit])
@@ -59,24 +68,29 @@ def content_hash(raw: str | None) -> str:
     return hashlib.sha256((MISSING_HASH_INPUT if raw is None else raw).encode("utf-8")).hexdigest()
 
 
-def substitute_env(value: Any, env: Mapping[str, str], issues: list[ConfigIssue], path: str = "") -> Any:
-    if isinstance(value, Mapping):
-        return {key: substitute_env(item, env, issues, f"{path}.{key}" if path else str(key)) for key, item in value.items()}
-    if isinstance(value, list):
-        return [substitute_env(item, env, issues, f"{path}.{index}") for index, item in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(1):
-            return "${" + match.group(2) + "}"
-        name = match.group(2)
-        if name not in env:
-            issues.append(ConfigIssue(path, f"environment variable {name} is not set"))
-            return ""
-        return env[name]
-
-    return _VAR.sub(replace, value)
+def _problem(error: jsonschema.ValidationError) -> str:
+    """What is wrong, from the rule alone: the value itself is never quoted (it may be a secret,
+    or an expanded ``${VAR}``, and issues reach ``operator.read`` clients and the log)."""
+    rule, limit = error.validator, error.validator_value
+    if rule == "type":
+        return f"expected {' or '.join(limit) if isinstance(limit, list) else limit}"
+    if rule == "enum":
+        return "must be one of " + ", ".join(repr(v) for v in limit)
+    if rule == "required":
+        return error.message.replace("'", "").replace(" is a required property", " is required")
+    if rule in ("minimum", "maximum"):
+        return f"must be at {'least' if rule == 'minimum' else 'most'} {limit}"
+    if rule == "minLength":
+        return "must not be empty" if limit == 1 else f"must be at least {limit} characters long"
+    if rule == "maxLength":
+        return f"must be at most {limit} characters long"
+    if rule == "pattern":
+        return f"must match {limit}"
+    if rule == "const":
+        return f"must be {json.dumps(limit)}"
+    if rule in ("anyOf", "oneOf"):
+        return "does not match any allowed form"
+    return f"fails the schema rule {rule!r}"
 
 
 def validate(config: Any) -> list[ConfigIssue]:
@@ -89,15 +103,7 @@ def validate(config: Any) -> list[ConfigIssue]:
                 if key not in known:
                     issues.append(ConfigIssue(f"{path}.{key}" if path else key, "unknown key"))
             continue
-        if error.validator == "type":
-            expected = error.validator_value
-            issues.append(ConfigIssue(path, f"expected {' or '.join(expected) if isinstance(expected, list) else expected}"))
-        elif error.validator == "enum":
-            issues.append(ConfigIssue(path, "must be one of " + ", ".join(repr(v) for v in error.validator_value)))
-        elif error.validator == "required":
-            issues.append(ConfigIssue(path, error.message.replace("'", "").replace(" is a required property", " is required")))
-        else:
-            issues.append(ConfigIssue(path, error.message))
+        issues.append(ConfigIssue(path, _problem(error)))
     return issues
 
 
@@ -111,12 +117,21 @@ def _validator() -> jsonschema.Draft7Validator:
     return _cached_validator[0]
 
 
-def parse(raw: str, path: str, env: Mapping[str, str]) -> ConfigSnapshot:
-    """A snapshot of ``raw`` (file text) as if it were the file at ``path``."""
+def parse(raw: str, path: str, env: Mapping[str, str], document: Any = None) -> ConfigSnapshot:
+    """A snapshot of ``raw`` (file text) as if it were the file at ``path``.
+
+    ``document`` is ``raw`` already parsed, when the caller has it (a write parses the client's
+    text once, not once per step).
+    """
     issues: list[ConfigIssue] = []
     parsed: Any = None
+    if not raw.strip():
+        # A truncated file (``: > openclaw.json``, an editor's half-done save) must not read as
+        # "every key at its default": that would drop the auth block and the port.
+        issue = ConfigIssue("", EMPTY_FILE_MESSAGE)
+        return ConfigSnapshot(path, True, raw, None, {}, (issue,), content_hash(raw))
     try:
-        parsed = json5.loads(raw) if raw.strip() else {}
+        parsed = load_json5(raw) if document is None else document
     except ValueError as exc:
         issues.append(ConfigIssue("", f"JSON5 parse failed: {exc}"))
     else:
@@ -124,16 +139,23 @@ def parse(raw: str, path: str, env: Mapping[str, str]) -> ConfigSnapshot:
             issues.append(ConfigIssue("", "the top level must be an object"))
             parsed = None
     config: Mapping[str, Any] = {}
+    substitutions = Substitutions()
     if parsed is not None:
-        resolved = substitute_env(parsed, env, issues)
-        issues.extend(validate(resolved))
+        resolved = substitute_env(parsed, env, substitutions)
+        issues.extend(ConfigIssue(where, f"environment variable {name} is not set") for where, name in substitutions.missing)
+        issues.extend(ConfigIssue(issue.path, substitutions.scrub(issue.message)) for issue in validate(resolved))
         if not issues:
             config = resolved
-    return ConfigSnapshot(path, True, raw, parsed, config, tuple(issues), content_hash(raw))
+    shown = as_written(parsed, config) if config else {}
+    return ConfigSnapshot(path, True, raw, parsed, config, tuple(issues), content_hash(raw), shown, substitutions)
 
 
-def read(path: str, env: Mapping[str, str] | None = None) -> ConfigSnapshot:
-    """Read and check the file (blocking: call it off the reactor thread once running)."""
+def read(path: str, env: Mapping[str, str] | None = None, known: tuple[ConfigSnapshot | None, ...] = ()) -> ConfigSnapshot:
+    """Read and check the file (blocking: call it off the reactor thread once running).
+
+    A snapshot in ``known`` (taken with the same ``env``) whose text equals the file's is
+    returned as it is: reading the file again costs a read and a compare, not a parse.
+    """
     env = os.environ if env is None else env
     try:
         with open(path, encoding="utf-8") as handle:
@@ -143,4 +165,7 @@ def read(path: str, env: Mapping[str, str] | None = None) -> ConfigSnapshot:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return ConfigSnapshot(path, True, None, None, {}, (ConfigIssue("", f"cannot read the file: {reason}"),), content_hash(None))
+    for snapshot in known:
+        if snapshot is not None and snapshot.path == path and snapshot.raw == raw:
+            return snapshot
     return parse(raw, path, env)

@@ -2,7 +2,8 @@
 ``config.apply`` (protocol §9.5, http spec §4).
 
 Secrets never leave: ``config.get`` shows them as ``__OPENCLAW_REDACTED__`` in the object and
-in the raw text, and a write that sends the sentinel back keeps the stored secret. Writes are
+in the raw text, and a write that sends the sentinel back keeps the stored secret. A value taken
+from ``${VAR}`` is shown as written, never expanded, in ``config`` as in ``raw`` and ``parsed``. Writes are
 optimistic: once the file exists, ``baseHash`` (the ``hash`` from ``config.get``) is required and
 must still match. A write is persisted atomically and then goes through the same reload path as
 an edit of the file (hot apply or in-process restart, per ``gateway.reload.mode``).
@@ -12,10 +13,11 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-import json5
 from twisted.internet.defer import inlineCallbacks
 
 from ..config import snapshot as config_snapshot
+from ..config.loader import ConfigError
+from ..config.parsing import load_json5, too_large
 from ..config.redaction import SentinelError, redact, redact_raw, restore, restore_raw
 from ..config.reload_plan import classify, diff_paths
 from ..config.schema import CONFIG_SCHEMA
@@ -46,7 +48,7 @@ def _redacted_view(snapshot: config_snapshot.ConfigSnapshot) -> dict[str, Any]:
         view.update(
             raw=redact_raw(snapshot.raw, snapshot.parsed),
             parsed=redact(snapshot.parsed),
-            config=redact(snapshot.config),
+            config=redact(snapshot.shown),
         )
     else:
         view.update(raw=None, parsed=None, config={})
@@ -55,8 +57,10 @@ def _redacted_view(snapshot: config_snapshot.ConfigSnapshot) -> dict[str, Any]:
 
 @inlineCallbacks
 def config_get(ctx: RequestContext) -> Any:
-    snapshot = yield _control(ctx).read_current()
-    return _redacted_view(snapshot)
+    control = _control(ctx)
+    snapshot = yield control.read_current()
+    # Redacting scans the whole text: on the file thread, like the read (the file may be large).
+    return (yield control.off_thread(_redacted_view, snapshot))
 
 
 def config_schema(ctx: RequestContext) -> dict[str, Any]:
@@ -91,13 +95,21 @@ def _check_base_hash(current: config_snapshot.ConfigSnapshot, base_hash: str | N
         raise invalid_request("config changed since last load; re-run config.get and retry")
 
 
-@inlineCallbacks
-def _parse_raw(ctx: RequestContext, raw: str, method: str) -> Any:
-    """JSON5 is parsed in pure Python: client-sent text goes to the file thread, not the reactor."""
+def _check_size(raw: str, method: str) -> None:
+    reason = too_large(raw)
+    if reason is not None:
+        raise invalid_request(f"invalid {method} params: raw is too large: {reason}")
+
+
+def _parsed(raw: str, method: str) -> dict[str, Any]:
+    """``raw`` as an object (on the file thread: JSON5 text may take a while)."""
     try:
-        return (yield _control(ctx).off_thread(json5.loads, raw))
+        document = load_json5(raw)
     except ValueError as exc:
         raise invalid_request(f"invalid {method} params: raw is not valid JSON5: {exc}") from None
+    if not isinstance(document, dict):
+        raise invalid_request(f"{method} raw must be an object")
+    return document
 
 
 def _rejected(snapshot: config_snapshot.ConfigSnapshot) -> GatewayError:
@@ -107,40 +119,45 @@ def _rejected(snapshot: config_snapshot.ConfigSnapshot) -> GatewayError:
 
 
 @inlineCallbacks
-def _write(ctx: RequestContext, text: str, restart_delay_ms: int = 0) -> Any:
+def _write(ctx: RequestContext, text: str, document: Any, restart_delay_ms: int = 0) -> Any:
     """Validate, persist, and run the new file through the reloader; fires with (snapshot, plan)."""
     control = _control(ctx)
-    written = yield control.write(text)
+    try:
+        written = yield control.write(text, document)
+    except ConfigError as exc:
+        raise invalid_request(str(exc)) from None
     if not written.valid:
         raise _rejected(written)
     plan = control.consider(written, restart_delay_ms)
     return written, plan
 
 
-def _restored_text(raw: str, parsed: Any, current: config_snapshot.ConfigSnapshot) -> str:
+def _replacement(raw: str, method: str, current: config_snapshot.ConfigSnapshot) -> tuple[str, Any]:
+    """For set and apply (file thread): the text to write, with the stored secrets put back, parsed."""
+    parsed = _parsed(raw, method)
+    stored = current.parsed or {}
     try:
-        return restore_raw(raw, parsed, current.parsed or {})
+        return restore_raw(raw, parsed, stored), restore(parsed, stored)
     except SentinelError as exc:
         raise invalid_request(str(exc)) from None
 
 
 @inlineCallbacks
 def _replacement_text(ctx: RequestContext, method: str) -> Any:
-    """For set and apply: check ``baseHash``, parse ``raw``, put the stored secrets back."""
+    """For set and apply: check the size and ``baseHash``, then parse and restore off the reactor."""
     params = ctx.params
-    current = yield _control(ctx).read_current()
+    _check_size(params["raw"], method)
+    control = _control(ctx)
+    current = yield control.read_current()
     _check_base_hash(current, params.get("baseHash"))
-    parsed = yield _parse_raw(ctx, params["raw"], method)
-    if not isinstance(parsed, dict):
-        raise invalid_request(f"{method} raw must be an object")
-    return _restored_text(params["raw"], parsed, current)
+    return (yield control.off_thread(_replacement, params["raw"], method, current))
 
 
 @inlineCallbacks
 def config_set(ctx: RequestContext) -> Any:
-    text = yield _replacement_text(ctx, "config.set")
-    written, _ = yield _write(ctx, text)
-    return {"ok": True, "path": written.path, "hash": written.hash, "config": redact(written.config)}
+    text, document = yield _replacement_text(ctx, "config.set")
+    written, _ = yield _write(ctx, text, document)
+    return {"ok": True, "path": written.path, "hash": written.hash, "config": redact(written.shown)}
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -156,32 +173,42 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-@inlineCallbacks
-def config_patch(ctx: RequestContext) -> Any:
-    params = ctx.params
-    current = yield _control(ctx).read_current()
-    _check_base_hash(current, params.get("baseHash"))
-    if current.exists and not current.valid:
-        raise invalid_request(f"{current.issue_summary()}; fix the config file before patching")
-    patch = yield _parse_raw(ctx, params["raw"], "config.patch")
-    if not isinstance(patch, dict):
-        raise invalid_request("config.patch raw must be an object")
+def _patched(raw: str, current: config_snapshot.ConfigSnapshot) -> tuple[Any, list[str], str | None]:
+    """On the file thread: the merged document, the changed paths, and the text to write (None: no change)."""
+    base = current.parsed or {}
     try:
-        patch = restore(patch, current.parsed or {})
+        patch = restore(_parsed(raw, "config.patch"), base)
     except SentinelError as exc:
         raise invalid_request(str(exc)) from None
-    base = current.parsed or {}
     merged = merge_patch(base, patch)
     changed = diff_paths(base, merged)
     if not changed:
-        return {"ok": True, "noop": True, "changedPaths": [], "path": current.path, "config": redact(current.config)}
+        return merged, [], None
     text = json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
-    written, plan = yield _write(ctx, text, params.get("restartDelayMs") or 0)
+    reason = too_large(text)
+    if reason is not None:
+        raise invalid_request(f"invalid config.patch params: the patched config would be too large: {reason}")
+    return merged, changed, text
+
+
+@inlineCallbacks
+def config_patch(ctx: RequestContext) -> Any:
+    params = ctx.params
+    _check_size(params["raw"], "config.patch")
+    control = _control(ctx)
+    current = yield control.read_current()
+    _check_base_hash(current, params.get("baseHash"))
+    if current.exists and not current.valid:
+        raise invalid_request(f"{current.issue_summary()}; fix the config file before patching")
+    merged, changed, text = yield control.off_thread(_patched, params["raw"], current)
+    if text is None:
+        return {"ok": True, "noop": True, "changedPaths": [], "path": current.path, "config": redact(current.shown)}
+    written, plan = yield _write(ctx, text, merged, params.get("restartDelayMs") or 0)
     return {
         "ok": True,
         "path": written.path,
         "hash": written.hash,
-        "config": redact(written.config),
+        "config": redact(written.shown),
         "changedPaths": changed,
         "restart": bool(plan and plan.restart),
     }
@@ -189,13 +216,13 @@ def config_patch(ctx: RequestContext) -> Any:
 
 @inlineCallbacks
 def config_apply(ctx: RequestContext) -> Any:
-    text = yield _replacement_text(ctx, "config.apply")
-    written, plan = yield _write(ctx, text, ctx.params.get("restartDelayMs") or 0)
+    text, document = yield _replacement_text(ctx, "config.apply")
+    written, plan = yield _write(ctx, text, document, ctx.params.get("restartDelayMs") or 0)
     return {
         "ok": True,
         "path": written.path,
         "hash": written.hash,
-        "config": redact(written.config),
+        "config": redact(written.shown),
         "restart": bool(plan and plan.restart),
     }
 

@@ -4,10 +4,13 @@ The file is polled on the injected clock (a ``stat`` on the worker thread: mtime
 and also checked at once on SIGHUP; a change (re)starts the debounce timer, and when it fires the
 file is read and hashed off the reactor thread. An unchanged hash (our own ``config.set`` echo)
 is ignored (but logged once as ``noop`` when it ends an earlier skip: the file is back to what
-runs); an invalid file is logged and skipped, the running config untouched. Otherwise the
-planner decides: hot changes are applied to the running gateway in order, restart-class changes
-restart the service tree in-process (hybrid and restart modes), hot mode only logs them. Keys the
-command line or environment overrides (``masked``) are logged as ignored and never restart.
+runs); an invalid file (an empty one included) is logged and skipped, the running config
+untouched, and so is one that would turn auth off without saying so (``refused``, see
+:mod:`..config.safety`; ``config.*`` writes are checked the same way before anything is
+written). Otherwise the planner decides: hot changes are applied to the running gateway in
+order, restart-class changes restart the service tree in-process (hybrid and restart modes), hot
+mode only logs them. Keys the command line or environment overrides (``masked``) are logged as
+ignored and never restart.
 
 A restart whose new tree cannot start (the new port is taken) falls back to the last config that
 ran (``restart_failed``): the decision becomes ``rolled-back`` with the error, and ``snapshot``
@@ -28,10 +31,12 @@ from twisted.logger import Logger, LogLevel
 
 from ..config import snapshot as config_snapshot
 from ..config.loader import ConfigError, lookup
-from ..config.reload_plan import ReloadPlan, plan
+from ..config.reload_plan import ReloadPlan, listing, plan
+from ..config.safety import auth_downgrade
 from ..config.writer import write_atomically
 
 if TYPE_CHECKING:
+    from ..security.shared_secret import AuthSettings
     from ..settings import GatewaySettings
 
 POLL_INTERVAL_S = 0.25
@@ -86,11 +91,21 @@ class ConfigReloader(Service):
         self._restart_call: IDelayedCall | None = None
         self._last_restart_at: float | None = None
         self.last_decision: dict[str, Any] | None = None
+        self._last_read: config_snapshot.ConfigSnapshot | None = None
         # Called with a ``config.changed`` payload whenever a new config is taken into use.
         self.on_change: Callable[[dict[str, Any]], None] | None = None
 
     def current_settings(self) -> "GatewaySettings":
         return self._settings_for(self.snapshot)
+
+    def accepted_auth(self) -> AuthSettings | None:
+        """Auth of the config last taken (or, failing that, of the running tree); None if unknown."""
+        for snapshot in (self.snapshot, self._tree_snapshot):
+            try:
+                return self._settings_for(snapshot).auth
+            except ConfigError:
+                continue
+        return None
 
     def running_settings(self) -> "GatewaySettings":
         """Settings of the config the running tree was built from (the restart fallback)."""
@@ -185,7 +200,7 @@ class ConfigReloader(Service):
             self._record("skipped", "config file not found", LogLevel.warn)
             return None
         if new.hash == self.snapshot.hash:
-            if self.last_decision is not None and self.last_decision["decision"] in ("skipped", "rolled-back"):
+            if self.last_decision is not None and self.last_decision["decision"] in ("skipped", "refused", "rolled-back"):
                 # The file is back to what runs: say so once, so lastDecision is not left stale.
                 self._record("noop", "the file matches the running config again")
             return None
@@ -197,6 +212,10 @@ class ConfigReloader(Service):
         except ConfigError as exc:
             self._record("skipped", f"invalid config: {exc}", LogLevel.warn)
             return None
+        downgrade = auth_downgrade(self.accepted_auth(), settings.auth, new.config)
+        if downgrade is not None:
+            self._record("refused", f"{downgrade}; the running config stays", LogLevel.error)
+            return None
         old = self.snapshot
         self.snapshot = new
         change = plan(old.config, new.config, self.masked)
@@ -206,7 +225,7 @@ class ConfigReloader(Service):
         if mode == "off":
             self._record("ignored", "config reload disabled (gateway.reload.mode=off)", **change.summary())
             return change
-        masked_text = ", ".join(f"{path} (overridden by {source})" for path, source in change.masked)
+        masked_text = listing(f"{path} (overridden by {source})" for path, source in change.masked)
         if change.only_masked:
             # The effective settings are unchanged: keep the running copy equal to the file, no restart.
             self._record("ignored", "overridden: " + masked_text, **change.summary())
@@ -216,14 +235,15 @@ class ConfigReloader(Service):
             self._log.info("config reload: ignoring {masked}", masked=masked_text)
         self._announce(new, change)
         if mode == "restart" or (mode == "hybrid" and change.restart):
-            self._record("restart", ", ".join(change.restart_reasons or change.changed_paths), **change.summary())
+            self._record("restart", listing(change.restart_reasons or change.changed_paths), **change.summary())
             self.request_restart("config change", restart_delay_ms)
             return change
         if change.restart:  # hot mode
-            self._record("ignored", "requires gateway restart; hot mode ignoring " + ", ".join(change.restart_reasons), **change.summary())
+            self._record("ignored", "requires gateway restart; hot mode ignoring " + listing(change.restart_reasons), **change.summary())
             return change
         # Recorded first: applying refreshes health, whose ``configReload`` shows this decision.
-        self._record("hot", ", ".join(path for path in change.changed_paths if path not in dict(change.masked)), **change.summary())
+        masked = dict(change.masked)
+        self._record("hot", listing(path for path in change.changed_paths if path not in masked), **change.summary())
         self._apply(settings, change)
         return change
 
@@ -284,8 +304,18 @@ class ConfigReloader(Service):
             )
 
     def read_current(self) -> Deferred:
-        """The file as it is now (off the reactor thread), valid or not."""
-        return self._executor.submit(lambda: config_snapshot.read(self.path, self._env))
+        """The file as it is now (off the reactor thread), valid or not.
+
+        Unchanged text is not parsed again: ``config.get`` after ``config.get`` (or after a
+        write, or a reload) reuses the snapshot that text already gave.
+        """
+        known = (self.snapshot, self._last_read)
+
+        def remember(snapshot: config_snapshot.ConfigSnapshot) -> config_snapshot.ConfigSnapshot:
+            self._last_read = snapshot
+            return snapshot
+
+        return self._executor.submit(lambda: config_snapshot.read(self.path, self._env, known)).addCallback(remember)
 
     def request_restart(self, reason: str, delay_ms: int = DEFAULT_RESTART_DELAY_MS) -> bool:
         """Queue one in-process restart (coalesced, at most one per 30 s cycle); False if one is queued."""
@@ -311,18 +341,29 @@ class ConfigReloader(Service):
 
     # -- writes from config.* RPCs ----------------------------------------------------------
 
-    def write(self, text: str) -> Deferred:
-        """Check ``text`` and, when it is valid, persist it atomically; fires with its snapshot.
+    def write(self, text: str, document: Any = None) -> Deferred:
+        """Check ``text`` (``document`` is it parsed, if known) and, when it is valid, persist it
+        atomically; fires with its snapshot.
 
         Parsing (JSON5, env substitution, the schema) and the write both run on the file
         thread: the text comes from a client and may be large. An invalid snapshot means
-        nothing was written. The snapshot is the text's own, not a re-read of the file.
+        nothing was written; so does a :class:`ConfigError` (the settings cannot run, or the
+        change would turn auth off by accident, see :mod:`..config.safety`). The snapshot is
+        the text's own, not a re-read of the file.
         """
+        running_auth = self.accepted_auth()
 
         def persist() -> tuple[config_snapshot.ConfigSnapshot, FileState | None]:
-            candidate = config_snapshot.parse(text, self.path, self._env)
+            candidate = config_snapshot.parse(text, self.path, self._env, document)
             if not candidate.valid:
                 return candidate, None
+            try:
+                settings = self._settings_for(candidate)
+            except ConfigError as exc:
+                raise ConfigError(f"invalid config: {exc}") from None
+            downgrade = auth_downgrade(running_auth, settings.auth, candidate.config)
+            if downgrade is not None:
+                raise ConfigError(f"config change refused: {downgrade}; the file is unchanged")
             write_atomically(self.path, text)
             return candidate, _stat(self.path)
 

@@ -122,6 +122,13 @@ def open_client(testcase: Any, url: str, headers: dict[str, str] | None = None, 
     factory.protocol = _TestProtocol
     factory.client = client
     factory.setProtocolOptions(autoPingInterval=0, openHandshakeTimeout=5, closeHandshakeTimeout=1)
+
+    def connection_failed(_connector: Any, reason: Any) -> None:
+        # A refused TCP connect never reaches the protocol: fail ``opened`` instead of hanging.
+        if not client.opened.called:
+            client.opened.errback(reason)
+
+    factory.clientConnectionFailed = connection_failed
     connector = connectWS(factory, contextFactory=context_factory)
 
     def cleanup():
