@@ -31,16 +31,16 @@ from .services.event_loop import EventLoopMonitor
 from .providers.client import ModelClient
 from .services.pairing import DevicePairingService
 from .sessions.keys import agent_id_of, canonical_session_key, main_session_key
+from .seams import GatewayParts, local_parts
 from .settings import GatewaySettings
 from .state.clients import ClientRegistry, ConnectedClient
 from .state.health import HealthMonitor
-from .state.presence import PresenceTracker
 from .state.process import ProcessMemory
 from .stores.devices import DeviceStore
 from .services.log_file import default_log_path
 from .services.node_pairing import NodePairingService
 from .state.metrics import GatewayMetrics
-from .state.nodes import NodeRegistry, node_id_of
+from .state.nodes import node_id_of
 from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
 from .stores.sqlite import InlineExecutor
@@ -78,25 +78,27 @@ class Gateway:
         model_client: ModelClient,
         node_store: NodeStore,
         file_executor: Any = None,
+        parts: GatewayParts | None = None,
     ):
+        parts = parts if parts is not None else local_parts()
         self.settings = settings
         self.clock = clock
         self.version = __version__
         self.boot_id = str(uuid.uuid4())
-        self.instance_id = str(uuid.uuid4())
+        self.instance_id = parts.instance_id
         self.started_at_ms = self.now_ms()
         self.accepting = True
         # "sha256:AA:..." of the served certificate when the listener uses TLS (set by tap.build_tree).
         self.tls_fingerprint: str | None = None
         self.validators = ProtocolValidators()
-        self.clients = ClientRegistry()
+        self.clients = ClientRegistry(relay=parts.relay)
         self.preauth = PreauthLimiter(settings.max_preauth_per_ip)
         # Refused connects are logged, a few lines per address per minute (connection.limits).
         self.refusal_log = RefusalLogBudget(clock)
         self.rate_limiter = AuthRateLimiter(clock)
         self._configure_rate_limiter(settings)
         self.process_memory = ProcessMemory(clock)
-        self.presence = PresenceTracker(
+        self.presence = parts.presence(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )
         self.catalog = Catalog.from_config(settings.config)
@@ -118,7 +120,7 @@ class Gateway:
         self.node_pairing = NodePairingService(
             node_store, clock, self.clients.broadcast, auto_approve_local=lambda: self.settings.auto_approve_local
         )
-        self.nodes = NodeRegistry(clock, self._node_presence)
+        self.nodes = parts.nodes(clock, self._node_presence)
         self.handshake = Handshake(self)
         self.methods = MethodRegistry()
         self.events: list[str] = list(CORE_EVENTS)
@@ -137,6 +139,8 @@ class Gateway:
         # File reads (logs.tail) go through this executor: a worker thread in production.
         self.methods.add_all(logs.methods(file_executor if file_executor is not None else InlineExecutor()))
         self.health.add_contributor(self._core_health)
+        if parts.health is not None:
+            self.health.add_contributor(parts.health)
 
     def _configure_rate_limiter(self, settings: GatewaySettings) -> None:
         self.rate_limiter.configure(

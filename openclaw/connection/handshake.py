@@ -214,6 +214,9 @@ class Handshake:
             scopes=list(scopes),
             auth=auth,
         )
+        # In a cluster another instance may just have paired this device or issued its token;
+        # a single process's store is never behind, and answers at once.
+        yield gateway.pairing.store.refresh(device.device_id)
         device_token = None
         if not secret.ok:
             try:
