@@ -4,6 +4,7 @@
     openclaw-gateway sessions list --search work
     openclaw-gateway devices approve <requestId>
     openclaw-gateway --url wss://gw.example:18789 --tls-fingerprint sha256:AB:CD:… nodes pending
+    openclaw-gateway state migrate --cluster-postgres DSN   (cluster mode; see openclaw/cluster/migrate.py)
 
 Friendly commands print tables; ``--json`` prints the response payload as JSON instead. The CLI
 keeps a device identity (``~/.openclaw/identity/cli-device.pem`` unless ``--identity``) so the
@@ -227,6 +228,11 @@ def _exit_with(status: int) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["state"]:
+        # Offline storage tools (cluster schema, SQLite import): no gateway connection involved.
+        from ..cluster.migrate import main as state_main
+
+        raise SystemExit(state_main(sys.argv[2:]))
     from twisted.internet import task
 
     task.react(lambda reactor: run(sys.argv[1:], reactor).addCallback(_exit_with))

@@ -33,7 +33,7 @@ class ClusterConfigError(ValueError):
 class RedisAddress:
     host: str
     port: int
-    password: str | None
+    password: str | None = attrs.field(repr=False)
     db: int | None
 
 

@@ -23,6 +23,7 @@ import orjson
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from ..protocol.errors import GatewayError
 from ..stores.devices import DeviceStore, DeviceToken, PairedDevice, PendingPairing
 from ..stores.nodes import NodeStore
 from ..stores.sessions import SessionStore, _iso
@@ -143,7 +144,12 @@ class PostgresDeviceStore(DeviceStore):
                 request = PendingPairing.from_record(json.loads(record))
                 self._pending[request.request_id] = request
 
-        return self._db.run(read).addCallback(fill)
+        return self._db.run(read).addCallbacks(fill, self._keep_memory, errbackArgs=(device_id,))
+
+    def _keep_memory(self, failure: Any, device_id: str) -> None:
+        """PostgreSQL away: a handshake goes on with what this instance last read."""
+        failure.trap(GatewayError)
+        _log.warn("could not re-read device {device_id} ({error}); using the copy in memory", device_id=device_id, error=failure.value.message)
 
     def reload(self) -> None:
         """Another instance changed the tables: read them again (coalesced)."""

@@ -130,7 +130,10 @@ def node_invoke(ctx: RequestContext) -> Any:
     node = gateway.nodes.get(node_id)
     if node is None:
         raise GatewayError(UNAVAILABLE, "node not connected", {"code": "NOT_CONNECTED"})
-    refusal = command_refusal(ctx, node_id, command, normalize_list(node.client.commands))
+    # A node connected to another cluster instance is checked there, against that instance's
+    # (never stale) view of its pairing; see openclaw/cluster/bus.py.
+    routed = getattr(node, "routed", False)
+    refusal = None if routed else command_refusal(ctx, node_id, command, normalize_list(node.client.commands))
     if refusal is not None:
         raise invalid_request("node command not allowed", {"reason": refusal, "command": command})
     timeout_ms = params.get("timeoutMs") or DEFAULT_INVOKE_TIMEOUT_MS
