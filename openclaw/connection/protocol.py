@@ -35,6 +35,7 @@ from ..protocol.constants import (
     UNAUTHORIZED_ROLE_FLOOD_LIMIT,
 )
 from ..protocol.errors import SERVER_BUSY, UNAVAILABLE, GatewayError, invalid_request
+from ..protocol.frame_decoding import RefusedFrame, decode_frame
 from ..state.clients import ConnectedClient
 from ._autobahn import write_text_frame
 from .handshake import Admission, ConnectionInfo
@@ -234,7 +235,10 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             self.close_with(CLOSE_NORMAL, "")
             return
         try:
-            frame = orjson.loads(payload)
+            frame = decode_frame(payload)
+        except RefusedFrame as refused:
+            self._fail_handshake(refused.request_id, invalid_request(f"invalid request frame: {refused.reason}"))
+            return
         except orjson.JSONDecodeError:
             self._log.debug("non-JSON frame before connect from {ip}", ip=self._preauth_ip)
             self.close_with(CLOSE_NORMAL, "")
@@ -338,7 +342,10 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         if is_binary:
             return
         try:
-            frame = orjson.loads(payload)
+            frame = decode_frame(payload)
+        except RefusedFrame as refused:
+            self._respond(refused.request_id, False, error=invalid_request(f"invalid request frame: {refused.reason}"))
+            return
         except orjson.JSONDecodeError:
             self._log.debug("ignoring non-JSON frame from {conn}", conn=self._conn_id)
             return
