@@ -59,7 +59,7 @@ def _filler(kind: str, size: int) -> str:
         return json.dumps({"channels": {f"k{index}": index for index in range(size // 12)}})
     if kind == "json5":
         return "{\n" + "// padding\n" * (size // 11) + "channels: {},\n}"
-    return "é" * (size // 2)  # not JSON at all; two bytes per character
+    return "é" * ((size + 1) // 2)  # not JSON at all; two bytes per character (rounded up: still over)
 
 
 oversized = st.tuples(
