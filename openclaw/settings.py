@@ -10,6 +10,8 @@ import attrs
 from .agents.catalog import Catalog, provider_keys
 from .config import snapshot as config_snapshot
 from .config.loader import ConfigError, config_path_for, default_state_dir, lookup
+from .control_ui.settings import ControlUiSettings
+from .control_ui.settings import resolve as resolve_control_ui
 from .protocol.constants import (
     DEFAULT_PORT,
     HANDSHAKE_TIMEOUT_MS,
@@ -48,6 +50,7 @@ class GatewaySettings:
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
     tls_auto_generate: bool = False
+    control_ui: ControlUiSettings = ControlUiSettings()
     config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
     # Model provider keys from the environment (OPENAI_API_KEY, …): only those names.
     provider_env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
@@ -213,6 +216,7 @@ def _settings_for_config(
         reload_debounce_ms=lookup(config, "gateway.reload.debounceMs", 300),
         strict_transport_security=hsts if isinstance(hsts, str) and hsts else None,
         **tls,
+        control_ui=resolve_control_ui(options, env, config),
         config=config,
         provider_env=provider_keys(config, env),
     )
