@@ -101,7 +101,7 @@ class Gateway:
         self.presence = parts.presence(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )
-        self.catalog = Catalog.from_config(settings.config)
+        self.catalog = Catalog.from_config(settings.config, settings.provider_env)
         self.health = HealthMonitor(clock, default_agent_id=self.catalog.default_agent_id)
         self.event_loop = EventLoopMonitor(clock)
         self.pairing = DevicePairingService(
@@ -136,8 +136,9 @@ class Gateway:
         self.metrics = GatewayMetrics(self)
         self.clients.on_delivery = self.metrics.events_delivered
         self.rate_limiter.on_failure = self.metrics.auth_failed
-        # File reads (logs.tail) go through this executor: a worker thread in production.
-        self.methods.add_all(logs.methods(file_executor if file_executor is not None else InlineExecutor()))
+        # File reads (logs.tail, the Control UI's files) go through this executor: a worker thread in production.
+        self.file_executor = file_executor if file_executor is not None else InlineExecutor()
+        self.methods.add_all(logs.methods(self.file_executor))
         self.health.add_contributor(self._core_health)
         if parts.health is not None:
             self.health.add_contributor(parts.health)
@@ -155,7 +156,7 @@ class Gateway:
         self.settings = settings
         if plan_actions.RELOAD_CATALOG in actions:
             # Built before anything changes: a config that cannot load leaves the old catalog.
-            self.catalog = Catalog.from_config(settings.config)
+            self.catalog = Catalog.from_config(settings.config, settings.provider_env)
         if plan_actions.RELOAD_RATE_LIMIT in actions:
             self._configure_rate_limiter(settings)
         if plan_actions.RESTART_HEARTBEAT in actions and self.heartbeat is not None:

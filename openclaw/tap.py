@@ -19,8 +19,10 @@ from twisted.logger import Logger, LogLevel
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from .config.accepted import unused_paths
 from .config.loader import ConfigError, lookup
 from .config.overrides import masked_paths
+from .config.reload_plan import listing
 from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
 from .http.app import GatewayHttpApp
@@ -29,7 +31,7 @@ from .protocol.constants import DEFAULT_PORT
 from .providers.client import ModelClient
 from .services.agents import AgentService
 from .services.heartbeat import HeartbeatService
-from .services.log_file import GatewayLogFile
+from .services.log_file import GatewayLogFile, log_level_name
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
 from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService
@@ -52,7 +54,8 @@ class Options(usage.Options):
     longdesc = (
         "Run the OpenClaw gateway: WebSocket control plane and HTTP API on one port. "
         "Settings come from the command line, then the environment (OPENCLAW_GATEWAY_TOKEN, "
-        "OPENCLAW_GATEWAY_PASSWORD, OPENCLAW_GATEWAY_PORT, OPENCLAW_CONFIG_PATH, OPENCLAW_STATE_DIR), "
+        "OPENCLAW_GATEWAY_PASSWORD, OPENCLAW_GATEWAY_PORT, OPENCLAW_CONFIG_PATH, OPENCLAW_STATE_DIR, "
+        "OPENCLAW_CONTROL_UI_ROOT), "
         "then the JSON5 config file."
     )
     optParameters = [
@@ -65,6 +68,13 @@ class Options(usage.Options):
         ["config", "c", None, "JSON5 config file [default: <state-dir>/openclaw.json or OPENCLAW_CONFIG_PATH]"],
         ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with; needs --tls-key [or gateway.tls.certPath]"],
         ["tls-key", None, None, "PEM private key for --tls-cert [or gateway.tls.keyPath]"],
+        [
+            "control-ui-root",
+            None,
+            None,
+            "the built Control UI to serve (an installed openclaw package's dist/control-ui) "
+            "[or OPENCLAW_CONTROL_UI_ROOT, gateway.controlUi.root]",
+        ],
         ["cluster-postgres", None, None, "cluster mode: PostgreSQL connection string (or OPENCLAW_CLUSTER_POSTGRES); needs --cluster-redis"],
         ["cluster-redis", None, None, "cluster mode: redis://host:port/db (or OPENCLAW_CLUSTER_REDIS); needs --cluster-postgres"],
         ["cluster-schema", None, None, "cluster mode: PostgreSQL schema and Redis key prefix [default: openclaw]"],
@@ -128,8 +138,7 @@ def _endpoint(reactor: Any, port: int, interface: str, reuse_port: bool = False)
 
 
 def _log_level(config: Mapping[str, Any]) -> str:
-    level = lookup(config, "logging.level", "info")
-    return level if level in ("debug", "info", "warn", "error") else "info"
+    return log_level_name(lookup(config, "logging.level", "info"))
 
 
 class Listeners(OrderedMultiService):
@@ -218,15 +227,15 @@ def build_tree(
         reactor=reactor,
     )
     served: Any = site
-    announce = None
+    announcements = [partial(_announce_unused, settings.config), partial(_announce_model_warnings, gateway)]
     if settings.tls_enabled:
         cert_pem, key_pem, tls_files = _tls_material(settings)
         gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
         # Logged once the listeners are up, so the log-file service (started earlier in the
         # tree) writes it to gateway.log as well as twistd's log.
-        announce = partial(_announce_fingerprint, gateway.tls_fingerprint, tls_files.cert_path)
+        announcements.append(partial(_announce_fingerprint, gateway.tls_fingerprint, tls_files.cert_path))
         served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
-    listeners = Listeners(announce)
+    listeners = Listeners(lambda: [announce() for announce in announcements] and None)
     for index, interface in enumerate(settings.interfaces):
         listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface, reuse_port), served)
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
@@ -235,6 +244,19 @@ def build_tree(
         listener.setServiceParent(listeners)
     children.append(named("listeners", listeners))
     return gateway, children
+
+
+def _announce_unused(config: Mapping[str, Any]) -> None:
+    """One line naming the config keys accepted (the reference accepts them) but not acted on."""
+    paths = unused_paths(config)
+    if paths:
+        _log.info("accepted, not used here: {paths}", paths=listing(paths))
+
+
+def _announce_model_warnings(gateway: Gateway) -> None:
+    """Models the config names that no run can use (no key, unknown provider): said once, here."""
+    for warning in gateway.catalog.warnings:
+        _log.warn("{warning}", warning=warning)
 
 
 def _announce_fingerprint(fingerprint: str, cert_path: str) -> None:

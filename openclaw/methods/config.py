@@ -17,11 +17,12 @@ from twisted.internet.defer import inlineCallbacks
 
 from ..config import snapshot as config_snapshot
 from ..config.loader import ConfigError
-from ..config.parsing import load_json5, too_large
+from ..config.parsing import parse_config_text, too_large
 from ..config.redaction import SentinelError, redact, redact_raw, restore, restore_raw
 from ..config.reload_plan import classify, diff_paths
-from ..config.schema import CONFIG_SCHEMA
+from ..config.accepted import cached_accepted_schema
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
+from ..protocol.text_checks import UnusableText
 from ..security.scopes import ADMIN, READ
 from .registry import MethodSpec, RequestContext
 
@@ -64,12 +65,13 @@ def config_get(ctx: RequestContext) -> Any:
 
 
 def config_schema(ctx: RequestContext) -> dict[str, Any]:
-    return {"schema": CONFIG_SCHEMA, "uiHints": {}, "version": SCHEMA_VERSION, "generatedAt": None}
+    # Everything a file may hold (the reference's keys with this gateway's merged in).
+    return {"schema": cached_accepted_schema(), "uiHints": {}, "version": SCHEMA_VERSION, "generatedAt": None}
 
 
 def config_schema_lookup(ctx: RequestContext) -> dict[str, Any]:
     path = ctx.params["path"]
-    node: Any = CONFIG_SCHEMA
+    node: Any = cached_accepted_schema()
     for part in path.split("."):
         properties = node.get("properties", {}) if isinstance(node, dict) else {}
         if part in properties:
@@ -104,7 +106,9 @@ def _check_size(raw: str, method: str) -> None:
 def _parsed(raw: str, method: str) -> dict[str, Any]:
     """``raw`` as an object (on the file thread: JSON5 text may take a while)."""
     try:
-        document = load_json5(raw)
+        document = parse_config_text(raw)
+    except UnusableText as exc:
+        raise invalid_request(f"invalid {method} params: raw {exc}") from None
     except ValueError as exc:
         raise invalid_request(f"invalid {method} params: raw is not valid JSON5: {exc}") from None
     if not isinstance(document, dict):
