@@ -95,7 +95,7 @@ class Gateway:
         self.preauth = PreauthLimiter(settings.max_preauth_per_ip)
         # Refused connects are logged, a few lines per address per minute (connection.limits).
         self.refusal_log = RefusalLogBudget(clock)
-        self.rate_limiter = AuthRateLimiter(clock)
+        self.rate_limiter = parts.rate_limiter(clock) if parts.rate_limiter is not None else AuthRateLimiter(clock)
         self._configure_rate_limiter(settings)
         self.process_memory = ProcessMemory(clock)
         self.presence = parts.presence(
@@ -111,7 +111,8 @@ class Gateway:
         self.sessions_loaded = False
         self.dedupe: IdempotencyCache = IdempotencyCache(clock)
         self.runs = RunManager(
-            clock, session_store, lambda: self.catalog, model_client, self.broadcast_event, self.sessions_changed
+            clock, session_store, lambda: self.catalog, model_client, self.broadcast_event, self.sessions_changed,
+            leases=parts.leases,
         )
         self.heartbeat: Any = None  # the heartbeat service, when the tree has one
         self.log_file: Any = None  # the log file service, when the tree has one

@@ -238,6 +238,16 @@ class IAuthRateLimiter(Interface):
         """Forget the failures of a key."""
 
 
+class ISessionLeases(Interface):
+    """Who may run a session's agent now: one process, or (cluster) one instance at a time."""
+
+    def hold(session_key):
+        """Fires when this process holds the session's lease (cancel to stop waiting)."""
+
+    def release(session_key):
+        """The session's run ended here: let the next one (here or elsewhere) run."""
+
+
 class IIdempotencyCache(Interface):
     """Idempotency keys and the outcome of the first request that used each."""
 
@@ -273,6 +283,8 @@ class GatewayParts:
     nodes: Callable[..., Any] = _local_nodes
     relay: Any = None
     health: Callable[[], dict[str, Any]] | None = None
+    leases: Any = None  # an ISessionLeases; None: every session may run here at once
+    rate_limiter: Callable[[Any], Any] | None = None  # clock -> IAuthRateLimiter; None: in-memory
 
 
 def local_parts() -> GatewayParts:

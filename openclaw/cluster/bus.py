@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 import orjson
+import txredisapi
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -32,7 +33,7 @@ from zope.interface import implementer
 from ..protocol.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from ..seams import IEventRelay
 from .options import ClusterOptions
-from .redis import RedisLink
+from .redis import RedisLink, RedisUnavailable
 
 MAX_ROUTED_INVOKES = 4096
 INVOKE_GRACE_S = 5.0  # beyond the node's own timeout, for the answer to come back over the bus
@@ -82,6 +83,8 @@ class ClusterBus:
         self.local_nodes: Any = None  # the ClusterNodeRegistry
         self.stores: dict[str, Any] = {}  # "devices"/"nodes" -> store with reload()
         self.session_store: Any = None
+        self.leases: Any = None  # ClusterLeases
+        self.rate_limiter: Any = None  # ClusterRateLimiter
         self.remote_presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.remote_selves: dict[str, dict[str, Any]] = {}  # each live peer's own presence entry
         self.remote_nodes: dict[str, dict[str, dict[str, Any]]] = {}
@@ -93,6 +96,7 @@ class ClusterBus:
         self._lost_at_ms: int | None = None
         self.gaps: list[dict[str, Any]] = []
         self.relay_failures = 0
+        self._stopping = False
         self.started_at_ms = self._now_ms()
 
     def _now_ms(self) -> int:
@@ -123,12 +127,15 @@ class ClusterBus:
     @inlineCallbacks
     def stop(self) -> Any:
         """Say goodbye (peers drop this instance at once instead of after the TTL), then close."""
+        self._stopping = True
         if self._beat.running:
             self._beat.stop()
         for _, d, timer in list(self._routed.values()):
             if timer.active():
                 timer.cancel()
         self._fail_routed(lambda target: True, "gateway instance stopping")
+        if self.leases is not None:
+            self.leases.stop()
         if self.link.connected:
             try:
                 yield self._forget_instance(self.instance_id)
@@ -143,7 +150,15 @@ class ClusterBus:
             self.gaps = (self.gaps + [gap])[-MAX_RECORDED_GAPS:]
             self._log.warn("cluster bus back after {ms} ms; events in that time were not relayed", ms=gap["ms"])
             self._lost_at_ms = None
-        self._announce().addErrback(lambda failure: self._log.failure("announcing to the cluster failed", failure))
+        self._announce().addErrback(self._announce_failed)
+
+    def _announce_failed(self, failure: Any) -> None:
+        """Redis went away mid-announce (it is done again on reconnect) or a real bug."""
+        if failure.check(txredisapi.ConnectionError, RedisUnavailable):
+            if not self._stopping:
+                self._log.warn("announcing to the cluster interrupted: {error}", error=failure.getErrorMessage())
+            return
+        self._log.failure("announcing to the cluster failed", failure)
 
     def _bus_lost(self) -> None:
         self._lost_at_ms = self._now_ms()
@@ -245,6 +260,8 @@ class ClusterBus:
         """A peer stopped without a goodbye (or said one): forget it everywhere, once."""
         self._drop_peer(peer)
         try:
+            if self.leases is not None:
+                yield self.leases.release_dead(peer)
             yield self._forget_instance(peer)
         except Exception:
             self._log.failure("clearing the keys of instance {peer} failed", peer=peer)
@@ -369,6 +386,8 @@ class ClusterBus:
             self.live_instances.add(origin)
         elif kind == "bye":
             self._drop_peer(origin)
+        elif kind == "lockout" and self.rate_limiter is not None:
+            self.rate_limiter.lock(data["address"], data["kind"], int(data["untilMs"]))
 
     def _addressed(self, data: dict[str, Any]) -> None:
         kind = data.get("k")
@@ -505,5 +524,6 @@ class ClusterBus:
                     "relayFailures": self.relay_failures,
                 },
                 "routedInvokes": len(self._routed),
+                "sessionLeases": len(self.leases.held) if self.leases is not None else 0,
             }
         }

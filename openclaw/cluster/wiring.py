@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from ..seams import GatewayParts
 from . import schema as cluster_schema
 from .bus import ClusterBus
+from .coordination import ClusterLeases, ClusterRateLimiter
 from .options import ClusterOptions
 from .postgres import PostgresDatabase
 from .registry import ClusterNodeRegistry, ClusterPresence
@@ -46,12 +47,15 @@ class ClusterWiring:
         self.bus.stores = {"devices": self.device_store, "nodes": self.node_store}
         self.bus.session_store = self.session_store
         bus = self.bus
+        bus.leases = ClusterLeases(reactor, bus)
         self.parts = GatewayParts(
             instance_id=options.instance_id,
             presence=lambda clock, **kwargs: ClusterPresence(clock, bus, **kwargs),
             nodes=lambda clock, on_change: ClusterNodeRegistry(clock, on_change, bus),
             relay=bus,
             health=bus.health,
+            leases=bus.leases,
+            rate_limiter=lambda clock: ClusterRateLimiter(clock, bus),
         )
         self.service = ClusterService(self)
 
