@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
-from ..protocol.errors import UNAVAILABLE, GatewayError
+from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, APPROVALS
 from ..state.nodes import DEFAULT_INVOKE_TIMEOUT_MS
 from .registry import MethodSpec, RequestContext
@@ -69,6 +69,11 @@ def node_approvals_get(ctx: RequestContext) -> Any:
 
 
 def node_approvals_set(ctx: RequestContext) -> Any:
+    """Exactly one owner is written: the node's ``file``, or its ``native`` rules (with ``baseHash``)."""
+    if ("file" in ctx.params) == ("native" in ctx.params):
+        raise invalid_request("exec.approvals.node.set needs exactly one of file or native")
+    if "native" in ctx.params and "baseHash" not in ctx.params:
+        raise invalid_request("exec.approvals.node.set with native needs baseHash")
     params = {key: ctx.params[key] for key in ("file", "native", "baseHash") if key in ctx.params}
     return _node_call(ctx, "system.execApprovals.set", params)
 

@@ -123,7 +123,6 @@ APPROVAL_METHOD_PARAMS = {
             "baseHash": NON_EMPTY,
         },
         ("nodeId",),
-        oneOf=[{"required": ["file"], "not": {"required": ["native"]}}, {"required": ["native", "baseHash"], "not": {"required": ["file"]}}],
     ),
 }
 
