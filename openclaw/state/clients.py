@@ -6,7 +6,7 @@ full outbound buffer had to discard, so the client can see the gap.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import attrs
 import orjson
@@ -135,22 +135,26 @@ class ClientRegistry:
         drop_if_slow: bool = False,
         state_version: dict[str, int] | None = None,
         topic: str | None = None,
+        only: Callable[[ConnectedClient], bool] | None = None,
     ) -> int:
         """Send ``event`` to every client allowed to see it (and, with ``topic``, subscribed to
-        it); returns how many were addressed here.
+        it; with ``only``, picked by it); returns how many were addressed here.
 
         With a relay, events that are not about this instance alone (:data:`LOCAL_EVENTS`) are
-        also handed to it, already encoded, for the other instances' connections.
+        also handed to it, already encoded, for the other instances' connections. Broadcasts
+        picked by ``only`` (a predicate on this instance's connections) stay on this instance.
         """
-        if self._relay is not None and event not in LOCAL_EVENTS:
+        if self._relay is not None and event not in LOCAL_EVENTS and only is None:
             payload_json = orjson.dumps(payload)
             self._relay.relay(event, payload_json, drop_if_slow, topic)
             return self.deliver_encoded(event, payload_json, drop_if_slow=drop_if_slow, topic=topic)
         recipients = self._clients.values()
         if topic is not None:
             recipients = [client for client in recipients if topic in client.subscriptions]
-            if not recipients:
-                return 0  # nothing to encode
+        if only is not None:
+            recipients = [client for client in recipients if only(client)]
+        if (topic is not None or only is not None) and not recipients:
+            return 0  # nothing to encode
         return self._deliver(event, recipients, orjson.dumps(payload), drop_if_slow, state_version)
 
     def deliver_encoded(
