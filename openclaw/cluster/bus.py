@@ -263,6 +263,10 @@ class ClusterBus:
             if self.leases is not None:
                 yield self.leases.release_dead(peer)
             yield self._forget_instance(peer)
+        except (txredisapi.ConnectionError, RedisUnavailable) as exc:
+            # Any live instance clears them on its next beat.
+            if not self._stopping:
+                self._log.warn("clearing the keys of instance {peer} interrupted: {error}", peer=peer, error=exc)
         except Exception:
             self._log.failure("clearing the keys of instance {peer} failed", peer=peer)
 
