@@ -62,13 +62,13 @@ class WebSocketService(Service):
         drained = self.factory.when_drained().addTimeout(CLOSE_GRACE_MS / 1000.0, self._clock)
         return drained.addErrback(self._abort_stragglers)
 
-    def _abort_stragglers(self, failure: Failure) -> Deferred:
+    def _abort_stragglers(self, failure: Failure) -> Deferred | None:
         """Past the grace period: abort whoever ignored the close, then wait for them to go."""
         failure.trap(TimeoutError)
         for connection in list(self.factory.connections):
             self._log.info("aborting connection {conn} that ignored the close", conn=connection.conn_id)
             connection.dropConnection(abort=True)
-        return self.factory.when_drained()
+        return self.factory.when_drained() if self.factory.connections else None
 
     def _stop_factory(self, result: Any) -> Any:
         self.factory.stopFactory()
