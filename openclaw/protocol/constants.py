@@ -72,4 +72,4 @@ CLIENT_IDS = (
 
 CLIENT_MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "test")
 
-SERVER_CAPABILITIES = ("model-catalog-snapshot",)
+SERVER_CAPABILITIES = ("model-catalog-snapshot", "published-model-catalog")
