@@ -1,12 +1,13 @@
 """The gateway benchmark suite: every scenario of issue 8, against ours, the reference and the floor.
 
-    .venv/bin/python bench/suite.py                      # starts each target in turn, measures, compares
-    .venv/bin/python bench/suite.py --quick              # smaller counts, about two minutes
+    .venv/bin/python bench/suite.py                      # 3 rounds: each round starts every target in turn
+    .venv/bin/python bench/suite.py --quick              # smaller counts, one round, a smoke run
+    .venv/bin/python bench/suite.py --rounds 5 --pin both   # unpinned rounds, then server/client on separate cores
     .venv/bin/python bench/suite.py --url ws://127.0.0.1:18789 --token SECRET [--pid PID]   # any running gateway
 
-Targets are measured one after another with the same load client in this process, so the numbers
-are comparable within one run; the table reports ours as a ratio to the floor (a raw Autobahn
-server shaped like a gateway) and to the reference, and checks the issue's targets.
+Targets are measured one after another with the same load client in this process. A round runs
+every target back to back; ratios are taken inside a round and reported as the median over the
+rounds with their spread (bench/rounds.py), because single passes moved by up to 30%.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from twisted.internet import defer, task  # noqa: E402
 import loadclient  # noqa: E402
 import scenarios  # noqa: E402
 import targets  # noqa: E402
+import rounds  # noqa: E402
 import upstream  # noqa: E402
-from report import render_table, summarise_machine  # noqa: E402
+from report import summarise_machine  # noqa: E402
 
 ORDER = ["startup", "idle", "handshakes", "rpc", "chat", "fanout", "memory"]
 
@@ -44,6 +46,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the shared folder holding reference/start-gateway.sh")
     parser.add_argument("--json", dest="json_path", help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run, not a measurement")
+    parser.add_argument("--rounds", type=int, help="rounds, each running every target back to back [3, quick 1]")
+    parser.add_argument("--pin", choices=["none", "split", "both"], default="none",
+                        help="split: servers on CPU 0, this load client on CPU 1; both: unpinned rounds, then split")
+    parser.add_argument("--max-spread", type=float, default=rounds.DEFAULT_MAX_SPREAD,
+                        help="a ratio whose rounds spread wider than this fraction of its median is inconclusive")
     parser.add_argument("--seconds", type=float, help="seconds per RPC measurement [5, quick 1]")
     parser.add_argument("--methods", help="RPC methods for the rpc scenario [health,status]")
     parser.add_argument("--clients", help="client counts for the rpc scenario [1,10,50; quick 1,10]")
@@ -51,6 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     options = parser.parse_args(argv)
     quick = options.quick
     options.seconds = options.seconds or (1.0 if quick else 5.0)
+    options.rounds = options.rounds or (1 if quick else 3)
     options.startup_runs = 1 if quick else 3
     options.settle = 0.5 if quick else 2.0
     options.idle_connections = [200, 500] if quick else [1000, 5000]
@@ -115,36 +123,67 @@ def measure(target: targets.Target, chosen: list[str], options: argparse.Namespa
     return {key: value for key, value in results.items() if key != "skipped"}
 
 
+def build_targets(options: argparse.Namespace) -> list[targets.Target]:
+    if options.url:
+        return [targets.Target(options.name, options.url, options.token, pid=options.pid,
+                               has_model=options.upstream_url is not None)]
+    measured = []
+    for offset, name in enumerate(options.targets.split(",")):
+        port = options.base_port + offset
+        if name == "ours":
+            measured.append(targets.ours(port, options.token, options.upstream_url))
+        elif name == "floor":
+            measured.append(targets.floor(port))
+        elif name == "reference":
+            found = targets.reference(port, options.token, options.upstream_url, Path(options.shared))
+            if found is None:
+                print("reference not installed (run ../shared/reference/setup.sh); skipping it", flush=True)
+            else:
+                measured.append(found)
+    return measured
+
+
+def pin(measured: list[targets.Target], split: bool) -> None:
+    """Servers on CPU 0 and this process (load client, upstream) on CPU 1, or everything anywhere."""
+    cpus = os.cpu_count() or 1
+    if split and cpus < 2:
+        print("--pin split needs two CPUs; running unpinned", flush=True)
+        split = False
+    os.sched_setaffinity(0, {1} if split else set(range(cpus)))
+    for target in measured:
+        target.cpus = "0" if split else None
+
+
+@defer.inlineCallbacks
+def run_rounds(measured: list[targets.Target], chosen: list[str], options: argparse.Namespace) -> Any:
+    done: list[rounds.Round] = []
+    for index in range(options.rounds):
+        one: rounds.Round = {}
+        for target in rounds.rotated(measured, index):
+            print(f"round {index + 1}/{options.rounds}: {target.name}", flush=True)
+            one[target.name] = yield measure(target, chosen, options)
+        done.append({target.name: one[target.name] for target in measured})
+    return done
+
+
 @defer.inlineCallbacks
 def main(reactor: Any, argv: list[str]) -> Any:
     options = parse_args(argv)
     chosen = [name for name in ORDER if name in options.scenarios.split(",")]
     if "chat" in chosen:
         options.upstream_url = upstream.listen(options.chat_deltas)
+    measured = build_targets(options)
     if options.url:
-        measured = [targets.Target(options.name, options.url, options.token, pid=options.pid,
-                                   has_model=options.upstream_url is not None)]
         chosen = [name for name in chosen if name != "startup"]
-    else:
-        measured = []
-        for offset, name in enumerate(options.targets.split(",")):
-            port = options.base_port + offset
-            if name == "ours":
-                measured.append(targets.ours(port, options.token, options.upstream_url))
-            elif name == "floor":
-                measured.append(targets.floor(port))
-            elif name == "reference":
-                found = targets.reference(port, options.token, options.upstream_url, Path(options.shared))
-                if found is None:
-                    print("reference not installed (run ../shared/reference/setup.sh); skipping it", flush=True)
-                else:
-                    measured.append(found)
-    results: dict[str, dict[str, Any]] = {}
-    for target in measured:
-        results[target.name] = yield measure(target, chosen, options)
-    document = {"machine": summarise_machine(), "quick": options.quick, "results": results}
-    print()
-    print(render_table(results))
+    layouts = {"none": [False], "split": [True], "both": [False, True]}[options.pin]
+    document: dict[str, Any] = {"machine": summarise_machine(), "quick": options.quick, "runs": []}
+    for split in layouts:
+        pin(measured, split)
+        done = yield run_rounds(measured, chosen, options)
+        label = "server on CPU 0, load client on CPU 1" if split else "unpinned (load client and server share the cores)"
+        document["runs"].append({"pinned": split, "rounds": done})
+        print(f"\n### {label}\n")
+        print(rounds.render_rounds(done, options.max_spread))
     print()
     print(json.dumps(document))
     if options.json_path:

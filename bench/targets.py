@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -131,6 +132,7 @@ class Target:
         self.has_model = has_model
         self.start_deadline_s = start_deadline_s
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"openclaw-bench-{name}-"))
+        self.cpus: str | None = None  # "0": started under ``taskset -c 0``, away from the load client
         self._process: Any = None
 
     @property
@@ -141,9 +143,10 @@ class Target:
     def start(self) -> Any:
         """Start the process; returns seconds from just before exec to the first challenge."""
         handler = _Process(self.workdir / "process.log")
+        command = [shutil.which("taskset") or "taskset", "-c", self.cpus, *self.command] if self.cpus else self.command
         started = time.perf_counter()
         self._process = reactor.spawnProcess(
-            handler, self.command[0], self.command, env=self.env or dict(os.environ), path=str(ROOT)
+            handler, command[0], command, env=self.env or dict(os.environ), path=str(ROOT)
         )
         self._process.handler = handler
         self.pid = self._process.pid
@@ -189,6 +192,8 @@ def ours(port: int, token: str, upstream_url: str | None) -> Target:
     # As installed for real: byte code cached after the first start (an environment that forbids
     # writing it would recompile the whole package on every start and time that instead).
     target.env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    # This checkout's code and its twisted/plugins drop-in, whatever the venv has installed.
+    target.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     target.command = [
         twistd, "-n", "--pidfile=", "openclaw", "--port", str(port), "--token", token, "--state-dir", str(state),
     ]
