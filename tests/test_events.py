@@ -450,6 +450,12 @@ class HelloSnapshotTests(TestCase):
                 "node.pair.approve",
                 "node.pair.reject",
                 "node.pair.remove",
+                "wake",
+                "diagnostics.stability",
+                "usage.cost",
+                "channels.status",
+                "skills.status",
+                "commands.list",
                 "test.visible",
             },
         )
