@@ -221,7 +221,7 @@ class ClientTests(TestCase):
         yield wait_for(lambda: len(client.closes) == 2)
         self.assertEqual(client.errors[1].details["requestId"], refusal.details["requestId"])
         self.assertEqual(self.retry_delay(client, clock), 2.0)
-        yield gateway.pairing.approve(refusal.details["requestId"])
+        yield gateway.pairing.approve(refusal.details["requestId"], ["operator.admin"])
         clock.advance(2)
         hello = yield connected
         self.assertEqual(hello["auth"]["scopes"], [READ])

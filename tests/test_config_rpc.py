@@ -23,6 +23,7 @@ from twisted.web.http_headers import Headers
 from openclaw.config import parsing
 from openclaw.config import snapshot as config_snapshot
 from openclaw.config.parsing import MAX_CONFIG_BYTES
+from openclaw.protocol.text_checks import MAX_CONFIG_DEPTH
 from openclaw.config.redaction import SENTINEL
 from openclaw.config.schema import CONFIG_SCHEMA
 from openclaw.services.reload import ConfigReloader
@@ -560,6 +561,66 @@ class SizeLimitTests(_ConfigRpcBase):
         self.assertEqual(len(slow), 2)
         yield self.ok("config.get")
         self.assertEqual(len(slow), 2)
+
+
+class NestingAndUnicodeTests(_ConfigRpcBase):
+    """Deep nesting and lone surrogates in config text are refused as INVALID_REQUEST with a clear
+    message (issue 13, item 11: 5,000 levels answered UNAVAILABLE "maximum recursion depth
+    exceeded"), and a file edited that way is reported invalid, the running config kept."""
+
+    TOO_DEEP = f"raw is nested deeper than {MAX_CONFIG_DEPTH} levels"
+
+    @inlineCallbacks
+    def refused(self, method: str, raw: str) -> Any:
+        current = yield self.ok("config.get")
+        error = yield self.error(method, {"raw": raw, "baseHash": current["hash"]})
+        self.assertEqual(error["code"], "INVALID_REQUEST", error)
+        self.assertNotIn("recursion", error["message"])
+        self.assertEqual(self.on_disk(), INITIAL)
+        return error["message"]
+
+    @inlineCallbacks
+    def test_five_thousand_levels_in_a_patch(self):
+        raw = '{"channels":{"x":' + "[" * 5000 + "]" * 5000 + "}}"
+        message = yield self.refused("config.patch", raw)
+        self.assertEqual(message, f"invalid config.patch params: {self.TOO_DEEP}")
+
+    @inlineCallbacks
+    def test_deep_json5_that_the_json5_parser_cannot_take(self):
+        raw = "{ channels: { x: " + "[" * 60 + "]" * 60 + " } }"  # json5 itself recursed out near 55
+        for method in ("config.set", "config.apply", "config.patch"):
+            message = yield self.refused(method, raw)
+            self.assertEqual(message, f"invalid {method} params: {self.TOO_DEEP}")
+
+    @inlineCallbacks
+    def test_nesting_within_the_limit_is_taken(self):
+        current = yield self.ok("config.get")
+        raw = '{"channels":{"x":' + "[" * (MAX_CONFIG_DEPTH - 2) + "]" * (MAX_CONFIG_DEPTH - 2) + "}}"
+        yield self.ok("config.patch", {"raw": raw, "baseHash": current["hash"]})
+
+    @inlineCallbacks
+    def test_brackets_inside_strings_and_comments_do_not_count(self):
+        current = yield self.ok("config.get")
+        raw = '{ // [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n channels: { x: "' + "[" * 100 + '" } }'
+        yield self.ok("config.patch", {"raw": raw, "baseHash": current["hash"]})
+
+    @inlineCallbacks
+    def test_lone_surrogates(self):
+        for method, raw in (
+            ("config.set", '{"gateway": {"auth": {"mode": "token", "token": "\\ud800"}}}'),
+            ("config.apply", "{ channels: { '\\udc00': 1 } }"),
+            ("config.patch", '{"channels": {"x": ["a\\udbffb"]}}'),
+        ):
+            message = yield self.refused(method, raw)
+            self.assertIn(f"invalid {method} params: raw holds a lone surrogate", message)
+
+    @inlineCallbacks
+    def test_a_deep_hand_edit_is_reported_not_crashed_on(self):
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write('{"channels": {"x": ' + "[" * 5000 + "]" * 5000 + "}}")
+        payload = yield self.ok("config.get")
+        self.assertIs(payload["valid"], False)
+        self.assertEqual(payload["issues"], [{"path": "", "message": f"the text is nested deeper than {MAX_CONFIG_DEPTH} levels"}])
 
 
 class NoFileYetTests(_ConfigRpcBase):

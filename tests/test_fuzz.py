@@ -44,6 +44,7 @@ from openclaw.protocol.constants import (
     CLOSE_PROTOCOL_ERROR,
 )
 from openclaw.protocol.errors import APPROVAL_NOT_FOUND, FORBIDDEN, INVALID_REQUEST, NOT_PAIRED, UNAVAILABLE
+from openclaw.protocol.frame_decoding import RefusedFrame, decode_frame
 from openclaw.protocol.schema import frames as frame_schemas
 from openclaw.protocol.schema.methods import METHOD_PARAMS
 from openclaw.security.device_identity import DeviceKeyPair
@@ -370,7 +371,9 @@ class PostAuthFuzzTests(SynchronousTestCase):
     @given(payload=text_payloads)
     def test_text_frames(self, payload):
         try:
-            frame = orjson.loads(payload)
+            frame = decode_frame(payload)
+        except RefusedFrame as refused:
+            frame = {"id": refused.request_id}  # valid JSON it cannot use: answered, not dropped
         except orjson.JSONDecodeError:
             self.send_post_auth(payload, False, NOT_JSON)  # ignored: no answer
             return
@@ -499,7 +502,9 @@ class PreAuthFuzzTests(SynchronousTestCase):
     @given(payload=text_payloads)
     def test_text_first_frame(self, payload):
         try:
-            frame = orjson.loads(payload)
+            frame = decode_frame(payload)
+        except RefusedFrame as refused:
+            frame = {"id": refused.request_id}
         except orjson.JSONDecodeError:
             frame = None
         proto = self.send_first(payload, False, frame)

@@ -7,7 +7,10 @@ as an error), after every write:
 
 * the file on disk is still a valid config (a refused write left it alone);
 * auth is still on, unless the text sent said ``gateway.auth.mode: "none"`` itself;
-* text over the 256 KiB cap is refused as too large, whatever it holds.
+* text over the 256 KiB cap is refused as too large, whatever it holds (checked before any
+  parsing);
+* text nested deeper than ``MAX_CONFIG_DEPTH`` or holding a lone surrogate is refused as such,
+  never with a recursion error (issue 13, item 11).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.config import snapshot as config_snapshot
 from openclaw.config.parsing import MAX_CONFIG_BYTES
+from openclaw.protocol.text_checks import MAX_CONFIG_DEPTH
 from openclaw.services.reload import ConfigReloader
 from openclaw.settings import resolve_settings
 from openclaw.stores.sqlite import InlineExecutor
@@ -59,12 +63,31 @@ def _filler(kind: str, size: int) -> str:
         return json.dumps({"channels": {f"k{index}": index for index in range(size // 12)}})
     if kind == "json5":
         return "{\n" + "// padding\n" * (size // 11) + "channels: {},\n}"
-    return "é" * (size // 2)  # not JSON at all; two bytes per character
+    return "é" * (size // 2 + 1)  # not JSON at all; two bytes per character, never under ``size``
 
 
 oversized = st.tuples(
     st.sampled_from(["string", "keys", "json5", "garbage"]), st.integers(min_value=MAX_CONFIG_BYTES + 1, max_value=3 * MAX_CONFIG_BYTES)
 )
+
+
+@st.composite
+def deep_texts(draw: Any) -> str:
+    """Config text nested too deep: JSON or JSON5, arrays or objects, just over or far over."""
+    depth = draw(st.integers(MAX_CONFIG_DEPTH + 1, MAX_CONFIG_DEPTH + 30) | st.integers(1000, 20_000))
+    opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}"), ("{a:", "}")]))
+    inner = opener * (depth - 2) + "1" + closer * (depth - 2)
+    return draw(st.sampled_from(['{"channels": {"x": %s}}', "// deep\n{ channels: { x: %s, }, }"])) % inner
+
+
+@st.composite
+def surrogate_texts(draw: Any) -> str:
+    """A config whose key or value somewhere holds a lone surrogate escape."""
+    escape = '"%s\\u%04x"' % (draw(st.sampled_from(["", "a", "é"])), draw(st.integers(0xD800, 0xDFFF)))
+    value = escape if draw(st.booleans()) else "{%s: 1}" % escape
+    for _ in range(draw(st.integers(0, 4))):
+        value = draw(st.sampled_from(["[%s]", '{"k": %s}'])) % value
+    return '{"channels": {"x": %s}}' % value
 
 
 def explicitly_none(document: Any) -> bool:
@@ -123,6 +146,7 @@ class ConfigWriteFuzzTests(SynchronousTestCase):
     @given(shape=oversized, method=st.sampled_from(WRITES))
     def test_oversized_text_is_refused_as_too_large(self, shape, method):
         raw = _filler(*shape)
+        self.assertGreater(len(raw.encode("utf-8")), MAX_CONFIG_BYTES)
         response = self.write(method, raw)
         self.assertEqual(response["error"]["code"], "INVALID_REQUEST")
         self.assertIn("raw is too large", response["error"]["message"])
@@ -137,3 +161,19 @@ class ConfigWriteFuzzTests(SynchronousTestCase):
         self.assert_file_valid_and_auth_kept(allowed_off=response["ok"] and explicitly_none(document))
         if self.reloader.current_settings().auth.mode != "token":
             self.write("config.set", json.dumps(INITIAL))  # back to auth for the next example
+
+    @fuzz_settings(30)
+    @given(raw=deep_texts(), method=st.sampled_from(WRITES))
+    def test_deep_nesting_is_refused_as_such(self, raw, method):
+        response = self.write(method, raw)
+        self.assertEqual(response["error"]["code"], "INVALID_REQUEST")
+        self.assertEqual(response["error"]["message"], f"invalid {method} params: raw is nested deeper than {MAX_CONFIG_DEPTH} levels")
+        self.assertEqual(config_snapshot.read(self.path, {}).parsed, INITIAL)
+
+    @fuzz_settings(30)
+    @given(raw=surrogate_texts(), method=st.sampled_from(WRITES))
+    def test_lone_surrogates_are_refused_as_such(self, raw, method):
+        response = self.write(method, raw)
+        self.assertEqual(response["error"]["code"], "INVALID_REQUEST")
+        self.assertIn(f"invalid {method} params: raw holds a lone surrogate", response["error"]["message"])
+        self.assertEqual(config_snapshot.read(self.path, {}).parsed, INITIAL)

@@ -610,14 +610,14 @@ class PendingExpiryTests(SynchronousTestCase):
         request_id = self.request()
         self.clock.advance(299)
         self.assertEqual([r.request_id for r in self.pairing.list_pending()], [request_id])
-        device = self.successResultOf(maybeDeferred(self.pairing.approve, request_id))
+        device = self.successResultOf(maybeDeferred(self.pairing.approve, request_id, ["operator.admin"]))
         self.assertEqual(device.device_id, self.device.device_id)
 
     def test_expires_after_five_minutes(self):
         request_id = self.request()
         self.clock.advance(301)
         self.assertEqual(self.pairing.list_pending(), [])
-        failure = self.failureResultOf(maybeDeferred(self.pairing.approve, request_id), GatewayError)
+        failure = self.failureResultOf(maybeDeferred(self.pairing.approve, request_id, ["operator.admin"]), GatewayError)
         self.assertEqual(failure.value.code, "INVALID_REQUEST")
         failure = self.failureResultOf(maybeDeferred(self.pairing.reject, request_id), GatewayError)
         self.assertEqual(failure.value.code, "INVALID_REQUEST")
@@ -654,7 +654,7 @@ class PendingExpiryTests(SynchronousTestCase):
         self.assertEqual(self.request(), request_id)
         self.clock.advance(200)  # 400 s after creation, 200 s after the refresh
         self.assertEqual([r.request_id for r in self.pairing.list_pending()], [request_id])
-        self.successResultOf(maybeDeferred(self.pairing.approve, request_id))
+        self.successResultOf(maybeDeferred(self.pairing.approve, request_id, ["operator.admin"]))
 
     def test_expired_request_is_replaced_on_retry(self):
         first = self.request()
@@ -688,3 +688,57 @@ class TokenIssueWriteTests(SynchronousTestCase):
         device.scopes = ["operator.read", "operator.write"]
         upgraded = self.successResultOf(gateway.pairing.issue_token(device, "operator"))
         self.assertEqual((len(writes), upgraded.scopes, upgraded.token), (3, device.scopes, first.token))
+
+
+class ApproverScopeTests(PairingTestBase):
+    """An approver cannot grant what it does not hold (issue 13, item 5).
+
+    The reference answers INVALID_REQUEST "missing scope: <the first scope the approver lacks>"
+    and leaves the request pending, so an admin can still approve it.
+    """
+
+    @inlineCallbacks
+    def pending_request(self, scopes, **kwargs):
+        key = DeviceKeyPair.generate()
+        client, response = yield self.device_connect(key, remote=True, scopes=scopes, **kwargs)
+        details = yield self.assert_not_paired(client, response, key)
+        returnValue((key, details["requestId"]))
+
+    @inlineCallbacks
+    def test_pairing_only_operator_cannot_grant_admin(self):
+        key, request_id = yield self.pending_request(["operator.admin"])
+        approver = yield self.operator(["operator.pairing"])
+        answer = yield approver.request("device.pair.approve", {"requestId": request_id})
+        self.assertFalse(answer["ok"], answer)
+        self.assertEqual(answer["error"]["code"], "INVALID_REQUEST")
+        self.assertEqual(answer["error"]["message"], "missing scope: operator.admin")
+        self.assertIsNone(self.store.paired(key.device_id))
+        self.assertEqual([r.request_id for r in self.store.all_pending()], [request_id])
+        admin = yield self.operator(["operator.admin"])
+        approved = yield admin.request("device.pair.approve", {"requestId": request_id})
+        self.assertTrue(approved["ok"], approved)
+        self.assertEqual(self.store.paired(key.device_id).scopes, ["operator.admin"])
+
+    @inlineCallbacks
+    def test_the_first_scope_lacked_is_named(self):
+        _, request_id = yield self.pending_request(["operator.read", "operator.approvals"])
+        approver = yield self.operator(["operator.pairing", "operator.write"])
+        answer = yield approver.request("device.pair.approve", {"requestId": request_id})
+        self.assertEqual(answer["error"]["message"], "missing scope: operator.approvals")
+
+    @inlineCallbacks
+    def test_implied_scopes_may_be_granted(self):
+        key, request_id = yield self.pending_request(["operator.read", "operator.write"])
+        approver = yield self.operator(["operator.pairing", "operator.write"])
+        answer = yield approver.request("device.pair.approve", {"requestId": request_id})
+        self.assertTrue(answer["ok"], answer)
+        self.assertEqual(self.store.paired(key.device_id).scopes, ["operator.read", "operator.write"])
+
+    @inlineCallbacks
+    def test_non_operator_role_needs_an_admin_approver(self):
+        key, request_id = yield self.pending_request([], role="node", client=NODE_CLIENT)
+        approver = yield self.operator(["operator.pairing", "operator.write"])
+        answer = yield approver.request("device.pair.approve", {"requestId": request_id})
+        self.assertEqual(answer["error"]["code"], "INVALID_REQUEST")
+        self.assertEqual(answer["error"]["message"], "device pairing approval denied")
+        self.assertIsNone(self.store.paired(key.device_id))

@@ -13,9 +13,25 @@ from typing import Any
 
 import json5
 
+from ..protocol.text_checks import MAX_CONFIG_DEPTH, refuse_over_deep, usable_strings
+
 # Config text over this size is refused by config.set/patch/apply (INVALID_REQUEST): real
 # configs are a few KB, and JSON5 text this size still takes a few seconds to parse.
 MAX_CONFIG_BYTES = 256 * 1024
+
+
+def parse_config_text(text: str) -> Any:
+    """Config text (the file's or a client's) as a value: the one way config text is parsed.
+
+    Raises :class:`~openclaw.protocol.text_checks.UnusableText` for nesting deeper than
+    ``MAX_CONFIG_DEPTH`` (checked before parsing: both parsers recurse, and json5 gave up near 55
+    levels with "maximum recursion depth exceeded") or a lone surrogate (checked after: it parses,
+    but no file or socket can hold it); ValueError (json5's message) when it is not JSON5.
+    """
+    refuse_over_deep(text, MAX_CONFIG_DEPTH)
+    document = load_json5(text)
+    usable_strings(document)
+    return document
 
 
 def load_json5(text: str) -> Any:

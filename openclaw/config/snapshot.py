@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import attrs
 import jsonschema
 
-from .parsing import load_json5
+from ..protocol.text_checks import UnusableText
+from .parsing import parse_config_text
 from .schema import CONFIG_SCHEMA
 from .substitution import Substitutions, as_written, substitute_env
 
@@ -131,7 +132,9 @@ def parse(raw: str, path: str, env: Mapping[str, str], document: Any = None) -> 
         issue = ConfigIssue("", EMPTY_FILE_MESSAGE)
         return ConfigSnapshot(path, True, raw, None, {}, (issue,), content_hash(raw))
     try:
-        parsed = load_json5(raw) if document is None else document
+        parsed = parse_config_text(raw) if document is None else document
+    except UnusableText as exc:
+        issues.append(ConfigIssue("", f"the text {exc}"))
     except ValueError as exc:
         issues.append(ConfigIssue("", f"JSON5 parse failed: {exc}"))
     else:

@@ -36,6 +36,7 @@ from ..protocol.constants import (
     UNAUTHORIZED_ROLE_FLOOD_LIMIT,
 )
 from ..protocol.errors import SERVER_BUSY, UNAVAILABLE, GatewayError, invalid_request
+from ..protocol.frame_decoding import RefusedFrame, decode_frame
 from ..state.clients import ConnectedClient
 from .handshake import Admission, ConnectionInfo
 from .outbound import DROPPED, OVERFLOW, OutboundQueue
@@ -238,7 +239,10 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             self.close_with(CLOSE_NORMAL, "")
             return
         try:
-            frame = orjson.loads(payload)
+            frame = decode_frame(payload)
+        except RefusedFrame as refused:
+            self._fail_handshake(refused.request_id, invalid_request(f"invalid request frame: {refused.reason}"))
+            return
         except orjson.JSONDecodeError:
             self._log.debug("non-JSON frame before connect from {ip}", ip=self._preauth_ip)
             self.close_with(CLOSE_NORMAL, "")
@@ -342,7 +346,10 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         if is_binary:
             return
         try:
-            frame = orjson.loads(payload)
+            frame = decode_frame(payload)
+        except RefusedFrame as refused:
+            self._respond(refused.request_id, False, error=invalid_request(f"invalid request frame: {refused.reason}"))
+            return
         except orjson.JSONDecodeError:
             self._log.debug("ignoring non-JSON frame from {conn}", conn=self._conn_id)
             return

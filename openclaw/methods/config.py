@@ -17,11 +17,12 @@ from twisted.internet.defer import inlineCallbacks
 
 from ..config import snapshot as config_snapshot
 from ..config.loader import ConfigError
-from ..config.parsing import load_json5, too_large
+from ..config.parsing import parse_config_text, too_large
 from ..config.redaction import SentinelError, redact, redact_raw, restore, restore_raw
 from ..config.reload_plan import classify, diff_paths
 from ..config.schema import CONFIG_SCHEMA
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
+from ..protocol.text_checks import UnusableText
 from ..security.scopes import ADMIN, READ
 from .registry import MethodSpec, RequestContext
 
@@ -104,7 +105,9 @@ def _check_size(raw: str, method: str) -> None:
 def _parsed(raw: str, method: str) -> dict[str, Any]:
     """``raw`` as an object (on the file thread: JSON5 text may take a while)."""
     try:
-        document = load_json5(raw)
+        document = parse_config_text(raw)
+    except UnusableText as exc:
+        raise invalid_request(f"invalid {method} params: raw {exc}") from None
     except ValueError as exc:
         raise invalid_request(f"invalid {method} params: raw is not valid JSON5: {exc}") from None
     if not isinstance(document, dict):

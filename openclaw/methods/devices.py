@@ -22,7 +22,7 @@ def pair_list(ctx: RequestContext) -> dict[str, Any]:
 
 @inlineCallbacks
 def pair_approve(ctx: RequestContext):
-    device = yield ctx.gateway.pairing.approve(ctx.params["requestId"])
+    device = yield ctx.gateway.pairing.approve(ctx.params["requestId"], ctx.client.scopes)
     returnValue({"requestId": ctx.params["requestId"], "device": device.to_wire()})
 
 

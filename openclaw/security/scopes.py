@@ -98,8 +98,20 @@ def scope_satisfied(required: str, granted: Iterable[str]) -> bool:
 
 def scopes_cover(requested: Iterable[str], approved: Iterable[str]) -> bool:
     """True when every requested scope is satisfied by the approved set (pairing upgrades)."""
-    approved_set = frozenset(approved)
-    return all(scope_satisfied(scope, approved_set) for scope in requested)
+    return first_missing_scope(requested, approved) is None
+
+
+def first_missing_scope(required: Iterable[str], granted: Iterable[str]) -> str | None:
+    """The first required scope ``granted`` does not satisfy, or None.
+
+    Approvals (device and node pairing) use it so an approver can never hand out a scope it does
+    not hold itself, and the refusal names that scope as the reference does.
+    """
+    granted_set = frozenset(granted)
+    for scope in required:
+        if not scope_satisfied(scope, granted_set):
+            return scope
+    return None
 
 
 def may_receive_event(event: str, role: str, granted: frozenset[str]) -> bool:

@@ -21,7 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ..protocol.errors import GatewayError, invalid_request
-from ..security.scopes import ADMIN, PAIRING, WRITE, scope_satisfied
+from ..security.scopes import ADMIN, PAIRING, WRITE, first_missing_scope
 from ..security.shared_secret import constant_time_equal
 from ..stores.nodes import NodeStore
 from ..stores.sqlite import refuse_to_start_without
@@ -164,14 +164,14 @@ class NodePairingService(Service):
 
     def approve(self, request_id: str, approver_scopes: Iterable[str]) -> Deferred:
         request = self._live_pending(request_id)
-        granted = frozenset(approver_scopes)
-        for scope in approval_scopes(request.get("commands", ())):
-            if not scope_satisfied(scope, granted):
-                raise GatewayError(
-                    "FORBIDDEN",
-                    f"missing scope: {scope}",
-                    {"code": "MISSING_SCOPE", "missingScope": scope, "requiredScopes": approval_scopes(request.get("commands", ()))},
-                )
+        required = approval_scopes(request.get("commands", ()))
+        missing = first_missing_scope(required, approver_scopes)
+        if missing is not None:
+            raise GatewayError(
+                "FORBIDDEN",
+                f"missing scope: {missing}",
+                {"code": "MISSING_SCOPE", "missingScope": missing, "requiredScopes": required},
+            )
         return self._approve(request)
 
     @inlineCallbacks

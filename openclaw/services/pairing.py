@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import attrs
 from twisted.application.service import Service
@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from ..protocol.constants import CLOSE_INVALIDATED, CLOSE_POLICY_VIOLATION, PAIRING_PENDING_TTL_MS
 from ..protocol.errors import NOT_PAIRED, GatewayError, invalid_request
 from ..security.device_identity import VerifiedDevice, normalise_metadata
-from ..security.scopes import scopes_cover
+from ..security.scopes import ADMIN, first_missing_scope, scopes_cover
 from ..stores.devices import DeviceStore, DeviceToken, PairedDevice, PendingPairing, new_device_token
 from ..stores.sqlite import refuse_to_start_without
 
@@ -279,8 +279,14 @@ class DevicePairingService(Service):
 
     # -- operator actions --------------------------------------------------------------------
 
-    def approve(self, request_id: str) -> Deferred:
-        return maybeDeferred(self._live_request, request_id).addCallback(self._approve)
+    def approve(self, request_id: str, approver_scopes: Iterable[str]) -> Deferred:
+        """Approve a pending request, never granting more than the approver holds itself."""
+
+        def checked(request: PendingPairing) -> PendingPairing:
+            refuse_beyond_approver(request, frozenset(approver_scopes))
+            return request
+
+        return maybeDeferred(self._live_request, request_id).addCallback(checked).addCallback(self._approve)
 
     @inlineCallbacks
     def reject(self, request_id: str):
@@ -363,6 +369,21 @@ class DevicePairingService(Service):
         if removed is None:
             raise invalid_request(f"no token for {device_id}/{role}")
         returnValue(removed)
+
+
+def refuse_beyond_approver(request: PendingPairing, approver_scopes: frozenset[str]) -> None:
+    """An approver without admin grants only the operator role and only scopes it holds.
+
+    The reference's refusals: INVALID_REQUEST "device pairing approval denied" for other roles,
+    "missing scope: <scope>" naming the first requested scope the approver lacks.
+    """
+    if ADMIN in approver_scopes:
+        return
+    if request.role != "operator":
+        raise invalid_request("device pairing approval denied")
+    missing = first_missing_scope(request.scopes, approver_scopes)
+    if missing is not None:
+        raise invalid_request(f"missing scope: {missing}")
 
 
 def _merge(first: list[str], second: list[str] | tuple[str, ...]) -> list[str]:
