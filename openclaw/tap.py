@@ -20,8 +20,10 @@ from twisted.python import usage
 from twisted.web.client import Agent
 
 from .banner import log_banner
+from .config.accepted import unused_paths
 from .config.loader import ConfigError, lookup
 from .config.overrides import masked_paths
+from .config.reload_plan import listing
 from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
 from .http.app import GatewayHttpApp
@@ -31,7 +33,7 @@ from .providers.client import ModelClient
 from .providers.pool import QuietConnectionPool
 from .services.agents import AgentService
 from .services.heartbeat import HeartbeatService
-from .services.log_file import GatewayLogFile
+from .services.log_file import GatewayLogFile, log_level_name
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
 from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService
@@ -131,8 +133,7 @@ def _endpoint(reactor: Any, port: int, interface: str) -> Any:
 
 
 def _log_level(config: Mapping[str, Any]) -> str:
-    level = lookup(config, "logging.level", "info")
-    return level if level in ("debug", "info", "warn", "error") else "info"
+    return log_level_name(lookup(config, "logging.level", "info"))
 
 
 class Listeners(OrderedMultiService):
@@ -204,7 +205,11 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         reactor=reactor,
     )
     served: Any = site
-    announcements = [partial(log_banner, gateway)]
+    announcements = [
+        partial(log_banner, gateway),
+        partial(_announce_unused, settings.config),
+        partial(_announce_model_warnings, gateway),
+    ]
     if settings.tls_enabled:
         cert_pem, key_pem, tls_files = _tls_material(settings)
         gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
@@ -221,6 +226,19 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         listener.setServiceParent(listeners)
     children.append(named("listeners", listeners))
     return gateway, children
+
+
+def _announce_unused(config: Mapping[str, Any]) -> None:
+    """One line naming the config keys accepted (the reference accepts them) but not acted on."""
+    paths = unused_paths(config)
+    if paths:
+        _log.info("accepted, not used here: {paths}", paths=listing(paths))
+
+
+def _announce_model_warnings(gateway: Gateway) -> None:
+    """Models the config names that no run can use (no key, unknown provider): said once, here."""
+    for warning in gateway.catalog.warnings:
+        _log.warn("{warning}", warning=warning)
 
 
 def _announce_fingerprint(fingerprint: str, cert_path: str) -> None:
