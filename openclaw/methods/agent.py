@@ -148,10 +148,11 @@ def models_list(ctx: RequestContext) -> dict[str, Any]:
         if wanted and entry.get("provider") != wanted:
             continue
         provider = catalog.providers.get(entry.get("provider"))
-        local = _is_local(getattr(provider, "base_url", ""))
+        local = _is_local(provider.base_url if provider is not None else "")
         entry.setdefault("input", ["text"])
         entry.setdefault("local", local)
-        entry.setdefault("available", bool(local or getattr(provider, "api_key", None)))
+        usable = provider is not None and not provider.unavailable
+        entry.setdefault("available", bool(usable and (local or provider.api_key)))
         models.append(entry)
     return {"models": models}
 
