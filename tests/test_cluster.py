@@ -16,6 +16,7 @@ import uuid
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.python import log
 from twisted.web.client import HTTPConnectionPool
 from twisted.internet.defer import gatherResults, inlineCallbacks, returnValue
 from twisted.trial.unittest import TestCase
@@ -25,6 +26,7 @@ from openclaw.security.device_identity import DeviceKeyPair
 from .support.cluster import POSTGRES_DSN, REDIS_URL, fresh_schema, require_postgres, require_redis
 from .support.gateway import TOKEN
 from .support.twistd import TwistdGateway
+from .support.upstream import Behaviour, FakeUpstream
 from .support.wsclient import connect
 from .test_nodes import NODE_CLIENT, event_seen, is_event, response_to, send_request
 
@@ -63,21 +65,27 @@ class ClusterTestBase(TestCase):
         require_redis()
         self.schema = fresh_schema(self)
         self.instances = {}
-        names = ("A", "B", "C")
-        started = [self.start_instance(name) for name in names]
-        yield gatherResults(started)
+        extra = self.extra_args()
+        yield gatherResults([self.start_instance(name, extra) for name in self.names])
+
+    names = ("A", "B", "C")
+
+    def extra_args(self):
+        return []
 
     @inlineCallbacks
-    def start_instance(self, name):
+    def start_instance(self, name, extra=()):
         port = free_port()
         state_dir = self.mktemp()
         os.makedirs(state_dir)
         args = [
             "--port", str(port), "--bind", "loopback", "--token", TOKEN, "--state-dir", state_dir,
             "--cluster-postgres", POSTGRES_DSN, "--cluster-redis", REDIS_URL,
-            "--cluster-schema", self.schema, "--cluster-instance-id", name,
+            "--cluster-schema", self.schema, "--cluster-instance-id", name, *extra,
         ]
         process = TwistdGateway(self, args, env={"OPENCLAW_CLUSTER_HEARTBEAT_TTL_S": str(HEARTBEAT_TTL_S)})
+        # What each instance logged ends up in test.log, for a failure seen only in CI.
+        self.addCleanup(lambda: log.msg(f"instance {name}:\n" + "\n".join(process.lines[-60:])))
         yield process.wait_for_line(f"cluster instance {name} on PostgreSQL", timeout_s=90)
         yield process.wait_for_port(port)
         yield wait_ready(port)
@@ -112,8 +120,10 @@ class ThreeInstanceTests(ClusterTestBase):
         operator = yield self.operator("A")
         node = yield self.node("B")
         node_id = node.key.device_id
-        # B tells its peers; A's clients learn it from the relayed node.presence event.
+        # B tells its peers; A's clients learn it from the relayed node.presence event, and
+        # that B approved the node's commands (silently, on loopback) from node.pair.resolved.
         yield event_seen(operator, is_event("node.presence", nodeId=node_id, connected=True))
+        yield event_seen(operator, is_event("node.pair.resolved", nodeId=node_id))
         listed = yield operator.request("node.list", {})
         row = next(r for r in listed["payload"]["nodes"] if r["nodeId"] == node_id)
         self.assertTrue(row["connected"], row)
@@ -211,6 +221,7 @@ class InstanceDeathTests(ClusterTestBase):
         node = yield self.node("B")
         node_id = node.key.device_id
         yield event_seen(operator, is_event("node.presence", nodeId=node_id, connected=True))
+        yield event_seen(operator, is_event("node.pair.resolved", nodeId=node_id))
         pending = send_request(operator, "node.invoke", {"nodeId": node_id, "command": "echo", "idempotencyKey": "dies"})
         yield event_seen(node, is_event("node.invoke.request"))
         started = reactor.seconds()
@@ -226,3 +237,50 @@ class InstanceDeathTests(ClusterTestBase):
         self.assertEqual(health["payload"]["cluster"]["instances"], ["A", "C"])
         presence = yield operator.request("system-presence", {})
         self.assertNotIn("B", {entry.get("instanceId") for entry in presence["payload"]})
+
+
+class RacingRunsTests(ClusterTestBase):
+    """Two instances asked to run one session at the same moment take turns (session lease)."""
+
+    names = ("A", "C")
+
+    def extra_args(self):
+        self.upstream = FakeUpstream().start(self)
+        self.upstream.behaviour = Behaviour(mode="slow", interval_s=0.2)
+        path = os.path.join(self.mktemp() + "-config.json")
+        with open(path, "w") as handle:
+            json.dump(self.upstream.config(), handle)
+        return ["--config", path]
+
+    @inlineCallbacks
+    def test_racing_chat_sends_keep_one_consistent_transcript(self):
+        on_a = yield self.operator("A")
+        on_c = yield self.operator("C")
+        first = send_request(on_a, "chat.send", {"sessionKey": "main", "message": "from A", "idempotencyKey": "race-a"})
+        second = send_request(on_c, "chat.send", {"sessionKey": "main", "message": "from C", "idempotencyKey": "race-c"})
+        for client, request_id in ((on_a, first), (on_c, second)):
+            accepted = yield event_seen(client, response_to(request_id))
+            self.assertTrue(accepted["ok"], accepted)
+        finals = []
+        while len(finals) < 2:
+            frame = yield event_seen(on_a, lambda f: f.get("event") == "chat" and f["payload"].get("state") == "final")
+            finals.append(frame["payload"]["runId"])
+        self.assertEqual(len(set(finals)), 2)
+        # The runs took turns: the second prompt already holds the first exchange.
+        prompts = [[m.get("content") for m in request["body"]["messages"] if m.get("role") != "system"] for request in self.upstream.requests]
+        self.assertEqual(len(prompts), 2)
+        earlier, later = prompts
+        self.assertEqual(len(earlier), 1, prompts)
+        self.assertEqual(later[0], earlier[0], prompts)
+        self.assertEqual(later[1], "Hello there!", prompts)
+        self.assertEqual(len(later), 3, prompts)
+        history = yield on_c.request("chat.history", {"sessionKey": "main"})
+        roles = [message["role"] for message in history["payload"]["messages"]]
+        self.assertEqual(roles, ["user", "assistant", "user", "assistant"])
+        texts = [message["content"][0]["text"] if isinstance(message["content"], list) else message["content"] for message in history["payload"]["messages"]]
+        self.assertEqual(sorted(texts[0::2]), ["from A", "from C"])
+        # The upstream may still be finishing its last response (one paced step after [DONE]).
+        for _ in range(100):
+            if not self.upstream.open_requests:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)

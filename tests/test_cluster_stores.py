@@ -69,6 +69,21 @@ class PostgresSummaryTests(PostgresStoreMixin, SynchronousTestCase):
 
 
 class PostgresOnlyTests(PostgresStoreMixin, SynchronousTestCase):
+    def test_every_sqlite_table_has_a_postgres_table(self):
+        """A migration added to a SQLite store needs its PostgreSQL twin in cluster/schema.py."""
+        from openclaw.stores import devices, nodes, sessions
+        from openclaw.stores.sqlite import SQLiteDatabase
+
+        sqlite_tables = set()
+        for name, migrations in (("d", devices.MIGRATIONS), ("n", nodes.MIGRATIONS), ("s", sessions.MIGRATIONS)):
+            database = SQLiteDatabase(f"{self.state_dir}/{name}.sqlite", migrations, InlineExecutor())
+            rows = self.successResultOf(database.run(lambda c: c.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()))
+            sqlite_tables |= {row[0] for row in rows}
+            self.successResultOf(database.close())
+        postgres_tables = {row[0] for row in self.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
+        missing = sqlite_tables - postgres_tables - cluster_schema.SQLITE_ONLY_TABLES
+        self.assertEqual(missing, set(), "add these tables to openclaw/cluster/schema.py MIGRATIONS")
+
     def test_declares_the_seams(self):
         verifyObject(ISessionStore, self.store)
         dsn, schema = self._pg

@@ -36,6 +36,11 @@ IMPORTED = (
          "search_text", "first_user_text", "last_message_preview", "entry"),
     ),
     ("sessions.sqlite", "transcript", ("id", "session_id", "entry")),
+    (
+        "sessions.sqlite",
+        "usage_ledger",
+        ("ts", "agent_id", "session_key", "provider", "model", "input", "output", "cache_read", "cache_write", "total"),
+    ),
 )
 BATCH = 1000
 
