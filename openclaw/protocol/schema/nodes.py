@@ -38,7 +38,7 @@ NODE_METHOD_PARAMS = {
     "node.event": obj({"event": NON_EMPTY, "payload": {}, "payloadJSON": {"type": ["string", "null"]}}, ("event",)),
     "node.skills.update": obj({"skills": array({"type": "object"})}, ("skills",)),
     "node.pluginTools.update": obj({"tools": array({"type": "object"})}, ("tools",)),
-    "node.runnerInventory.update": obj({"protocolFeatures": STRINGS, "workerHost": {"type": "object"}}, closed=False),
+    "node.runnerInventory.update": obj({"protocolFeatures": STRINGS, "workerHost": {"type": "object"}, "workerRuns": {}}),
     "node.pair.list": obj({}),
     "node.pair.approve": REQUEST_ID,
     "node.pair.reject": REQUEST_ID,
