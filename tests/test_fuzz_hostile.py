@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.protocol.constants import CLOSE_POLICY_VIOLATION
+from openclaw.protocol.frame_decoding import ID_SEARCH_BYTES
 from openclaw.protocol.errors import INVALID_REQUEST
 from openclaw.protocol.text_checks import MAX_FRAME_DEPTH
 
@@ -41,8 +42,12 @@ def deep_frames(draw: Any) -> tuple[str, str]:
     head = f'"type":"req","id":{json.dumps(request_id)},"method":{json.dumps(method)}'
     if draw(st.booleans()):
         return "{" + head + ',"params":{"x":' + inner + "}}", request_id
-    # the id after the deep part: the parser refused the frame before reaching it
-    return '{"params":{"x":' + inner + "}," + head + "}", request_id if depth <= 1024 else "invalid"
+    # The id after the deep part: past orjson's 1,024 levels the parser refuses the frame before
+    # reaching it, and the gateway's flat scan finds it only within the first ID_SEARCH_BYTES.
+    text = '{"params":{"x":' + inner + "}," + head + "}"
+    id_end = len('{"params":{"x":' + inner + '},"type":"req","id":' + json.dumps(request_id))
+    found = depth <= 1024 or id_end <= ID_SEARCH_BYTES
+    return text, request_id if found else "invalid"
 
 
 @st.composite
