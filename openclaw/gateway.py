@@ -22,7 +22,7 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
 from .approvals.service import ExecApprovals
-from .methods import absent, agent, approvals, chat, config, devices, diagnostics, heartbeat, inventory, logs, nodes, sessions, system
+from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, session_views, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
@@ -60,6 +60,7 @@ CORE_EVENTS = (
     "agent",
     "chat",
     "sessions.changed",
+    "session.message",
     "config.changed",
     "heartbeat",
     "node.pair.requested",
@@ -138,6 +139,8 @@ class Gateway:
         self.methods.add_all(devices.methods())
         self.methods.add_all(sessions.methods())
         self.methods.add_all(chat.methods())
+        self.methods.add_all(chat_views.methods())
+        self.methods.add_all(session_views.methods())
         self.methods.add_all(agent.methods())
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
@@ -415,6 +418,16 @@ class Gateway:
 
     def broadcast_event(self, event: str, payload: Mapping[str, Any]) -> None:
         self.clients.broadcast(event, payload)
+        if event == "chat" and payload.get("state") == "final" and isinstance(payload.get("message"), Mapping):
+            self._session_message(payload["sessionKey"], payload["message"])
+
+    def _session_message(self, session_key: str, message: Mapping[str, Any]) -> None:
+        """``session.message`` to connections watching this transcript (sessions.messages.subscribe)."""
+        self.clients.broadcast(
+            "session.message",
+            {"sessionKey": session_key, "agentId": agent_id_of(session_key), "message": message},
+            topic=session_views.messages_topic(session_key),
+        )
 
     def _run_event(self, event: str, payload: Mapping[str, Any]) -> None:
         """Run events go to clients; their lifecycle also goes to the stability record."""
