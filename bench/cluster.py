@@ -43,7 +43,7 @@ NODE_CLIENT = {"id": "node-host", "version": "bench", "platform": "linux", "mode
 
 
 class NodeCredentials(Credentials):
-    """A node with a device identity that answers ``echo``."""
+    """A node with a device identity that answers ``system.notify``."""
 
     def __init__(self, token: str):
         super().__init__(token, [], DeviceKeyPair.generate())
@@ -52,7 +52,7 @@ class NodeCredentials(Credentials):
         auth = {"token": self.token}
         return {
             "minProtocol": 3, "maxProtocol": 4, "client": NODE_CLIENT, "role": "node", "scopes": [],
-            "caps": [], "commands": ["echo"], "auth": auth,
+            "caps": [], "commands": ["system.notify"], "auth": auth,
             "device": self.device.device_block(
                 nonce=nonce or "", signed_at_ms=int(time.time() * 1000), client=NODE_CLIENT, role="node", scopes=[], auth=auth
             ),
@@ -121,7 +121,7 @@ def invoke_rtts(operator: Any, node_id: str, count: int) -> Any:
     times = []
     for n in range(count):
         started = time.perf_counter()
-        answer = yield operator.request("node.invoke", {"nodeId": node_id, "command": "echo", "idempotencyKey": secrets.token_hex(8)})
+        answer = yield operator.request("node.invoke", {"nodeId": node_id, "command": "system.notify", "idempotencyKey": secrets.token_hex(8)})
         if not answer.get("ok"):
             raise RuntimeError(f"node.invoke failed: {answer}")
         times.append(time.perf_counter() - started)

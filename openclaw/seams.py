@@ -264,10 +264,10 @@ def _local_presence(clock: Any, *, version: str, instance_id: str, ip: str | Non
     return PresenceTracker(clock, version=version, instance_id=instance_id, ip=ip)
 
 
-def _local_nodes(clock: Any, on_change: Callable[[str, bool], None]) -> Any:
+def _local_nodes(clock: Any) -> Any:
     from .state.nodes import NodeRegistry
 
-    return NodeRegistry(clock, on_change)
+    return NodeRegistry(clock)
 
 
 @attrs.frozen

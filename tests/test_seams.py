@@ -23,7 +23,7 @@ class LocalPartsTests(SynchronousTestCase):
         verifyObject(seams.ISessionStore, sessions.SessionStore(database("s", sessions.MIGRATIONS), directory))
         parts = seams.local_parts()
         verifyObject(seams.IPresence, parts.presence(clock, version="1", instance_id="i", ip=None))
-        verifyObject(seams.INodeRegistry, parts.nodes(clock, lambda node_id, connected: None))
+        verifyObject(seams.INodeRegistry, parts.nodes(clock))
         verifyObject(seams.IAuthRateLimiter, AuthRateLimiter(clock))
         verifyObject(seams.IIdempotencyCache, IdempotencyCache(clock))
         self.assertIsNone(parts.relay)

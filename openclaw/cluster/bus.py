@@ -22,7 +22,6 @@ from __future__ import annotations
 import uuid
 from typing import Any, Callable, Mapping
 
-import attrs
 import orjson
 import txredisapi
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
@@ -39,13 +38,6 @@ MAX_ROUTED_INVOKES = 4096
 INVOKE_GRACE_S = 5.0  # beyond the node's own timeout, for the answer to come back over the bus
 FULL_RESYNC_EVERY_BEATS = 15
 MAX_RECORDED_GAPS = 10
-
-
-@attrs.frozen
-class _GatewayContext:
-    """What the node command policy reads of a request context: the gateway."""
-
-    gateway: Any
 
 
 def _hash(reply: Any) -> dict[str, Any]:
@@ -252,8 +244,6 @@ class ClusterBus:
         after = _hash(nodes)
         self.remote_nodes[peer] = after
         self._presence_changed()
-        for node_id in set(before) - set(after):
-            self._announce_node_locally(node_id, False)
 
     @inlineCallbacks
     def _instance_died(self, peer: str) -> Any:
@@ -277,8 +267,6 @@ class ClusterBus:
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
         if had_presence or nodes:
             self._log.info("instance {peer} is gone: dropped its presence and {count} node(s)", peer=peer, count=len(nodes))
-        for node_id in nodes:
-            self._announce_node_locally(node_id, False)
         if had_presence:
             self._presence_changed()
 
@@ -286,14 +274,6 @@ class ClusterBus:
         d = self.link.command("SREM", self.key("instances"), peer)
         d.addCallback(lambda _: self.link.command("DEL", self.key("presence", peer), self.key("nodes", peer), self.key("instance", peer)))
         return d
-
-    def _announce_node_locally(self, node_id: str, connected: bool) -> None:
-        """A remote node's departure, told to this instance's clients (every instance does this
-        for its own, so nothing is relayed)."""
-        if self.gateway is None or (not connected and self.local_nodes.get(node_id) is not None):
-            return
-        payload = orjson.dumps({"nodeId": node_id, "connected": connected, "ts": self._now_ms()})
-        self.gateway.clients.deliver_encoded("node.presence", payload)
 
     def _presence_changed(self) -> None:
         if self.gateway is not None:
@@ -335,12 +315,10 @@ class ClusterBus:
         for d in (stored, told):
             d.addErrback(lambda failure: self._log.debug("{table} not shared: {error}", table=table, error=failure.getErrorMessage()))
 
-    def store_changed(self, store: str) -> None:
-        d = self.publish(self.control_channel, {"k": "store", "s": store, "i": self.instance_id})
+    def store_changed(self, store: str, op: str, args: list[Any]) -> None:
+        """A committed change to a memory-served store, for the peers to apply."""
+        d = self.publish(self.control_channel, {"k": "store", "s": store, "op": op, "a": args, "i": self.instance_id})
         d.addErrback(lambda failure: self._log.debug("store change not shared: {error}", error=failure.getErrorMessage()))
-        local = self.stores.get(store)
-        if local is not None:
-            local.reload()
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -384,7 +362,7 @@ class ClusterBus:
         elif kind == "store":
             store = self.stores.get(data.get("s"))
             if store is not None:
-                store.reload()
+                store.apply(data.get("op") or "", data.get("a") or [])
         elif kind == "hello":
             self._read_peer(origin).addErrback(lambda failure: None)
             self.live_instances.add(origin)
@@ -499,19 +477,35 @@ class ClusterBus:
 
         maybeDeferred(self._invoke_here, data).addBoth(answer)
 
+    @inlineCallbacks
     def _invoke_here(self, data: dict[str, Any]) -> Any:
-        """The same checks ``node.invoke`` makes for a local node, then the invoke itself."""
-        from ..methods.nodes import command_refusal
-        from ..services.node_pairing import normalize_list
+        """The same checks ``node.invoke`` makes for a local node, then the invoke itself.
+
+        A refusal is checked again after re-reading the node's pairing record: an approval made
+        on another instance a moment ago may not have reached this one's memory yet.
+        """
+        from ..nodes import policy as node_policy
+        from ..state.nodes import node_metadata
 
         node = self.local_nodes.local(data["node"]) if self.local_nodes is not None else None
         if node is None:
             raise node_unavailable("node not connected")
         command = data["command"]
-        refusal = command_refusal(_GatewayContext(self.gateway), node.node_id, command, normalize_list(node.client.commands))
-        if refusal is not None:
-            raise GatewayError(INVALID_REQUEST, "node command not allowed", {"reason": refusal, "command": command})
-        return self.local_nodes.invoke_here(node, command, data.get("params"), data["timeoutMs"], data["idem"], data.get("extra") or {})
+        store = self.stores.get("nodes")
+
+        def refusal() -> Any:
+            approved = store.paired(node.node_id) if store is not None else None
+            config = self.gateway.current_config()
+            return node_policy.refusal(config, node_metadata(node.client), approved.get("commands") if approved else None, command)
+
+        refused = refusal()
+        if refused is not None and store is not None:
+            yield store.refresh(node.node_id)
+            refused = refusal()
+        if refused is not None:
+            raise GatewayError(INVALID_REQUEST, refused[1], {"reason": refused[0], "command": command})
+        result = yield self.local_nodes.invoke_here(node, command, data.get("params"), data["timeoutMs"], data["idem"], data.get("extra") or {})
+        return result
 
     # -- health ------------------------------------------------------------------------------
 

@@ -67,6 +67,11 @@ class RemoteClient:
     permissions: dict[str, bool]
     remote_ip: str | None
     device_id: str | None
+    path_env: str | None = None
+
+    @property
+    def client_id(self) -> str:
+        return self.client.get("id", "")
 
 
 @attrs.define(eq=False)
@@ -76,6 +81,8 @@ class RemoteNode:
     client: RemoteClient
     connected_at_ms: int
     last_seen_at_ms: int
+    published: dict[str, Any] = attrs.field(factory=dict)
+    last_seen_reason: str = "connect"
     # node.invoke leaves the command policy to the instance holding the node's socket.
     routed = True
 
@@ -88,31 +95,36 @@ class RemoteNode:
             dict(record.get("permissions") or {}),
             record.get("remoteIp"),
             record.get("deviceId"),
+            record.get("pathEnv"),
         )
-        return cls(record["nodeId"], record["instanceId"], client, record.get("connectedAtMs", 0), record.get("lastSeenAtMs", 0))
+        return cls(
+            record["nodeId"], record["instanceId"], client, record.get("connectedAtMs", 0), record.get("lastSeenAtMs", 0),
+            dict(record.get("published") or {}), record.get("lastSeenReason") or "connect",
+        )
 
 
 @implementer(INodeRegistry)
 class ClusterNodeRegistry(NodeRegistry):
-    def __init__(self, clock: IReactorTime, on_change: Callable[[str, bool], None], bus: Any):
+    def __init__(self, clock: IReactorTime, bus: Any):
         super().__init__(clock, self._changed)
-        self._announce = on_change
         self._bus = bus
         bus.local_nodes = self
 
     def _changed(self, node_id: str, connected: bool) -> None:
-        """Share the change before announcing it: a peer that gets the ``node.presence`` event
-        already has the node in its registry."""
+        """Share a node coming or going (before anything the caller broadcasts next)."""
         node = self._nodes.get(node_id) if connected else None
         self._bus.node_changed(node_id, self.record(node) if node is not None else None)
-        self._announce(node_id, connected)
 
     def record(self, node: ConnectedNode) -> dict[str, Any]:
         client = node.client
         return {
             "nodeId": node.node_id,
             "instanceId": self._bus.instance_id,
-            "client": {k: v for k, v in client.client.items() if k in ("id", "displayName", "platform", "version", "deviceFamily", "modelIdentifier", "mode", "instanceId")},
+            "client": {
+                k: v
+                for k, v in client.client.items()
+                if k in ("id", "displayName", "platform", "version", "coreVersion", "uiVersion", "deviceFamily", "modelIdentifier", "mode", "instanceId")
+            },
             "caps": list(client.caps),
             "commands": list(client.commands),
             "permissions": dict(client.permissions),
@@ -120,6 +132,9 @@ class ClusterNodeRegistry(NodeRegistry):
             "deviceId": client.device_id,
             "connectedAtMs": node.connected_at_ms,
             "lastSeenAtMs": node.last_seen_at_ms,
+            "lastSeenReason": node.last_seen_reason,
+            "published": dict(node.published),
+            "pathEnv": getattr(client, "path_env", None),
         }
 
     def local_records(self) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,9 @@ behave the same in both modes:
   transcript lines move to ``transcript_archive`` (every instance can read them) instead of a
   local file.
 - **Devices and nodes** are small and served from memory as in SQLite; after each committed
-  change the store reloads and ``on_change`` tells the other instances (over Redis) to reload too.
+  change ``on_change`` sends the change itself to the other instances (over Redis), which apply
+  it to their memory in bus order, so an event broadcast after the change (``node.pair.requested``
+  say) never reaches a peer before the change does; a full reload runs when the bus reconnects.
   A handshake re-reads its own device first (``refresh``), so a token issued on another instance
   a moment ago is already known.
 """
@@ -114,7 +116,7 @@ class _Reloader:
 
 
 class PostgresDeviceStore(DeviceStore):
-    def __init__(self, database: PostgresDatabase, on_change: Callable[[], None] | None = None):
+    def __init__(self, database: PostgresDatabase, on_change: Callable[[str, list[Any]], None] | None = None):
         super().__init__(database)  # type: ignore[arg-type]
         self.on_change = on_change
         self._reloader = _Reloader(self._reload_all)
@@ -164,32 +166,58 @@ class PostgresDeviceStore(DeviceStore):
 
         return fresh.load().addCallback(swap)
 
-    def _changed(self, result: Any) -> Any:
+    def _changed(self, result: Any, op: str, *args: Any) -> Any:
+        """After COMMIT: tell the other instances what changed (they apply it to memory)."""
         if self.on_change is not None:
-            self.on_change()
+            self.on_change(op, list(args))
         return result
 
+    def apply(self, op: str, args: list[Any]) -> None:
+        """Another instance's committed change, applied to this instance's memory, in the order
+        the bus delivers them (before any event that change's method broadcasts next)."""
+        if op == "put_paired":
+            device = PairedDevice.from_record(args[0])
+            self._paired[device.device_id] = device
+        elif op == "remove_paired":
+            self._paired.pop(args[0], None)
+            for key in [key for key in self._tokens if key[0] == args[0]]:
+                del self._tokens[key]
+        elif op == "put_token":
+            # Token secrets never travel over the bus: the device is re-read from PostgreSQL.
+            self.refresh(args[0])
+        elif op == "remove_token":
+            self._tokens.pop((args[0], args[1]), None)
+        elif op == "put_pending":
+            request = PendingPairing.from_record(args[0])
+            self._pending[request.request_id] = request
+        elif op == "remove_pending":
+            for request_id in args[0]:
+                self._pending.pop(request_id, None)
+        else:
+            self.reload()
+
     def put_paired(self, device: PairedDevice) -> Deferred:
-        return super().put_paired(device).addCallback(self._changed)
+        return super().put_paired(device).addCallback(self._changed, "put_paired", device.to_record())
 
     def remove_paired(self, device_id: str) -> Deferred:
-        return super().remove_paired(device_id).addCallback(self._changed)
+        return super().remove_paired(device_id).addCallback(self._changed, "remove_paired", device_id)
 
     def put_token(self, token: DeviceToken) -> Deferred:
-        return super().put_token(token).addCallback(self._changed)
+        return super().put_token(token).addCallback(self._changed, "put_token", token.device_id, token.role)
 
     def remove_token(self, device_id: str, role: str) -> Deferred:
-        return super().remove_token(device_id, role).addCallback(self._changed)
+        return super().remove_token(device_id, role).addCallback(self._changed, "remove_token", device_id, role)
 
     def put_pending(self, request: PendingPairing) -> Deferred:
-        return super().put_pending(request).addCallback(self._changed)
+        return super().put_pending(request).addCallback(self._changed, "put_pending", request.to_record())
 
     def remove_pending(self, request_ids: Any) -> Deferred:
-        return super().remove_pending(request_ids).addCallback(self._changed)
+        ids = list(request_ids)
+        return super().remove_pending(ids).addCallback(self._changed, "remove_pending", ids)
 
 
 class PostgresNodeStore(NodeStore):
-    def __init__(self, database: PostgresDatabase, on_change: Callable[[], None] | None = None):
+    def __init__(self, database: PostgresDatabase, on_change: Callable[[str, list[Any]], None] | None = None):
         super().__init__(database)  # type: ignore[arg-type]
         self.on_change = on_change
         self._reloader = _Reloader(self.load)
@@ -209,22 +237,36 @@ class PostgresNodeStore(NodeStore):
 
         return self._db.run(read).addCallback(fill)
 
-    def _changed(self, result: Any) -> Any:
+    def _changed(self, result: Any, op: str, *args: Any) -> Any:
         if self.on_change is not None:
-            self.on_change()
+            self.on_change(op, list(args))
         return result
 
+    def apply(self, op: str, args: list[Any]) -> None:
+        """Another instance's committed change, applied to memory (see PostgresDeviceStore)."""
+        if op == "put_paired":
+            self._paired[args[0]["nodeId"]] = args[0]
+        elif op == "remove_paired":
+            self._paired.pop(args[0], None)
+        elif op == "put_pending":
+            self._pending[args[0]["requestId"]] = args[0]
+        elif op == "remove_pending":
+            for request_id in args[0]:
+                self._pending.pop(request_id, None)
+        else:
+            self.reload()
+
     def put_paired(self, record: dict[str, Any]) -> Deferred:
-        return super().put_paired(record).addCallback(self._changed)
+        return super().put_paired(record).addCallback(self._changed, "put_paired", record)
 
     def remove_paired(self, node_id: str) -> Deferred:
-        return super().remove_paired(node_id).addCallback(self._changed)
+        return super().remove_paired(node_id).addCallback(self._changed, "remove_paired", node_id)
 
     def put_pending(self, record: dict[str, Any]) -> Deferred:
-        return super().put_pending(record).addCallback(self._changed)
+        return super().put_pending(record).addCallback(self._changed, "put_pending", record)
 
     def remove_pending(self, request_ids: Any) -> Deferred:
         ids = list(request_ids)
         if not ids:
             return succeed(None)
-        return super().remove_pending(ids).addCallback(self._changed)
+        return super().remove_pending(ids).addCallback(self._changed, "remove_pending", ids)

@@ -41,8 +41,8 @@ class ClusterWiring:
         self.bus = ClusterBus(reactor, options)
         database = partial(PostgresDatabase.threaded, reactor, options.postgres_dsn, options.schema)
         self._check_db = database("checks")
-        self.device_store = PostgresDeviceStore(database("devices"), on_change=lambda: self.bus.store_changed("devices"))
-        self.node_store = PostgresNodeStore(database("nodes"), on_change=lambda: self.bus.store_changed("nodes"))
+        self.device_store = PostgresDeviceStore(database("devices"), on_change=partial(self.bus.store_changed, "devices"))
+        self.node_store = PostgresNodeStore(database("nodes"), on_change=partial(self.bus.store_changed, "nodes"))
         self.session_store = PostgresSessionStore(database("sessions"), state_dir)
         self.bus.stores = {"devices": self.device_store, "nodes": self.node_store}
         self.bus.session_store = self.session_store
@@ -51,7 +51,7 @@ class ClusterWiring:
         self.parts = GatewayParts(
             instance_id=options.instance_id,
             presence=lambda clock, **kwargs: ClusterPresence(clock, bus, **kwargs),
-            nodes=lambda clock, on_change: ClusterNodeRegistry(clock, on_change, bus),
+            nodes=lambda clock: ClusterNodeRegistry(clock, bus),
             relay=bus,
             health=bus.health,
             leases=bus.leases,
