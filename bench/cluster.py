@@ -117,6 +117,22 @@ def node_on(port: int) -> Any:
 
 
 @defer.inlineCallbacks
+def approve_all(operator: Any) -> Any:
+    """Approve the nodes' command surfaces (both requests reach A: B's over the bus)."""
+    for _ in range(100):
+        listed = yield operator.request("node.pair.list", {})
+        pending = listed["payload"]["pending"]
+        if len(pending) >= 2:
+            break
+        yield sleep(0.1)
+    for request in pending:
+        answer = yield operator.request("node.pair.approve", {"requestId": request["requestId"]})
+        if not answer.get("ok"):
+            raise RuntimeError(f"node.pair.approve failed: {answer}")
+    yield sleep(0.5)
+
+
+@defer.inlineCallbacks
 def invoke_rtts(operator: Any, node_id: str, count: int) -> Any:
     times = []
     for n in range(count):
@@ -181,7 +197,7 @@ def run(options: argparse.Namespace) -> Any:
             operator_b = yield connect(f"ws://127.0.0.1:{b_port}", Credentials(TOKEN, ADMIN, DeviceKeyPair.generate()))
             node_a = yield node_on(a_port)
             node_b = yield node_on(b_port)
-            yield sleep(1.5)  # pairing approved and seen by both instances
+            yield approve_all(operator_a)
             a_id, b_id = node_a.factory.credentials.device.device_id, node_b.factory.credentials.device.device_id
             row["invoke_same_ms"] = yield invoke_rtts(operator_a, a_id, options.invokes)
             row["invoke_cross_ms"] = yield invoke_rtts(operator_a, b_id, options.invokes)

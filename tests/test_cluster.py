@@ -237,7 +237,7 @@ class InstanceDeathTests(ClusterTestBase):
         health = yield operator.request("health", {})
         self.assertEqual(health["payload"]["cluster"]["instances"], ["A", "C"])
         presence = yield operator.request("system-presence", {})
-        self.assertNotIn("B", {entry.get("instanceId") for entry in presence["payload"]})
+        self.assertNotIn("B", {entry.get("instanceId") for entry in presence["payload"]}, presence["payload"])
 
 
 class RacingRunsTests(ClusterTestBase):

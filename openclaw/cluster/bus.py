@@ -79,6 +79,7 @@ class ClusterBus:
         self.rate_limiter: Any = None  # ClusterRateLimiter
         self.remote_presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.remote_selves: dict[str, dict[str, Any]] = {}  # each live peer's own presence entry
+        self._drops: dict[str, int] = {}  # times each peer was dropped (a read begun before is void)
         self.remote_nodes: dict[str, dict[str, dict[str, Any]]] = {}
         self.live_instances: set[str] = set()
         self._routed: dict[str, tuple[str, Deferred, Any]] = {}
@@ -233,16 +234,15 @@ class ClusterBus:
 
     @inlineCallbacks
     def _read_peer(self, peer: str) -> Any:
+        drops = self._drops.get(peer, 0)
         beat = yield self.link.command("GET", self.key("instance", peer))
-        if beat is None:
-            return  # gone already; the next beat's sync drops whatever is left of it
-        self.remote_selves[peer] = orjson.loads(beat)
         presence = yield self.link.command("HGETALL", self.key("presence", peer))
         nodes = yield self.link.command("HGETALL", self.key("nodes", peer))
+        if beat is None or self._drops.get(peer, 0) != drops:
+            return  # gone already (or dropped while this read was under way): nothing to bring back
+        self.remote_selves[peer] = orjson.loads(beat)
         self.remote_presence[peer] = _hash(presence)
-        before = self.remote_nodes.get(peer, {})
-        after = _hash(nodes)
-        self.remote_nodes[peer] = after
+        self.remote_nodes[peer] = _hash(nodes)
         self._presence_changed()
 
     @inlineCallbacks
@@ -261,7 +261,10 @@ class ClusterBus:
             self._log.failure("clearing the keys of instance {peer} failed", peer=peer)
 
     def _drop_peer(self, peer: str) -> None:
-        had_presence = self.remote_presence.pop(peer, None) is not None or self.remote_selves.pop(peer, None) is not None
+        self._drops[peer] = self._drops.get(peer, 0) + 1
+        had_clients = self.remote_presence.pop(peer, None) is not None
+        had_self = self.remote_selves.pop(peer, None) is not None
+        had_presence = had_clients or had_self
         nodes = self.remote_nodes.pop(peer, {})
         self.live_instances.discard(peer)
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
