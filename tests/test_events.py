@@ -447,6 +447,8 @@ class HelloSnapshotTests(TestCase):
                 "node.invoke",
                 "node.invoke.result",
                 "node.event",
+                "node.skills.update",
+                "node.pluginTools.update",
                 "node.pair.list",
                 "node.pair.approve",
                 "node.pair.reject",
