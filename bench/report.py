@@ -20,6 +20,7 @@ ROWS = [
     ("kb_per_idle_connection", "memory per idle authenticated connection (KB)"),
     ("paired_seq_per_s", "handshakes/s, paired device v3, sequential"),
     ("paired_seq_p50_ms", "  p50 (ms)"),
+    ("paired_seq_server_cpu_ms", "  server CPU per handshake (ms)"),
     ("paired_conc10_per_s", "handshakes/s, paired device v3, 10 concurrent"),
     ("paired_conc10_p99_ms", "  p99 (ms)"),
     ("new_device_seq_per_s", "handshakes/s, new device (silent pairing), sequential"),
@@ -33,6 +34,7 @@ for _method in ("health", "status"):
                 (f"{_key}_p50_ms", "  p50 (ms)"),
                 (f"{_key}_p99_ms", "  p99 (ms)"),
                 (f"{_key}_errors", "  error replies"),
+                (f"{_key}_server_cpu_us", "  server CPU per request (µs)"),
             ]
 for _listeners in (10, 100, 500, 1000):
     ROWS += [

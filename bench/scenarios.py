@@ -135,8 +135,10 @@ def handshakes(target, options) -> Any:
     first = yield connect(target.url, paired)  # silent local pairing happens here, untimed
     first.close()
     result: dict[str, Any] = {}
+    cpu_before = target.cpu_seconds()
     per_second, p50, p99 = yield _handshakes(target.url, lambda: paired, options.handshakes, 1)
     result.update(paired_seq_per_s=per_second, paired_seq_p50_ms=p50, paired_seq_p99_ms=p99)
+    result.update(_server_cpu("paired_seq_server_cpu_ms", target, cpu_before, options.handshakes, 1000))
     per_second, p50, p99 = yield _handshakes(target.url, lambda: paired, options.handshakes, 10)
     result.update(paired_conc10_per_s=per_second, paired_conc10_p50_ms=p50, paired_conc10_p99_ms=p99)
     fresh_keys = [DeviceKeyPair.generate() for _ in range(options.new_devices)]  # key generation untimed
@@ -147,6 +149,14 @@ def handshakes(target, options) -> Any:
     return result
 
 
+def _server_cpu(key: str, target, before: float | None, count: int, unit: float) -> dict[str, float]:
+    """Server CPU per operation: unlike wall time, it hardly changes when the machine is busy."""
+    after = target.cpu_seconds()
+    if before is None or after is None or not count:
+        return {}
+    return {key: round((after - before) / count * unit, 3)}
+
+
 # -- RPC round trips -------------------------------------------------------------------------
 
 
@@ -154,7 +164,7 @@ def handshakes(target, options) -> Any:
 def _round_trips(target, method: str, clients: int, in_flight: int, seconds: float) -> Any:
     connections = yield connect_many(target.url, Credentials(target.token, READ), clients)
     latencies: list[float] = []
-    counts = {"errors": 0, "outstanding": 0}
+    counts = {"errors": 0, "outstanding": 0, "answered": 0}
     state = {"running": True, "recording": False}
 
     def fire(connection) -> None:
@@ -163,6 +173,7 @@ def _round_trips(target, method: str, clients: int, in_flight: int, seconds: flo
 
         def answered(frame: dict[str, Any]) -> None:
             counts["outstanding"] -= 1
+            counts["answered"] += 1
             if state["recording"]:
                 if frame.get("ok"):
                     latencies.append(time.perf_counter() - sent)
@@ -198,6 +209,7 @@ def _round_trips(target, method: str, clients: int, in_flight: int, seconds: flo
         "p50_ms": ms(percentile(ordered, 0.5)),
         "p99_ms": ms(percentile(ordered, 0.99)),
         "errors": counts["errors"],
+        "answered": counts["answered"],  # warm-up included: what the server's CPU time is divided by
     }
 
 
@@ -208,7 +220,11 @@ def rpc(target, options) -> Any:
     for method in options.methods:
         for clients in options.clients:
             for in_flight in options.in_flight:
+                cpu_before = target.cpu_seconds()
                 measured = yield _round_trips(target, method, clients, in_flight, options.seconds)
+                answered = measured.get("answered", 0)
+                measured.update(_server_cpu("server_cpu_us", target, cpu_before, answered, 1_000_000))
+                measured.pop("answered", None)
                 for key, value in measured.items():
                     result[f"{method}_{clients}x{in_flight}_{key}"] = value
                 yield sleep(0.3)

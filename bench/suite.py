@@ -49,6 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds, each running every target back to back [3, quick 1]")
     parser.add_argument("--pin", choices=["none", "split", "both"], default="none",
                         help="split: servers on CPU 0, this load client on CPU 1; both: unpinned rounds, then split")
+    parser.add_argument("--profile", help="run ours under pyinstrument and write its HTML flame view to this file")
     parser.add_argument("--max-spread", type=float, default=rounds.DEFAULT_MAX_SPREAD,
                         help="a ratio whose rounds spread wider than this fraction of its median is inconclusive")
     parser.add_argument("--seconds", type=float, help="seconds per RPC measurement [5, quick 1]")
@@ -131,7 +132,8 @@ def build_targets(options: argparse.Namespace) -> list[targets.Target]:
     for offset, name in enumerate(options.targets.split(",")):
         port = options.base_port + offset
         if name == "ours":
-            measured.append(targets.ours(port, options.token, options.upstream_url))
+            measured.append(targets.ours(port, options.token, options.upstream_url,
+                                         Path(options.profile) if options.profile else None))
         elif name == "floor":
             measured.append(targets.floor(port))
         elif name == "reference":

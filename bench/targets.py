@@ -173,13 +173,34 @@ class Target:
     def rss_mb(self) -> float:
         return round(_rss_kb(self.pid) / 1024, 1) if self.pid else 0.0
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the process tree so far: a cost that barely moves with the load around it.
+
+        Summed from every thread's ``schedstat`` (nanoseconds), as the clock-tick counters of
+        ``/proc/PID/stat`` are too coarse (10 ms) for a few hundred handshakes.
+        """
+        if not self.pid:
+            return None
+        total_ns = 0
+        for pid in [self.pid, *_descendants(self.pid)]:
+            try:
+                threads = list(Path(f"/proc/{pid}/task").iterdir())
+            except OSError:
+                continue
+            for thread in threads:
+                try:
+                    total_ns += int((thread / "schedstat").read_text().split()[0])
+                except (OSError, IndexError, ValueError):
+                    continue
+        return total_ns / 1e9
+
     def tree_rss_mb(self) -> float:
         if not self.pid:
             return 0.0
         return round(sum(_rss_kb(pid) for pid in [self.pid, *_descendants(self.pid)]) / 1024, 1)
 
 
-def ours(port: int, token: str, upstream_url: str | None) -> Target:
+def ours(port: int, token: str, upstream_url: str | None, profile: Path | None = None) -> Target:
     """This checkout's gateway under twistd, with a fresh state directory and the bench model."""
     target = Target("ours", f"ws://127.0.0.1:{port}", token, has_model=upstream_url is not None)
     state = target.workdir / "state"
@@ -197,7 +218,14 @@ def ours(port: int, token: str, upstream_url: str | None) -> Target:
     target.command = [
         twistd, "-n", "--pidfile=", "openclaw", "--port", str(port), "--token", token, "--state-dir", str(state),
     ]
+    if profile is not None:
+        target.command = _profiled(target.command, profile)
     return target
+
+
+def _profiled(command: list[str], output: Path) -> list[str]:
+    """The same twistd arguments, run in-process under pyinstrument by ``profiled_twistd.py``."""
+    return [sys.executable, str(BENCH / "profiled_twistd.py"), str(output), *command[1:]]
 
 
 def floor(port: int) -> Target:

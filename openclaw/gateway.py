@@ -134,8 +134,9 @@ class Gateway:
         self.metrics = GatewayMetrics(self)
         self.clients.on_delivery = self.metrics.events_delivered
         self.rate_limiter.on_failure = self.metrics.auth_failed
-        # File reads (logs.tail) go through this executor: a worker thread in production.
-        self.methods.add_all(logs.methods(file_executor if file_executor is not None else InlineExecutor()))
+        # File reads (logs.tail, the Control UI's files) go through this executor: a worker thread in production.
+        self.file_executor = file_executor if file_executor is not None else InlineExecutor()
+        self.methods.add_all(logs.methods(self.file_executor))
         self.health.add_contributor(self._core_health)
 
     def _configure_rate_limiter(self, settings: GatewaySettings) -> None:

@@ -9,6 +9,8 @@ import attrs
 from .agents.catalog import Catalog
 from .config import snapshot as config_snapshot
 from .config.loader import ConfigError, config_path_for, default_state_dir, lookup
+from .control_ui.settings import ControlUiSettings
+from .control_ui.settings import resolve as resolve_control_ui
 from .protocol.constants import (
     DEFAULT_PORT,
     HANDSHAKE_TIMEOUT_MS,
@@ -47,6 +49,7 @@ class GatewaySettings:
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
     tls_auto_generate: bool = False
+    control_ui: ControlUiSettings = ControlUiSettings()
     config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
@@ -192,5 +195,6 @@ def _settings_for_config(
         reload_debounce_ms=lookup(config, "gateway.reload.debounceMs", 300),
         strict_transport_security=hsts if isinstance(hsts, str) and hsts else None,
         **tls,
+        control_ui=resolve_control_ui(options, env, config),
         config=config,
     )

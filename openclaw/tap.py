@@ -67,7 +67,8 @@ class Options(usage.Options):
     longdesc = (
         "Run the OpenClaw gateway: WebSocket control plane and HTTP API on one port. "
         "Settings come from the command line, then the environment (OPENCLAW_GATEWAY_TOKEN, "
-        "OPENCLAW_GATEWAY_PASSWORD, OPENCLAW_GATEWAY_PORT, OPENCLAW_CONFIG_PATH, OPENCLAW_STATE_DIR), "
+        "OPENCLAW_GATEWAY_PASSWORD, OPENCLAW_GATEWAY_PORT, OPENCLAW_CONFIG_PATH, OPENCLAW_STATE_DIR, "
+        "OPENCLAW_CONTROL_UI_ROOT), "
         "then the JSON5 config file."
     )
     optParameters = [
@@ -80,6 +81,13 @@ class Options(usage.Options):
         ["config", "c", None, "JSON5 config file [default: <state-dir>/openclaw.json or OPENCLAW_CONFIG_PATH]"],
         ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with; needs --tls-key [or gateway.tls.certPath]"],
         ["tls-key", None, None, "PEM private key for --tls-cert [or gateway.tls.keyPath]"],
+        [
+            "control-ui-root",
+            None,
+            None,
+            "the built Control UI to serve (an installed openclaw package's dist/control-ui) "
+            "[or OPENCLAW_CONTROL_UI_ROOT, gateway.controlUi.root]",
+        ],
     ]
 
     def postOptions(self) -> None:

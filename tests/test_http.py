@@ -184,10 +184,12 @@ class ReadinessProbeTests(_StubMixin, SynchronousTestCase):
 
 
 class FallbackTests(_StubMixin, SynchronousTestCase):
-    """Anything unrouted is a plain-text 404; handler crashes are a plain-text 500."""
+    """Anything unrouted is a plain-text 404; handler crashes are a plain-text 500.
+
+    (``/`` itself is the Control UI's page: tests/test_control_ui.py.)"""
 
     def test_unknown_path_is_plain_404(self):
-        for path in ("/nope", "/", "/v1/chat/completions", "/healthz/x", "/readyz/deep/er", "/healthzz"):
+        for path in ("/nope", "/v1/chat/completions", "/healthz/x", "/readyz/deep/er", "/healthzz"):
             with self.subTest(path=path):
                 response, body = self.request("GET", path)
                 self.assertEqual(response.code, 404)

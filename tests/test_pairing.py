@@ -606,6 +606,35 @@ class PendingExpiryTests(SynchronousTestCase):
         )
         self.failureResultOf(self.pairing.ensure_access(self.device, browser), GatewayError)
 
+    def test_loopback_control_ui_with_origin_is_approved_silently(self):
+        """The gateway's own UI always sends an Origin (checked in the handshake); it pairs silently."""
+        for client_id in ("openclaw-control-ui", "webchat"):
+            key = DeviceKeyPair.generate()
+            device = VerifiedDevice(device_id=key.device_id, public_key=key.public_key, raw_key=key.raw_public_key, signature_version="v3")
+            browser = PairingRequestContext(
+                role="operator",
+                scopes=("operator.admin",),
+                client={"id": client_id, "version": "1", "platform": "Linux x86_64", "mode": "webchat"},
+                remote_ip="127.0.0.1",
+                is_local=True,
+                has_origin=True,
+                auth_method="token",
+            )
+            paired = self.successResultOf(self.pairing.ensure_access(device, browser))
+            self.assertEqual(paired.last_seen_reason, "silent-pairing")
+
+    def test_remote_control_ui_still_needs_approval(self):
+        remote = PairingRequestContext(
+            role="operator",
+            scopes=(),
+            client={"id": "openclaw-control-ui", "version": "1", "platform": "x", "mode": "webchat"},
+            remote_ip="203.0.113.9",
+            is_local=False,
+            has_origin=True,
+            auth_method="token",
+        )
+        self.failureResultOf(self.pairing.ensure_access(self.device, remote), GatewayError)
+
     def test_still_approvable_before_ttl(self):
         request_id = self.request()
         self.clock.advance(299)

@@ -12,7 +12,7 @@ from openclaw.protocol.constants import (
     AUTH_RATE_LIMIT_MAX_ATTEMPTS,
     AUTH_RATE_LIMIT_WINDOW_MS,
 )
-from openclaw.security.rate_limit import AuthRateLimiter, is_loopback
+from openclaw.security.rate_limit import BROWSER_ORIGIN_KIND, AuthRateLimiter, is_loopback
 
 REMOTE = "203.0.113.5"
 OTHER_REMOTE = "198.51.100.7"
@@ -165,6 +165,14 @@ class LoopbackExemptionTests(SynchronousTestCase):
         for _ in range(10):
             limiter.record_failure("127.0.0.1", KIND)
         self.assertEqual(limiter.retry_after_ms("127.0.0.1", KIND), 300_000)
+
+    def test_browser_origin_attempts_are_limited_even_on_loopback(self):
+        """Any web page can script ws://127.0.0.1: loopback is no exemption for browser-origin auth."""
+        limiter = AuthRateLimiter(self.clock)
+        for _ in range(10):
+            limiter.record_failure("127.0.0.1", BROWSER_ORIGIN_KIND)
+        self.assertEqual(limiter.retry_after_ms("127.0.0.1", BROWSER_ORIGIN_KIND), 300_000)
+        self.assertIsNone(limiter.retry_after_ms("127.0.0.1", KIND))
 
     def test_is_loopback(self):
         """Loopback detection: v4 127/8, v6 ::1 and the name localhost; nothing else."""

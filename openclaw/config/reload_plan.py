@@ -37,7 +37,9 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("gateway.reload", NONE, ()),
     ("gateway.http.endpoints", HOT, ()),
     ("gateway.http.securityHeaders", HOT, ()),
-    ("gateway.controlUi", HOT, ()),
+    ("gateway.controlUi", HOT, ()),  # enabled and allowedOrigins are read per request
+    ("gateway.controlUi.basePath", RESTART, ()),
+    ("gateway.controlUi.root", RESTART, ()),
     ("gateway.nodes", HOT, ()),
     ("gateway.tools", HOT, ()),
     ("gateway.trustedProxies", HOT, ()),

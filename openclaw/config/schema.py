@@ -120,7 +120,11 @@ GATEWAY = _obj(
         "controlUi": _obj(
             {
                 "enabled": _leaf("boolean", "serve the control UI", True),
-                "basePath": _leaf("string", "URL path of the control UI"),
+                "basePath": {**_leaf("string", "URL path of the control UI"), "x-reload": "restart"},
+                "root": {
+                    **_leaf("string", "directory of the built Control UI (an installed openclaw package's dist/control-ui)"),
+                    "x-reload": "restart",
+                },
                 "allowedOrigins": {**_STRINGS, "description": "browser origins allowed to connect"},
             },
             "browser clients",

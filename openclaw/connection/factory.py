@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.defer import Deferred
 
+from ._autobahn import defer_debug_formatting
 from .protocol import GatewayServerProtocol
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         # No ``Server`` banner on the 101 (Autobahn sends ``server`` as that header when set),
         # consistent with the HTTP responses, which strip it.
         super().__init__(server=None, reactor=reactor)
+        defer_debug_formatting()
         self.gateway = gateway
         self.connections: set[GatewayServerProtocol] = set()
         self._drain_waiters: list[Deferred] = []

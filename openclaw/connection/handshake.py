@@ -24,7 +24,7 @@ from ..protocol.constants import (
 )
 from ..protocol.errors import INVALID_REQUEST, NOT_PAIRED, UNAVAILABLE, GatewayError
 from ..security.device_identity import VerifiedDevice, verify_device_proof
-from ..security.rate_limit import is_loopback
+from ..security.rate_limit import BROWSER_ORIGIN_KIND, is_loopback
 from ..security.scopes import scopes_cover
 from ..security.shared_secret import auth_failure, check_shared_secret, constant_time_equal
 from ..services.pairing import PairingRequestContext
@@ -171,7 +171,8 @@ class Handshake:
                 {"code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "origin": info.origin},
                 close_code=CLOSE_POLICY_VIOLATION,
             )
-        retry_after = gateway.rate_limiter.retry_after_ms(info.remote_ip, RATE_LIMIT_KIND)
+        limit_kind = BROWSER_ORIGIN_KIND if info.origin else RATE_LIMIT_KIND
+        retry_after = gateway.rate_limiter.retry_after_ms(info.remote_ip, limit_kind)
         if retry_after is not None:
             raise auth_failure("rate_limited", retry_after_ms=retry_after)
 
@@ -191,7 +192,7 @@ class Handshake:
                     close_code=CLOSE_POLICY_VIOLATION,
                 )
             if not secret.ok and secret.supplied:
-                gateway.rate_limiter.record_failure(info.remote_ip, RATE_LIMIT_KIND)
+                gateway.rate_limiter.record_failure(info.remote_ip, limit_kind)
                 raise auth_failure(secret.reason)
             if not secret.ok or role != ROLE_OPERATOR:
                 raise GatewayError(
@@ -200,7 +201,7 @@ class Handshake:
                     {"code": "DEVICE_IDENTITY_REQUIRED"},
                     close_code=CLOSE_POLICY_VIOLATION,
                 )
-            gateway.rate_limiter.record_success(info.remote_ip, RATE_LIMIT_KIND)
+            gateway.rate_limiter.record_success(info.remote_ip, limit_kind)
             if not keeps_scopes_without_device(params, info):
                 scopes = ()
             returnValue(Admission(protocol=protocol, role=role, scopes=scopes, params=params, auth_method=auth_method))
@@ -219,10 +220,10 @@ class Handshake:
             try:
                 device_token = self._verify_device_token(device, role, scopes, auth, secret.reason)
             except GatewayError:
-                gateway.rate_limiter.record_failure(info.remote_ip, RATE_LIMIT_KIND)
+                gateway.rate_limiter.record_failure(info.remote_ip, limit_kind)
                 raise
             auth_method = "device-token"
-        gateway.rate_limiter.record_success(info.remote_ip, RATE_LIMIT_KIND)
+        gateway.rate_limiter.record_success(info.remote_ip, limit_kind)
 
         context = PairingRequestContext(
             role=role,

@@ -8,7 +8,6 @@ wait in a bounded queue whenever the peer stops reading.
 """
 from __future__ import annotations
 
-import struct
 import uuid
 from typing import Any
 
@@ -39,16 +38,13 @@ from ..protocol.errors import SERVER_BUSY, UNAVAILABLE, GatewayError, invalid_re
 from ..protocol.frame_decoding import RefusedFrame, decode_frame
 from ..state.clients import ConnectedClient
 from ..stores.storage_errors import storage_error
+from ._autobahn import write_text_frame
 from .handshake import Admission, ConnectionInfo
 from .outbound import DROPPED, OVERFLOW, OutboundQueue
 
 PHASE_UPGRADE = "upgrade"
 PHASE_PREAUTH = "preauth"
 
-# Server-to-client text frame headers (FIN + opcode 1, unmasked), RFC 6455 §5.2.
-_SHORT_HEADERS = tuple(bytes((0x81, size)) for size in range(126))
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
 PHASE_CONNECTING = "connecting"
 PHASE_OPEN = "open"
 PHASE_CLOSING = "closing"
@@ -424,25 +420,8 @@ class GatewayServerProtocol(WebSocketServerProtocol):
     # -- outbound ----------------------------------------------------------------------------
 
     def _write(self, frame: bytes) -> None:
-        """One unfragmented, unmasked, uncompressed text frame: header and payload, no copy.
-
-        The factory turns compression and auto-fragmentation off, so a server text frame is just
-        ``0x81`` + the length. Going through ``sendMessage`` costs about a quarter of a fan-out's
-        per-recipient time (argument asserts, stats, eagerly formatted debug logging, and a join
-        that copies the payload); that path is kept for anything unusual: a frame over the
-        payload limit (it raises there), or Autobahn having queued data of its own.
-        """
-        size = len(frame)
-        if self.state != self.STATE_OPEN or self.send_queue or size > self.maxMessagePayloadSize > 0:
-            self.sendMessage(frame, isBinary=False)
-            return
-        if size <= 125:
-            header = _SHORT_HEADERS[size]
-        elif size <= 0xFFFF:
-            header = _HEADER_16.pack(0x81, 126, size)
-        else:
-            header = _HEADER_64.pack(0x81, 127, size)
-        self.transport.writeSequence((header, frame))
+        """Straight to the transport when Autobahn allows it (``_autobahn.write_text_frame``)."""
+        write_text_frame(self, frame)
 
     def _send_now(self, frame: bytes) -> None:
         """Responses during the handshake bypass nothing but still respect the queue order."""

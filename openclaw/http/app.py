@@ -9,14 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ..agents.identity import agent_identity
 from ..config.loader import lookup
+from ..control_ui.handler import ControlUiHandler
 from ..security.scopes import READ, WRITE
 from ..security.shared_secret import check_bearer
-from .headers import plain_text
+from .headers import plain_text, sized
 from .openai import chat_completions, models
 from .openai.common import (
     CHAT_COMPLETIONS,
@@ -73,6 +76,7 @@ class GatewayHttpApp:
     def __init__(self, gateway: "Gateway"):
         self._gateway = gateway
         self._responses = ResponsesEndpoint(gateway)
+        self.control_ui = ControlUiHandler(gateway, gateway.file_executor, self._control_ui_config, self._ui_auth)
 
     def resource(self) -> Any:
         return _NonUtf8PathGuard(self, self.app.resource())
@@ -166,9 +170,47 @@ class GatewayHttpApp:
             request, models_enabled(self._gateway), b"GET", READ, lambda _: write_json(request, 200, models.get_model(self._gateway, raw_id))
         )
 
+    # -- Control UI ------------------------------------------------------------------------------
+    # It has no route of its own: whatever no API route matched is the UI's (files, SPA routes),
+    # as in the reference, where the UI is the last handler before the 404.
+
     @app.handle_errors(NotFound)
-    def not_found(self, request: Any, failure: Any) -> bytes:
-        return plain_text(request, 404, "Not Found")
+    def not_found(self, request: Any, failure: Any) -> Any:
+        result = self.control_ui.render(request)
+        if isinstance(result, Deferred):
+            return result.addCallback(lambda body: sized(request, body))
+        return sized(request, result)
+
+    def _ui_auth(self, request: Any) -> bytes | None:
+        try:
+            authenticate(self._gateway, request, READ)
+        except HttpError as error:
+            return write_error(request, error)
+        return None
+
+    def _control_ui_config(self, build_id: str | None) -> dict[str, Any]:
+        """``/control-ui-config.json``: the fields the reference's UI reads at start."""
+        gateway = self._gateway
+        identity = agent_identity(gateway.catalog)
+        return {
+            "basePath": gateway.settings.control_ui.base_path,
+            "assistantName": identity["name"],
+            "assistantAvatar": identity["avatar"],
+            "assistantAvatarSource": None,
+            "assistantAvatarStatus": None,
+            "assistantAvatarReason": None,
+            "assistantAgentId": identity["agentId"],
+            "serverVersion": gateway.version,
+            "serverBuildId": None,
+            "embedSandbox": "scripts",
+            "allowExternalEmbedUrls": False,
+            "automaticallyFetchFavicons": False,
+            "communityInvite": False,
+            "terminalEnabled": False,
+            "cliAgentsEnabled": False,
+            "pluginAssetsRequireAuth": True,
+            "pluginFrameGrants": [],
+        }
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: Any, failure: Any) -> bytes:

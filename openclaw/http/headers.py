@@ -21,3 +21,10 @@ def plain_text(request: Any, status: int, body: str) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
     return body.encode("utf-8")
+
+
+def sized(request: Any, body: Any) -> Any:
+    """Give a body rendered through Klein's error path (which streams chunked) its Content-Length."""
+    if isinstance(body, bytes) and not request.responseHeaders.hasHeader(b"content-length"):
+        request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
+    return body

@@ -38,6 +38,12 @@ class _Window:
     locked_until: float = 0.0
 
 
+# Auth attempts from a browser page (a WebSocket with an Origin header) are counted even on
+# loopback: any web page the user visits can open ws://127.0.0.1 and guess, so loopback is no
+# proof of a local operator there (the reference limits these the same way).
+BROWSER_ORIGIN_KIND = "browser-origin"
+
+
 class AuthRateLimiter:
     """Counts failed attempts; ``retry_after_ms`` says how long a locked-out key must wait."""
 
@@ -73,12 +79,12 @@ class AuthRateLimiter:
         self._window = (window_ms or AUTH_RATE_LIMIT_WINDOW_MS) / 1000.0
         self._lockout = (lockout_ms or AUTH_RATE_LIMIT_LOCKOUT_MS) / 1000.0
 
-    def _exempt(self, address: str | None) -> bool:
-        return self._exempt_loopback and is_loopback(address)
+    def _exempt(self, address: str | None, kind: str) -> bool:
+        return kind != BROWSER_ORIGIN_KIND and self._exempt_loopback and is_loopback(address)
 
     def retry_after_ms(self, address: str | None, kind: str) -> int | None:
         """Milliseconds left on a lockout, or ``None`` when the key may try."""
-        if self._exempt(address):
+        if self._exempt(address, kind):
             return None
         window = self._windows.get((address or "", kind))
         if window is None:
@@ -91,7 +97,7 @@ class AuthRateLimiter:
     def record_failure(self, address: str | None, kind: str) -> None:
         if self.on_failure is not None:
             self.on_failure(kind)  # counted even for exempt addresses: failures are worth seeing
-        if self._exempt(address):
+        if self._exempt(address, kind):
             return
         now = self._clock.seconds()
         key = (address or "", kind)

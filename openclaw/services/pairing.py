@@ -38,6 +38,8 @@ REASON_MESSAGES = {
     "scope-upgrade": "pairing required: device is asking for more scopes than currently approved",
     "metadata-upgrade": "pairing required: device identity changed and must be re-approved",
 }
+# Browser clients that pair silently on loopback even though they send an Origin header.
+BROWSER_UI_CLIENT_IDS = frozenset({"openclaw-control-ui", "webchat-ui", "webchat"})
 REMEDIATION_HINT = "Approve this device from an operator client: openclaw devices approve <requestId>"
 
 
@@ -140,7 +142,11 @@ class DevicePairingService(Service):
         return None
 
     def _may_approve_silently(self, reason: str, context: PairingRequestContext, paired: PairedDevice | None) -> bool:
-        if not context.is_local or context.has_origin or not self._auto_approve_local():
+        if not context.is_local or not self._auto_approve_local():
+            return False
+        if context.has_origin and context.client.get("id") not in BROWSER_UI_CLIENT_IDS:
+            # A page from some other site may script a loopback WebSocket; only the gateway's own
+            # Control UI / webchat (whose origin the handshake already checked) pairs silently.
             return False
         if paired is not None and context.role != "operator" and reason == "role-upgrade":
             return False
