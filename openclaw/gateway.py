@@ -99,7 +99,7 @@ class Gateway:
         self.presence = PresenceTracker(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )
-        self.catalog = Catalog.from_config(settings.config)
+        self.catalog = Catalog.from_config(settings.config, settings.provider_env)
         self.health = HealthMonitor(clock, default_agent_id=self.catalog.default_agent_id)
         self.event_loop = EventLoopMonitor(clock)
         self.pairing = DevicePairingService(
@@ -152,7 +152,7 @@ class Gateway:
         self.settings = settings
         if plan_actions.RELOAD_CATALOG in actions:
             # Built before anything changes: a config that cannot load leaves the old catalog.
-            self.catalog = Catalog.from_config(settings.config)
+            self.catalog = Catalog.from_config(settings.config, settings.provider_env)
         if plan_actions.RELOAD_RATE_LIMIT in actions:
             self._configure_rate_limiter(settings)
         if plan_actions.RESTART_HEARTBEAT in actions and self.heartbeat is not None:

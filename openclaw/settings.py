@@ -1,12 +1,13 @@
 """Resolved gateway settings: command line over environment over config file over defaults."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Mapping
 
 import attrs
 
-from .agents.catalog import Catalog
+from .agents.catalog import Catalog, provider_keys
 from .config import snapshot as config_snapshot
 from .config.loader import ConfigError, config_path_for, default_state_dir, lookup
 from .control_ui.settings import ControlUiSettings
@@ -51,6 +52,8 @@ class GatewaySettings:
     tls_auto_generate: bool = False
     control_ui: ControlUiSettings = ControlUiSettings()
     config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    # Model provider keys from the environment (OPENAI_API_KEY, …): only those names.
+    provider_env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @property
     def interfaces(self) -> tuple[str, ...]:
@@ -139,6 +142,24 @@ def resolve_settings(
         raise ConfigError(snapshot.scrub(str(exc))) from None
 
 
+def _bind(bind: Any, config: Mapping[str, Any]) -> Any:
+    """The reference's bind modes: ``auto`` is loopback here, ``custom`` is ``gateway.customBindHost``."""
+    if bind == "auto":
+        return "loopback"
+    if bind == "custom":
+        host = lookup(config, "gateway.customBindHost")
+        if not host:
+            raise ConfigError("gateway.bind 'custom' needs gateway.customBindHost")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"gateway.customBindHost must be an IP address to listen on, not {host!r}") from None
+        return host
+    if bind == "tailnet":
+        raise ConfigError("gateway.bind 'tailnet' is not available here (no Tailscale support): use loopback, lan or an address")
+    return bind
+
+
 def _settings_for_config(
     options: Mapping[str, Any], env: Mapping[str, str], state_dir: str, config_path: str, config: Mapping[str, Any]
 ) -> GatewaySettings:
@@ -147,7 +168,7 @@ def _settings_for_config(
     ) or DEFAULT_PORT
     if port > 65535:
         raise ConfigError(f"port must be at most 65535, not {port}")
-    bind = _pick(options.get("bind"), lookup(config, "gateway.bind"), "loopback")
+    bind = _bind(_pick(options.get("bind"), lookup(config, "gateway.bind"), "loopback"), config)
 
     token = _pick(options.get("token"), env.get("OPENCLAW_GATEWAY_TOKEN"), lookup(config, "gateway.auth.token"))
     password = _pick(options.get("password"), env.get("OPENCLAW_GATEWAY_PASSWORD"), lookup(config, "gateway.auth.password"))
@@ -171,7 +192,7 @@ def _settings_for_config(
     auto_approve = lookup(config, "gateway.nodes.pairing.autoApproveLocal", True)
     exempt_loopback = lookup(config, "gateway.auth.rateLimit.exemptLoopback", True)
 
-    Catalog.from_config(config)  # models/agents mistakes stop start-up with a message, not a run later
+    Catalog.from_config(config)  # a malformed models/agents section stops start-up with a message, not a run later
     hsts = lookup(config, "gateway.http.securityHeaders.strictTransportSecurity")
     tls = _resolve_tls(options, config)
 
@@ -197,4 +218,5 @@ def _settings_for_config(
         **tls,
         control_ui=resolve_control_ui(options, env, config),
         config=config,
+        provider_env=provider_keys(config, env),
     )

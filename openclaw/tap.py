@@ -19,8 +19,10 @@ from twisted.logger import Logger, LogLevel
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from .config.accepted import unused_paths
 from .config.loader import ConfigError, lookup
 from .config.overrides import masked_paths
+from .config.reload_plan import listing
 from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
 from .http.app import GatewayHttpApp
@@ -29,7 +31,7 @@ from .protocol.constants import DEFAULT_PORT
 from .providers.client import ModelClient
 from .services.agents import AgentService
 from .services.heartbeat import HeartbeatService
-from .services.log_file import GatewayLogFile
+from .services.log_file import GatewayLogFile, log_level_name
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
 from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService, exit_status_at_exit
@@ -125,8 +127,7 @@ def _endpoint(reactor: Any, port: int, interface: str) -> Any:
 
 
 def _log_level(config: Mapping[str, Any]) -> str:
-    level = lookup(config, "logging.level", "info")
-    return level if level in ("debug", "info", "warn", "error") else "info"
+    return log_level_name(lookup(config, "logging.level", "info"))
 
 
 class Listeners(OrderedMultiService):
@@ -198,15 +199,15 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         reactor=reactor,
     )
     served: Any = site
-    announce = None
+    announcements = [partial(_announce_unused, settings.config), partial(_announce_model_warnings, gateway)]
     if settings.tls_enabled:
         cert_pem, key_pem, tls_files = _tls_material(settings)
         gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
         # Logged once the listeners are up, so the log-file service (started earlier in the
         # tree) writes it to gateway.log as well as twistd's log.
-        announce = partial(_announce_fingerprint, gateway.tls_fingerprint, tls_files.cert_path)
+        announcements.append(partial(_announce_fingerprint, gateway.tls_fingerprint, tls_files.cert_path))
         served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
-    listeners = Listeners(announce)
+    listeners = Listeners(lambda: [announce() for announce in announcements] and None)
     for index, interface in enumerate(settings.interfaces):
         listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface), served)
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
@@ -215,6 +216,19 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         listener.setServiceParent(listeners)
     children.append(named("listeners", listeners))
     return gateway, children
+
+
+def _announce_unused(config: Mapping[str, Any]) -> None:
+    """One line naming the config keys accepted (the reference accepts them) but not acted on."""
+    paths = unused_paths(config)
+    if paths:
+        _log.info("accepted, not used here: {paths}", paths=listing(paths))
+
+
+def _announce_model_warnings(gateway: Gateway) -> None:
+    """Models the config names that no run can use (no key, unknown provider): said once, here."""
+    for warning in gateway.catalog.warnings:
+        _log.warn("{warning}", warning=warning)
 
 
 def _announce_fingerprint(fingerprint: str, cert_path: str) -> None:

@@ -16,6 +16,7 @@ import jsonschema
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.config import parsing, redaction, reload_plan, schema, snapshot, writer
+from openclaw.config.accepted import node_for
 from openclaw.config.loader import ConfigError
 from openclaw.config.redaction import SENTINEL, SentinelError
 from openclaw.config.reload_plan import HOT, NONE, RESTART, RULES
@@ -98,9 +99,9 @@ class SchemaStrictnessTests(SynchronousTestCase):
         self.assertEqual(path, "gateway.port")
         self.assertIn("65535", message)
 
-    def test_required_key_of_a_provider(self):
-        snap = parse('{ models: { providers: { local: { apiKey: "k" } } } }')
-        self.assertEqual(issues(snap), [("models.providers.local", "baseUrl is required")])
+    def test_required_key_of_a_model(self):
+        snap = parse('{ models: { providers: { local: { baseUrl: "http://h", models: [{ name: "n" }] } } } }')
+        self.assertEqual(issues(snap), [("models.providers.local.models.0", "id is required")])
 
     def test_every_issue_at_once(self):
         """Operators see every problem in one go, not one per restart."""
@@ -223,9 +224,9 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(snap.config, {})
 
     def test_variables_are_not_substituted_in_keys_or_non_strings(self):
-        snap = parse('{ gateway: { port: 1234 }, hooks: { "${K}": "v" } }', {"K": "k"})
+        snap = parse('{ gateway: { port: 1234 }, models: { providers: { "${K}": { baseUrl: "http://h" } } } }', {"K": "k"})
         self.assertTrue(snap.valid, snap.issues)
-        self.assertEqual(snap.config["hooks"], {"${K}": "v"})
+        self.assertEqual(snap.config["models"]["providers"], {"${K}": {"baseUrl": "http://h"}})
 
     def test_top_level_must_be_an_object(self):
         for raw in ("[1, 2]", '"text"', "42", "null"):
@@ -549,10 +550,10 @@ class SubstitutionDisplayTests(SynchronousTestCase):
 
     def test_settings_errors_name_the_reference(self):
         path = os.path.abspath(self.mktemp())
-        raw = '{ agents: { defaults: { model: "${OPENCLAW_GATEWAY_TOKEN}" } } }'
+        raw = '{ gateway: { bind: "custom", customBindHost: "${OPENCLAW_GATEWAY_TOKEN}" } }'
         with self.assertRaises(ConfigError) as caught:
             resolve_settings({"state-dir": path}, {}, parse(raw, self.ENV))
-        self.assertIn("unknown model '${OPENCLAW_GATEWAY_TOKEN}'", str(caught.exception))
+        self.assertIn("not '${OPENCLAW_GATEWAY_TOKEN}'", str(caught.exception))
         self.assertNotIn("gw-token-0f3a9", str(caught.exception))
 
     def test_short_values_are_left_alone_in_messages(self):
@@ -674,7 +675,10 @@ class PlannerRuleTests(SynchronousTestCase):
     """One test per row of ``RULES`` (added below): a path under the prefix gets the row's kind and actions."""
 
     def check_rule(self, prefix: str, kind: str, row_actions: tuple[str, ...]) -> None:
+        # A key under the prefix that this gateway uses (an unused one needs nothing anywhere).
         path = f"{prefix}.probe"
+        if node_for(path) is None:
+            path = f"{prefix}.{next(iter(node_for(prefix)['properties']))}"
         self.assertEqual(reload_plan.rule_for(path), (prefix, kind, row_actions))
         self.assertEqual(reload_plan.rule_for(prefix), (prefix, kind, row_actions))
         self.assertEqual(reload_plan.classify(path), kind)
@@ -786,24 +790,25 @@ class PlannerTests(SynchronousTestCase):
         self.assertEqual(reload_plan.classify("<root>"), RESTART)
 
     def test_plan_summary_fields(self):
-        old = {"gateway": {"port": 1}, "models": {}, "meta": {"a": 1}}
-        new = {"gateway": {"port": 2, "tools": {"allow": ["x"]}}, "models": {"mode": "merge"}, "meta": {"a": 2}, "logging": {"level": "debug"}}
+        old = {"gateway": {"port": 1}, "models": {}, "meta": {"lastTouchedVersion": "1"}}
+        new = {
+            "gateway": {"port": 2, "tools": {"allow": ["x"]}},
+            "models": {"mode": "merge"},
+            "meta": {"lastTouchedVersion": "2"},
+            "logging": {"level": "debug"},
+        }
         change = reload_plan.plan(old, new)
         self.assertFalse(change.empty)
         self.assertEqual(
             change.summary(),
             {
-                "changedPaths": ["gateway.port", "gateway.tools.allow", "models.mode", "meta.a", "logging.level"],
+                "changedPaths": ["gateway.port", "gateway.tools.allow", "models.mode", "meta.lastTouchedVersion", "logging.level"],
                 "restartGateway": True,
                 "restartReasons": ["gateway.port"],
-                "hotReasons": ["gateway.tools.allow", "models.mode", "logging.level"],
-                "noopPaths": ["meta.a"],
-                "actions": [
-                    reload_plan.RELOAD_SETTINGS,
-                    reload_plan.RELOAD_CATALOG,
-                    reload_plan.RESTART_HEARTBEAT,
-                    reload_plan.RELOAD_LOGGING,
-                ],
+                "hotReasons": ["gateway.tools.allow", "logging.level"],
+                # Accepted because the reference accepts them; nothing here acts on them.
+                "noopPaths": ["models.mode", "meta.lastTouchedVersion"],
+                "actions": [reload_plan.RELOAD_SETTINGS, reload_plan.RELOAD_LOGGING],
             },
         )
         json.dumps(change.summary())

@@ -25,7 +25,7 @@ from openclaw.config import snapshot as config_snapshot
 from openclaw.config.parsing import MAX_CONFIG_BYTES
 from openclaw.protocol.text_checks import MAX_CONFIG_DEPTH
 from openclaw.config.redaction import SENTINEL
-from openclaw.config.schema import CONFIG_SCHEMA
+from openclaw.config.accepted import cached_accepted_schema
 from openclaw.services.reload import ConfigReloader
 from openclaw.settings import resolve_settings
 from openclaw.stores.sqlite import InlineExecutor
@@ -196,7 +196,10 @@ class ConfigGetTests(_ConfigRpcBase):
     @inlineCallbacks
     def test_schema(self):
         payload = yield self.ok("config.schema")
-        self.assertEqual(payload["schema"], json.loads(json.dumps(CONFIG_SCHEMA)))
+        # Everything a file may hold: the reference's keys, with this gateway's merged in.
+        self.assertEqual(payload["schema"], json.loads(json.dumps(cached_accepted_schema())))
+        self.assertIn("compaction", payload["schema"]["properties"]["agents"]["properties"]["defaults"]["properties"])
+        self.assertIn("metrics", payload["schema"]["properties"]["gateway"]["properties"])
         self.assertEqual(payload["version"], 1)
         self.assertIn("uiHints", payload)
 
@@ -210,12 +213,14 @@ class ConfigGetTests(_ConfigRpcBase):
         limits = yield self.ok("config.schema.lookup", {"path": "gateway.auth.rateLimit"})
         self.assertEqual(limits["reload"], "hot")
         self.assertIn(
-            {"key": "maxAttempts", "path": "gateway.auth.rateLimit.maxAttempts", "type": "integer", "reload": "hot"},
+            {"key": "maxAttempts", "path": "gateway.auth.rateLimit.maxAttempts", "type": "number", "reload": "hot"},
             limits["children"],
         )
         self.assertNotIn("properties", limits["schema"])
         api_key = yield self.ok("config.schema.lookup", {"path": "models.providers.anything.apiKey"})
         self.assertIs(api_key["schema"]["x-sensitive"], True)
+        unused = yield self.ok("config.schema.lookup", {"path": "agents.defaults.compaction"})
+        self.assertEqual(unused["reload"], "none")  # accepted as the reference does; not used here
         self.assertEqual(api_key["reload"], "hot")
 
     @inlineCallbacks
@@ -452,10 +457,9 @@ class SubstitutedSecretTests(_ConfigRpcBase):
         error = yield self.patch({"models": {"providers": {"local": {"baseUrl": self.REFERENCE}}}}, ok=False)
         self.assertEqual(error["message"], "invalid config: models.providers.local.baseUrl: must match ^https?://")
         self.assertNoSecrets(error)
-        error = yield self.patch({"agents": {"defaults": {"model": self.REFERENCE}}}, ok=False)
+        error = yield self.patch({"gateway": {"bind": "custom", "customBindHost": self.REFERENCE}}, ok=False)
         self.assertEqual(
-            error["message"],
-            f"invalid config: agents.defaults.model: unknown model '{self.REFERENCE}' (declare it under models.providers)",
+            error["message"], f"invalid config: gateway.customBindHost must be an IP address to listen on, not '{self.REFERENCE}'"
         )
         self.assertEqual(self.on_disk(), INITIAL)
         self.assertNoSecrets(self.logged)
@@ -463,7 +467,7 @@ class SubstitutedSecretTests(_ConfigRpcBase):
     @inlineCallbacks
     def test_a_hand_edit_is_reported_without_the_value(self):
         with open(self.path, "w", encoding="utf-8") as handle:
-            handle.write('{ gateway: { auth: { mode: "token" } }, agents: { defaults: { model: "${OPENCLAW_GATEWAY_TOKEN}" } } }')
+            handle.write('{ gateway: { auth: { mode: "token" }, bind: "custom", customBindHost: "${OPENCLAW_GATEWAY_TOKEN}" } }')
         self.reloader.check_now()
         self.assertEqual(self.reloader.last_decision["decision"], "skipped")
         self.assertIn(self.REFERENCE, self.reloader.last_decision["reason"])

@@ -333,6 +333,7 @@ class RunManager:
         if run._abort_reason is not None:
             return self._conclude_aborted(run)
         refs = catalog.candidates(run.agent_id, run.model_override or model_override(entry))
+
         targets = [target for target in (catalog.resolve(ref) for ref in refs) if target is not None]
         messages = self._prompt(run, history, targets[0] if targets else None)
         live = LiveText(self._clock, lambda batch: self._publish_text(run, batch))
@@ -343,7 +344,8 @@ class RunManager:
             for listener in run._text_listeners:
                 listener(delta)
 
-        stream = run._stream = self._client.complete(targets, messages, on_delta, run.options)
+        unavailable = None if targets else "; ".join(filter(None, map(catalog.why_unavailable, refs))) or None
+        stream = run._stream = self._client.complete(targets, messages, on_delta, run.options, unavailable)
         if targets:
             run.target = targets[0]
             self._event(run, "lifecycle", {"phase": "model", "provider": targets[0].provider.id, "model": targets[0].model.id})

@@ -1,8 +1,9 @@
 """What a config change needs: applied in place, a restart of the service tree, or nothing.
 
 One rule table decides, by the most specific matching prefix (``path == prefix`` or
-``path`` under ``prefix.``). A path no rule matches needs a restart: an unknown change is never
-assumed safe.
+``path`` under ``prefix.``). A key this gateway does not act on (accepted because the reference
+accepts it, see :mod:`.accepted`) needs nothing. A used path no rule matches needs a restart: an
+unknown change is never assumed safe.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Mapping
 
 import attrs
 
+from .accepted import is_accepted, node_for
 from .overrides import masking
 
 HOT = "hot"
@@ -25,12 +27,6 @@ RELOAD_RATE_LIMIT = "reload-rate-limit"
 RELOAD_HOOKS = "reload-hooks"
 RELOAD_LOGGING = "reload-logging"
 ACTION_ORDER = (RELOAD_SETTINGS, RELOAD_CATALOG, RELOAD_RATE_LIMIT, RESTART_HEARTBEAT, RELOAD_HOOKS, RELOAD_LOGGING)
-
-_NOT_USED = (
-    "meta", "wizard", "identity", "update", "telemetry", "discovery", "channels", "plugins", "skills", "tools",
-    "messages", "commands", "cron", "browser", "ui", "talk", "audio", "bindings", "routing", "diagnostics",
-    "secrets", "auth", "approvals", "mcp", "memory", "canvasHost", "web", "$schema",
-)
 
 RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("gateway.remote", NONE, ()),
@@ -52,8 +48,9 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("session", HOT, (RELOAD_CATALOG,)),
     ("hooks", HOT, (RELOAD_HOOKS,)),
     ("logging", HOT, (RELOAD_LOGGING,)),
-    *((name, NONE, ()) for name in _NOT_USED),
+    ("$schema", NONE, ()),
 )
+_NOT_USED_RULE = ("", NONE, ())
 
 
 def _matches(path: str, prefix: str) -> bool:
@@ -61,7 +58,12 @@ def _matches(path: str, prefix: str) -> bool:
 
 
 def rule_for(path: str) -> tuple[str, str, tuple[str, ...]] | None:
-    """The most specific rule for ``path``, or None (which means restart)."""
+    """The most specific rule for ``path``, or None (which means restart).
+
+    A key this gateway does not act on (but accepts, as the reference does) needs nothing,
+    whatever section it is in."""
+    if path != "<root>" and node_for(path) is None and is_accepted(path):
+        return _NOT_USED_RULE
     best = None
     for rule in RULES:
         if _matches(path, rule[0]) and (best is None or len(rule[0]) > len(best[0])):

@@ -1,13 +1,13 @@
-"""The config file's JSON Schema: every key the gateway understands, strict.
+"""The keys this gateway acts on, as a JSON Schema: ``CONFIG_SCHEMA``.
 
 Each key may carry ``default``, a ``description``, ``x-sensitive`` (redacted by ``config.get``)
 and ``x-reload`` (``hot``: applied in place, ``restart``: the service tree restarts, ``none``:
 nothing to do). ``docs/configuration.md`` is generated from this document
 (``python -m openclaw.config.schema --markdown``) and a test keeps the two in step.
 
-Top-level sections the reference uses for features this gateway does not have (channels,
-plugins, cron, …) are accepted as free-form objects, so a reference config file starts here
-unchanged; they are marked "not used".
+A file is *checked* against more than this: :mod:`.accepted` merges it into the reference's own
+schema, so every key the reference accepts is accepted here too (and named at start-up as
+"accepted, not used here" when it is not in this document). A key in neither is refused.
 """
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ def _free(description: str, **extra: Any) -> Schema:
 
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
-NOT_USED = "accepted for compatibility with reference config files; not used by this gateway"
 
 MODEL_SELECTION = {
     "anyOf": [
@@ -93,11 +92,21 @@ PROVIDER = _obj(
     required=["baseUrl"],
 )
 
+AGENT = _obj(
+    {
+        "name": _leaf("string", "display name"),
+        "default": _leaf("boolean", "the default agent"),
+        "model": MODEL_SELECTION,
+        "identity": _free("name, emoji, avatar shown by clients"),
+        "heartbeat": HEARTBEAT,
+    },
+)
+
 GATEWAY = _obj(
     {
         "mode": _enum(("local", "remote"), "this process serves the gateway when local", "local"),
         "port": _leaf("integer", "TCP port for WebSocket and HTTP", 18789, minimum=1, maximum=65535),
-        "bind": _leaf("string", "loopback, lan, or an interface address", "loopback"),
+        "bind": _leaf("string", "loopback, lan, or an interface address", "loopback", **{"x-widens": True}),
         "customBindHost": _leaf("string", "address for bind=custom"),
         "auth": _obj(
             {
@@ -177,7 +186,6 @@ GATEWAY = _obj(
             {
                 "pairing": _obj({"autoApproveLocal": _leaf("boolean", "pair loopback devices silently", True)}),
                 "commands": _obj({"allow": _STRINGS, "deny": _STRINGS}, "node command allow/deny lists"),
-                "browser": _free(NOT_USED),
             },
             "capability nodes",
             **{"x-reload": "hot"},
@@ -193,7 +201,6 @@ GATEWAY = _obj(
             **{"x-reload": "hot"},
         ),
         "remote": _free("client-side settings for reaching a remote gateway", **{"x-reload": "none"}),
-        "tailscale": _free(NOT_USED),
     },
     "the gateway process",
 )
@@ -205,8 +212,6 @@ CONFIG_SCHEMA: Schema = _obj(
         "models": _obj(
             {
                 "providers": {"type": "object", "additionalProperties": PROVIDER, "description": "model servers by id"},
-                "catalogRefresh": _free(NOT_USED),
-                "mode": _leaf("string", NOT_USED),
             },
             "model providers",
             **{"x-reload": "hot"},
@@ -218,25 +223,18 @@ CONFIG_SCHEMA: Schema = _obj(
                         "model": MODEL_SELECTION,
                         "timeoutSeconds": _leaf("integer", "run time limit", 600, minimum=1),
                         "heartbeat": HEARTBEAT,
-                        "workspace": _leaf("string", NOT_USED),
                     },
                     "settings every agent inherits",
                 ),
+                "entries": {
+                    "type": "object",
+                    "description": "the agents by id (what the reference's onboarding writes); without entries or list there is one agent, main",
+                    "additionalProperties": AGENT,
+                },
                 "list": {
                     "type": "array",
-                    "description": "the agents; without a list there is one agent, main",
-                    "items": _obj(
-                        {
-                            "id": _leaf("string", "agent id", minLength=1),
-                            "name": _leaf("string", "display name"),
-                            "default": _leaf("boolean", "the default agent"),
-                            "model": MODEL_SELECTION,
-                            "identity": _free("name, emoji, avatar shown by clients"),
-                            "heartbeat": HEARTBEAT,
-                            "workspace": _leaf("string", NOT_USED),
-                        },
-                        required=["id"],
-                    ),
+                    "description": "the agents as a list with ids (the older form; the reference moves it to agents.entries)",
+                    "items": _obj({"id": _leaf("string", "agent id", minLength=1), **AGENT["properties"]}, required=["id"]),
                 },
             },
             "agents",
@@ -258,14 +256,6 @@ CONFIG_SCHEMA: Schema = _obj(
             "logging",
             **{"x-reload": "hot"},
         ),
-        **{
-            name: _free(NOT_USED, **{"x-reload": "none"})
-            for name in (
-                "meta", "wizard", "identity", "update", "telemetry", "discovery", "channels", "plugins", "skills",
-                "tools", "messages", "commands", "cron", "browser", "ui", "talk", "audio", "bindings", "routing",
-                "diagnostics", "secrets", "auth", "approvals", "mcp", "memory", "canvasHost", "web",
-            )
-        },
     },
     "OpenClaw gateway configuration",
 )

@@ -16,8 +16,8 @@ import attrs
 import jsonschema
 
 from ..protocol.text_checks import UnusableText
+from .accepted import cached_accepted_schema
 from .parsing import parse_config_text
-from .schema import CONFIG_SCHEMA
 from .substitution import Substitutions, as_written, substitute_env
 
 MISSING_HASH_INPUT = "missing"
@@ -86,17 +86,32 @@ def _problem(error: jsonschema.ValidationError) -> str:
     if rule == "maxLength":
         return f"must be at most {limit} characters long"
     if rule == "pattern":
-        return f"must match {limit}"
+        names = "propertyNames" in error.schema_path
+        return f"key names must match {limit}" if names else f"must match {limit}"
     if rule == "const":
         return f"must be {json.dumps(limit)}"
     if rule in ("anyOf", "oneOf"):
         return "does not match any allowed form"
+    if rule == "exclusiveMinimum":
+        return f"must be greater than {limit}"
+    if rule == "exclusiveMaximum":
+        return f"must be less than {limit}"
+    if rule == "propertyNames":
+        pattern = (limit or {}).get("pattern") if isinstance(limit, dict) else None
+        return f"key names must match {pattern}" if pattern else "has a key name that is not allowed"
+    if rule in ("minItems", "maxItems"):
+        return f"must have at {'least' if rule == 'minItems' else 'most'} {limit} items"
     return f"fails the schema rule {rule!r}"
 
 
 def validate(config: Any) -> list[ConfigIssue]:
+    errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    return list(dict.fromkeys(_issues(errors)))
+
+
+def _issues(errors: Any) -> list[ConfigIssue]:
     issues = []
-    for error in sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+    for error in errors:
         path = ".".join(str(part) for part in error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = error.schema.get("properties", {})
@@ -104,17 +119,36 @@ def validate(config: Any) -> list[ConfigIssue]:
                 if key not in known:
                     issues.append(ConfigIssue(f"{path}.{key}" if path else key, "unknown key"))
             continue
+        if error.validator in ("anyOf", "oneOf"):
+            inner = _closest_alternative(error)
+            if inner:
+                issues.extend(_issues(inner))
+                continue
         issues.append(ConfigIssue(path, _problem(error)))
     return issues
+
+
+def _closest_alternative(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """For a value matching none of several forms: the errors of the one form of the value's
+    own type (an object with a typo'd key names that key), or [] when that is not one form."""
+    by_option: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context or ():
+        by_option.setdefault(sub.schema_path[0] if sub.schema_path else None, []).append(sub)
+    same_type = [
+        errors for errors in by_option.values()
+        if not any(sub.validator in ("type", "const", "enum") and not sub.relative_path for sub in errors)
+    ]
+    return same_type[0] if len(same_type) == 1 else []
 
 
 _cached_validator: list[jsonschema.Draft7Validator] = []
 
 
 def _validator() -> jsonschema.Draft7Validator:
-    # The schema is a constant, so one compiled validator serves every gateway in the process.
+    # The schema is built from files in the package, so one compiled validator serves every
+    # gateway in the process.
     if not _cached_validator:
-        _cached_validator.append(jsonschema.Draft7Validator(CONFIG_SCHEMA))
+        _cached_validator.append(jsonschema.Draft7Validator(cached_accepted_schema()))
     return _cached_validator[0]
 
 

@@ -20,7 +20,7 @@ from ..config.loader import ConfigError
 from ..config.parsing import parse_config_text, too_large
 from ..config.redaction import SentinelError, redact, redact_raw, restore, restore_raw
 from ..config.reload_plan import classify, diff_paths
-from ..config.schema import CONFIG_SCHEMA
+from ..config.accepted import cached_accepted_schema
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..protocol.text_checks import UnusableText
 from ..security.scopes import ADMIN, READ
@@ -65,12 +65,13 @@ def config_get(ctx: RequestContext) -> Any:
 
 
 def config_schema(ctx: RequestContext) -> dict[str, Any]:
-    return {"schema": CONFIG_SCHEMA, "uiHints": {}, "version": SCHEMA_VERSION, "generatedAt": None}
+    # Everything a file may hold (the reference's keys with this gateway's merged in).
+    return {"schema": cached_accepted_schema(), "uiHints": {}, "version": SCHEMA_VERSION, "generatedAt": None}
 
 
 def config_schema_lookup(ctx: RequestContext) -> dict[str, Any]:
     path = ctx.params["path"]
-    node: Any = CONFIG_SCHEMA
+    node: Any = cached_accepted_schema()
     for part in path.split("."):
         properties = node.get("properties", {}) if isinstance(node, dict) else {}
         if part in properties:

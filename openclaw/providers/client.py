@@ -13,8 +13,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..agents.catalog import API_RESPONSES, ModelRef
-from . import openai_completions, openai_responses
+from ..agents.catalog import API_ANTHROPIC, API_OLLAMA, API_RESPONSES, ModelRef
+from . import anthropic_messages, ollama_chat, openai_completions, openai_responses
 from .errors import ProviderError, ProviderNotConfigured, StreamAborted
 from .streaming import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_STREAM_BYTES, StreamRequest, StreamResult, UpstreamStream
 
@@ -49,20 +49,30 @@ class ModelClient:
         options: Mapping[str, Any] | None = None,
     ) -> UpstreamStream:
         """``options`` are sampling settings a caller chose (``max_tokens``, ``temperature``, …)."""
-        flavour = openai_responses if target.provider.api == API_RESPONSES else openai_completions
+        provider = target.provider
         options = dict(options or {})
         max_tokens = options.pop("max_tokens", None) or target.model.max_tokens
-        path, body = flavour.build_request(target.model.id, messages, max_tokens, options)
-        headers = dict(target.provider.headers)
-        if target.provider.api_key:
-            headers["Authorization"] = f"Bearer {target.provider.api_key}"
-        interpreter = (
-            openai_responses.ResponsesInterpreter(target.ref)
-            if flavour is openai_responses
-            else openai_completions.CompletionsInterpreter(target.ref)
-        )
-        request = StreamRequest(target.provider.base_url + path, body, headers, target.ref)
-        return UpstreamStream(self.http, self.clock, request, interpreter, on_delta, self.idle_timeout_s, self.max_bytes)
+        decoder = None
+        headers = dict(provider.headers)
+        if provider.api == API_ANTHROPIC:
+            _, body = anthropic_messages.build_request(target.model.id, messages, max_tokens, options)
+            path = anthropic_messages.messages_path(provider.base_url)
+            headers.update(anthropic_messages.headers(provider.api_key))
+            interpreter: Any = anthropic_messages.MessagesInterpreter(target.ref)
+        else:
+            if provider.api == API_OLLAMA:
+                path, body = ollama_chat.build_request(target.model.id, messages, max_tokens, options)
+                interpreter, decoder = ollama_chat.ChatInterpreter(target.ref), ollama_chat.LineDecoder()
+            elif provider.api == API_RESPONSES:
+                path, body = openai_responses.build_request(target.model.id, messages, max_tokens, options)
+                interpreter = openai_responses.ResponsesInterpreter(target.ref)
+            else:
+                path, body = openai_completions.build_request(target.model.id, messages, max_tokens, options)
+                interpreter = openai_completions.CompletionsInterpreter(target.ref)
+            if provider.api_key:
+                headers["Authorization"] = f"Bearer {provider.api_key}"
+        request = StreamRequest(provider.base_url + path, body, headers, target.ref)
+        return UpstreamStream(self.http, self.clock, request, interpreter, on_delta, self.idle_timeout_s, self.max_bytes, decoder)
 
     def complete(
         self,
@@ -70,8 +80,11 @@ class ModelClient:
         messages: Sequence[dict[str, Any]],
         on_delta: Callable[[str], None],
         options: Mapping[str, Any] | None = None,
+        unavailable: str | None = None,
     ) -> "FallbackStream":
-        return FallbackStream(self, targets, messages, on_delta, options)
+        """``unavailable`` says why there are no targets, when the run asked for models that
+        cannot be used (no key, unknown provider)."""
+        return FallbackStream(self, targets, messages, on_delta, options, unavailable)
 
 
 class FallbackStream:
@@ -84,8 +97,10 @@ class FallbackStream:
         messages: Sequence[dict[str, Any]],
         on_delta: Callable[[str], None],
         options: Mapping[str, Any] | None = None,
+        unavailable: str | None = None,
     ):
         self._client = client
+        self._unavailable = unavailable
         self._options = dict(options or {})
         self._targets = list(targets)
         self._messages = list(messages)
@@ -100,7 +115,9 @@ class FallbackStream:
         if not self._targets:
             self._done.errback(
                 ProviderNotConfigured(
-                    "no model provider is configured: add models.providers and agents.defaults.model to the config"
+                    self._unavailable
+                    or "no model provider is configured: set agents.defaults.model (e.g. openai/gpt-4.1-mini with "
+                    "OPENAI_API_KEY set) or declare models.providers"
                 )
             )
         else:

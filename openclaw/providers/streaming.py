@@ -133,7 +133,9 @@ class UpstreamStream:
         on_delta: Callable[[str], None],
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         max_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+        decoder: Any = None,
     ):
+        """``decoder`` turns body bytes into events (default: SSE; Ollama sends JSON lines)."""
         self.request = request
         self._http = http
         self._clock = clock
@@ -141,7 +143,7 @@ class UpstreamStream:
         self._on_delta = on_delta
         self._idle_timeout_s = idle_timeout_s
         self._max_bytes = max_bytes
-        self._decoder = SSEDecoder()
+        self._decoder = decoder if decoder is not None else SSEDecoder()
         self._received = 0
         self._idle: IDelayedCall | None = None
         self._request_d: Deferred | None = None
@@ -158,7 +160,10 @@ class UpstreamStream:
             "POST",
             self.request.url,
             data=orjson.dumps(self.request.body),
-            headers={**{"Content-Type": ["application/json"], "Accept": ["text/event-stream"]}, **{k: [v] for k, v in self.request.headers.items()}},
+            headers={
+                **{"Content-Type": ["application/json"], "Accept": ["text/event-stream"]},
+                **{k: [v] for k, v in self.request.headers.items()},
+            },
             unbuffered=True,
         )
         self._request_d.addCallbacks(self._response, self._request_failed)

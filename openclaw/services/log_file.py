@@ -35,6 +35,16 @@ MAX_QUEUED_BYTES = 4 * 1024 * 1024
 LOG_FILE_NAME = "gateway.log"
 
 
+# The reference's ``logging.level`` names, as Twisted levels: the nearest one that shows no less.
+_LEVEL_NAMES = {"warning": "warn", "trace": "debug", "fatal": "critical", "silent": "critical"}
+
+
+def log_level_name(name: Any) -> str:
+    """A Twisted log level name for a ``logging.level`` value (``info`` for anything unknown)."""
+    name = _LEVEL_NAMES.get(name, name) if isinstance(name, str) else "info"
+    return name if name in ("debug", "info", "warn", "error", "critical") else "info"
+
+
 def default_log_path(state_dir: str) -> str:
     return os.path.join(state_dir, "logs", LOG_FILE_NAME)
 
@@ -87,9 +97,9 @@ class GatewayLogFile(Service):
             self._flusher.clock = clock
 
     def set_level(self, name: str) -> None:
-        """Apply ``logging.level`` (``debug|info|warn|error``); unknown names keep the current level."""
+        """Apply ``logging.level`` (the reference's names, see :func:`log_level_name`)."""
         try:
-            self.level = LogLevel.levelWithName({"warning": "warn"}.get(name, name))
+            self.level = LogLevel.levelWithName(log_level_name(name))
         except InvalidLogLevelError:
             pass
 

@@ -1,6 +1,7 @@
 """A small OpenAI-compatible model server for tests, on a real loopback port.
 
-It streams ``/v1/chat/completions`` and ``/v1/responses`` as SSE, chunk by chunk, and can be told
+It streams ``/v1/chat/completions`` and ``/v1/responses`` as SSE, Anthropic's ``/v1/messages``
+(typed SSE events) and Ollama's ``/api/chat`` (JSON lines), chunk by chunk, and can be told
 to fail in the ways real upstreams do: HTTP 500/429, say nothing at all (not even the response
 headers), hang before or after the first chunk, or stream slowly. Every request body is recorded
 so tests can check what the gateway sent, and ``connections`` holds the open TCP connections, so
@@ -41,14 +42,23 @@ class _Endpoint(Resource):
     def render_POST(self, request: Any) -> Any:
         body = json.loads(request.content.read() or b"{}")
         self._upstream.requests.append(
-            {"path": request.path.decode(), "body": body, "authorization": (request.getHeader("authorization") or "")}
+            {
+                "path": request.path.decode(),
+                "body": body,
+                "authorization": (request.getHeader("authorization") or ""),
+                "x-api-key": request.getHeader("x-api-key"),
+                "anthropic-version": request.getHeader("anthropic-version"),
+            }
         )
         behaviour = self._upstream.behaviour_for(body.get("model"))
         if behaviour.mode == "error":
             request.setResponseCode(behaviour.status)
             request.setHeader("content-type", "application/json")
+            if self._flavour == "anthropic":
+                error = {"type": "error", "error": {"type": "api_error", "message": f"upstream says {behaviour.status}"}}
+                return json.dumps(error).encode()
             return json.dumps({"error": {"message": f"upstream says {behaviour.status}"}}).encode()
-        request.setHeader("content-type", "text/event-stream")
+        request.setHeader("content-type", "application/x-ndjson" if self._flavour == "ollama" else "text/event-stream")
         self._upstream.open_requests.append(request)
         request.notifyFinish().addBoth(lambda _: self._upstream.open_requests.remove(request))
         if behaviour.mode == "silent":
@@ -80,9 +90,31 @@ class _Endpoint(Resource):
             prefix = f"event: {event}\n".encode() if event else b""
             return prefix + b"data: " + json.dumps(payload).encode() + b"\n\n"
 
+        usage = behaviour.usage
+        if self._flavour == "anthropic":
+            start = {"type": "message_start", "message": {"id": "msg_1", "model": model, "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": 1}}}
+            events = [sse(start, "message_start"), b"event: ping\ndata: {\"type\": \"ping\"}\n\n"]
+            events.append(sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start"))
+            events.extend(
+                sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}, "content_block_delta")
+                for chunk in behaviour.chunks
+            )
+            events.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+            delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": usage["completion_tokens"]}}
+            events.append(sse(delta, "message_delta"))
+            events.append(sse({"type": "message_stop"}, "message_stop"))
+            return events
+        if self._flavour == "ollama":
+            lines = [
+                json.dumps({"model": model, "message": {"role": "assistant", "content": chunk}, "done": False}).encode() + b"\n"
+                for chunk in behaviour.chunks
+            ]
+            final = {"model": model, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"}
+            final.update(prompt_eval_count=usage["prompt_tokens"], eval_count=usage["completion_tokens"])
+            lines.append(json.dumps(final).encode() + b"\n")
+            return lines
         if self._flavour == "responses":
             events = [sse({"type": "response.output_text.delta", "delta": chunk}, "response.output_text.delta") for chunk in behaviour.chunks]
-            usage = behaviour.usage
             events.append(
                 sse(
                     {
@@ -150,6 +182,9 @@ class FakeUpstream:
         v1.putChild(b"chat", Resource())
         v1.children[b"chat"].putChild(b"completions", _Endpoint(self, "completions"))
         v1.putChild(b"responses", _Endpoint(self, "responses"))
+        v1.putChild(b"messages", _Endpoint(self, "anthropic"))
+        root.putChild(b"api", Resource())
+        root.children[b"api"].putChild(b"chat", _Endpoint(self, "ollama"))
         self.site = server.Site(root)
         self.port: Any = None
 
@@ -159,6 +194,11 @@ class FakeUpstream:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port.getHost().port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """Without ``/v1``: the base URL Anthropic and Ollama providers are given."""
+        return f"http://127.0.0.1:{self.port.getHost().port}"
 
     def start(self, testcase: Any) -> "FakeUpstream":
         self.port = self.reactor.listenTCP(0, _ConnectionCounter(self.site, self), interface="127.0.0.1")

@@ -39,10 +39,10 @@ from openclaw.protocol.constants import (
     MAX_PREAUTH_CONNECTIONS_PER_IP,
 )
 
-from .support import rawws
-from .support.gateway import TOKEN, start_gateway
-from .support.loopback import wait_until
-from .support.shapes import rate_limited_error
+from tests.support import rawws
+from tests.support.gateway import TOKEN, start_gateway
+from tests.support.loopback import wait_until
+from tests.support.shapes import rate_limited_error
 
 IDLE_CONNECTIONS = 5000
 HANDSHAKE_CONCURRENCY = 30  # below the 32 pre-auth slots per address, and below listenTCP's backlog of 50

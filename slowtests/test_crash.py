@@ -21,7 +21,7 @@ from twisted.trial.unittest import TestCase
 from openclaw.client import ClientOptions, GatewayCallError, GatewayClient
 from openclaw.security.device_identity import DeviceKeyPair
 
-from .support.loopback import settle_autobahn_timers
+from tests.support.loopback import settle_autobahn_timers
 
 TOKEN = "crash-token"
 SCOPES = ("operator.admin", "operator.read", "operator.write", "operator.pairing")
