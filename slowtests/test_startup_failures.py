@@ -13,7 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ProcessTerminated
 from twisted.trial.unittest import SkipTest, TestCase
 
-from .support.twistd import TwistdGateway, free_port
+from tests.support.twistd import TwistdGateway, free_port
 
 
 class FailedStartTests(TestCase):
