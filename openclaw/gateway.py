@@ -20,7 +20,9 @@ from .config import reload_plan as plan_actions
 from .config.loader import lookup
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
-from .methods import absent, agent, chat, config, devices, heartbeat, logs, nodes, sessions, system
+from .approvals.policy_file import ExecApprovalsFile
+from .approvals.service import ExecApprovals
+from .methods import absent, agent, approvals, chat, config, devices, heartbeat, logs, nodes, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
@@ -63,6 +65,8 @@ CORE_EVENTS = (
     "node.pair.resolved",
     "node.presence",
     "node.event",
+    "exec.approval.requested",
+    "exec.approval.resolved",
 )
 
 
@@ -119,6 +123,9 @@ class Gateway:
             node_store, clock, self.clients.broadcast, auto_approve_local=lambda: self.settings.auto_approve_local
         )
         self.nodes = NodeRegistry(clock, self._node_presence)
+        files = file_executor if file_executor is not None else InlineExecutor()
+        self.exec_approvals = ExecApprovals(clock, self.clients)
+        self.exec_approvals_file = ExecApprovalsFile(settings.state_dir, files)
         self.handshake = Handshake(self)
         self.methods = MethodRegistry()
         self.events: list[str] = list(CORE_EVENTS)
@@ -130,12 +137,13 @@ class Gateway:
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
         self.methods.add_all(nodes.methods())
+        self.methods.add_all(approvals.methods())
         self.methods.add_all(absent.methods())
         self.metrics = GatewayMetrics(self)
         self.clients.on_delivery = self.metrics.events_delivered
         self.rate_limiter.on_failure = self.metrics.auth_failed
         # File reads (logs.tail, the Control UI's files) go through this executor: a worker thread in production.
-        self.file_executor = file_executor if file_executor is not None else InlineExecutor()
+        self.file_executor = files
         self.methods.add_all(logs.methods(self.file_executor))
         self.health.add_contributor(self._core_health)
 

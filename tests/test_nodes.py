@@ -403,8 +403,10 @@ class InvokeTests(NodeTestBase):
             {"id": invoke["payload"]["id"], "nodeId": node_id, "ok": False, "error": {"code": "E_CAMERA", "message": "camera busy"}},
         )
         response = yield event_seen(op, response_to(request_id))
-        self.assertError(response, "UNAVAILABLE", "camera busy")
+        # The reference's shape: "CODE: message", the node's error, and that the command was sent.
+        self.assertError(response, "UNAVAILABLE", "E_CAMERA: camera busy")
         self.assertEqual(response["error"]["details"]["nodeError"], {"code": "E_CAMERA", "message": "camera busy"})
+        self.assertIs(response["error"]["details"]["nodeCommandDispatched"], True)
 
     @inlineCallbacks
     def test_node_disconnect_mid_invoke(self):
@@ -457,10 +459,12 @@ class InvokeTests(NodeTestBase):
         self.assertError(response, "UNAVAILABLE", "node not connected")
 
     @inlineCallbacks
-    def test_system_run_needs_admin(self):
+    def test_host_boundary_commands_need_admin(self):
+        """As in the reference: browser.proxy, fs.listDir, terminal.upload need admin; system.run
+        and system.which only write (the exec approval gate guards those)."""
         writer = yield self.operator(["operator.write"])
-        node = yield self.node(commands=["system.run", "echo"])
-        response = yield writer.request("node.invoke", {"nodeId": node.key.device_id, "command": "system.run", "idempotencyKey": "k"})
+        node = yield self.node(commands=["browser.proxy", "echo"])
+        response = yield writer.request("node.invoke", {"nodeId": node.key.device_id, "command": "browser.proxy", "idempotencyKey": "k"})
         self.assertError(response, "FORBIDDEN", "missing scope: operator.admin")
         reader = yield self.operator(["operator.read"])
         response = yield reader.request("node.invoke", {"nodeId": node.key.device_id, "command": "echo", "idempotencyKey": "k"})
@@ -576,7 +580,8 @@ class InvokeTimeoutTests(NodeTestBase):
         self.assertEqual(len(self.gateway.nodes.get(node_id).invokes), 1)
         self.clock.advance(0.2)
         response = yield event_seen(op, response_to(request_id))
-        self.assertError(response, "UNAVAILABLE", "node invoke timed out")
+        self.assertError(response, "UNAVAILABLE", "TIMEOUT: node invoke timed out")
+        self.assertEqual(response["error"]["details"]["nodeCommandDispatched"], True)
         cancel = yield event_seen(node, is_event("node.invoke.cancel"))
         self.assertEqual(cancel["payload"], {"invokeId": invoke["payload"]["id"], "nodeId": node_id})
         self.assertNotIn("seq", cancel)

@@ -15,7 +15,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from ..config.loader import lookup
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, PAIRING, READ, WRITE
-from ..services.node_pairing import ADMIN_COMMANDS, normalize_list
+from ..approvals.system_run import forward_system_run
+from ..services.node_pairing import normalize_list
 from ..state.nodes import DEFAULT_INVOKE_TIMEOUT_MS
 from .registry import ROLE_NODE, MethodSpec, RequestContext
 
@@ -91,9 +92,16 @@ def node_rename(ctx: RequestContext) -> Any:
     return ctx.gateway.node_pairing.rename(ctx.params["nodeId"], ctx.params["displayName"])
 
 
+# Commands that cross an admin-only host boundary when invoked directly (as in the reference);
+# ``system.run`` and ``system.which`` need only ``operator.write``: the node's own exec approvals
+# (and the gateway's approval gate below) guard them.
+ADMIN_INVOKE_COMMANDS = frozenset(("browser.proxy", "browser.proxy.upload.v1", "fs.listDir", "terminal.upload"))
+EXEC_APPROVALS_COMMANDS = frozenset(("system.execApprovals.get", "system.execApprovals.set"))
+
+
 def invoke_scope(params: Any) -> str:
     command = params.get("command") if isinstance(params, dict) else None
-    return ADMIN if command in ADMIN_COMMANDS else WRITE
+    return ADMIN if isinstance(command, str) and command.strip() in ADMIN_INVOKE_COMMANDS else WRITE
 
 
 def command_refusal(ctx: RequestContext, node_id: str, command: str, declared: list[str]) -> str | None:
@@ -120,6 +128,9 @@ def node_invoke(ctx: RequestContext) -> Any:
     node_id, command = params["nodeId"].strip(), params["command"].strip()
     if not node_id or not command:
         raise invalid_request("nodeId and command required")
+    if command in EXEC_APPROVALS_COMMANDS:
+        raise invalid_request("node.invoke does not allow system.execApprovals.*; use exec.approvals.node.*", {"command": command})
+    deadline_ms = gateway.now_ms() + params["timeoutMs"] if params.get("timeoutMs") else None
     cache_key = f"node.invoke:{node_id}:{params['idempotencyKey']}"
     previous = gateway.dedupe.get(cache_key)
     if previous is not None:
@@ -133,9 +144,14 @@ def node_invoke(ctx: RequestContext) -> Any:
     refusal = command_refusal(ctx, node_id, command, normalize_list(node.client.commands))
     if refusal is not None:
         raise invalid_request("node command not allowed", {"reason": refusal, "command": command})
-    timeout_ms = params.get("timeoutMs") or DEFAULT_INVOKE_TIMEOUT_MS
+    forwarded = params.get("params")
+    if command == "system.run":
+        forwarded = forward_system_run(forwarded, node_id, ctx.client, gateway.exec_approvals.records)
+    timeout_ms = DEFAULT_INVOKE_TIMEOUT_MS if deadline_ms is None else deadline_ms - gateway.now_ms()
+    if timeout_ms <= 0:
+        raise node_error({"error": {"code": "TIMEOUT", "message": "node invoke timed out"}}, dispatched=False)
     extra = {"sessionKey": params["sessionKey"]} if params.get("sessionKey") else {}
-    shared = SharedOutcome(gateway.nodes.invoke(node, command, params.get("params"), timeout_ms, params["idempotencyKey"], extra))
+    shared = SharedOutcome(gateway.nodes.invoke(node, command, forwarded, timeout_ms, params["idempotencyKey"], extra))
     gateway.dedupe.put(cache_key, ((command, params.get("params")), shared))
     outcome = yield shared.when_done()
     return outcome.unwrap()
@@ -177,10 +193,20 @@ class SharedOutcome:
         return self._value
 
 
+def node_error(result: dict[str, Any], *, dispatched: bool) -> GatewayError:
+    """A failed node answer as the reference reports it: ``CODE: message``, the node's error,
+    and whether the command reached the node (so a caller knows whether it may have run)."""
+    error = result.get("error") if isinstance(result.get("error"), dict) else None
+    code = str((error or {}).get("code") or "").strip()
+    message = str((error or {}).get("message") or "").strip() or "node invoke failed"
+    return GatewayError(
+        UNAVAILABLE, f"{code}: {message}" if code else message, {"nodeError": error, "nodeCommandDispatched": dispatched}
+    )
+
+
 def invoke_response(node_id: str, command: str, result: dict[str, Any]) -> dict[str, Any]:
     if not result.get("ok"):
-        error = result.get("error") or {}
-        raise GatewayError(UNAVAILABLE, error.get("message") or "node invoke failed", {"nodeError": error})
+        raise node_error(result, dispatched=True)
     payload_json = result.get("payloadJSON")
     payload = result.get("payload")
     if payload is None and isinstance(payload_json, str):

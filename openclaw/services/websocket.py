@@ -41,6 +41,8 @@ class WebSocketService(Service):
         super().stopService()
         gateway = self._gateway
         gateway.accepting = False
+        # Pending exec approvals do not outlive the process (as in the reference): stop their timers.
+        gateway.exec_approvals.records.clear()
         payload: dict[str, Any] = {"reason": self.shutdown_reason}
         if self.restart_expected_ms is not None:
             payload["restartExpectedMs"] = self.restart_expected_ms

@@ -6,7 +6,7 @@ full outbound buffer had to discard, so the client can see the gap.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import attrs
 import orjson
@@ -129,14 +129,17 @@ class ClientRegistry:
         drop_if_slow: bool = False,
         state_version: dict[str, int] | None = None,
         topic: str | None = None,
+        only: Callable[[ConnectedClient], bool] | None = None,
     ) -> int:
         """Send ``event`` to every client allowed to see it (and, with ``topic``, subscribed to
-        it); returns how many were addressed."""
+        it; with ``only``, picked by it); returns how many were addressed."""
         recipients = self._clients.values()
         if topic is not None:
             recipients = [client for client in recipients if topic in client.subscriptions]
-            if not recipients:
-                return 0  # nothing to encode
+        if only is not None:
+            recipients = [client for client in recipients if only(client)]
+        if (topic is not None or only is not None) and not recipients:
+            return 0  # nothing to encode
         name_json = orjson.dumps(event)
         payload_json = orjson.dumps(payload)
         version_json = orjson.dumps(state_version) if state_version is not None else None

@@ -118,7 +118,11 @@ class NodeRegistry:
         self._finish(
             node,
             pending,
-            GatewayError(UNAVAILABLE, "node invoke timed out", {"nodeError": {"code": "TIMEOUT", "message": "node invoke timed out"}}),
+            GatewayError(
+                UNAVAILABLE,
+                "TIMEOUT: node invoke timed out",
+                {"nodeError": {"code": "TIMEOUT", "message": "node invoke timed out"}, "nodeCommandDispatched": True},
+            ),
         )
 
     def result(self, node_id: str, invoke_id: str, outcome: Mapping[str, Any]) -> bool:

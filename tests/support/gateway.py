@@ -76,6 +76,7 @@ def make_gateway(
         session_store.close()
 
     testcase.addCleanup(close_sessions)
+    testcase.addCleanup(gateway.exec_approvals.records.clear)
     return gateway
 
 

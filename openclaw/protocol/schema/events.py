@@ -1,4 +1,5 @@
 """Payloads of the events this gateway emits (protocol §6.5)."""
+from .approvals import APPROVAL_EVENT_PAYLOADS
 from .nodes import NODE_EVENT_PAYLOADS
 from .operations import OPERATION_EVENT_PAYLOADS
 from .common import NON_EMPTY, array, enum, integer, obj, ref
@@ -73,4 +74,5 @@ EVENT_PAYLOADS = {
     ),
     **OPERATION_EVENT_PAYLOADS,
     **NODE_EVENT_PAYLOADS,
+    **APPROVAL_EVENT_PAYLOADS,
 }

@@ -4,6 +4,7 @@ Later method families add their params here, next to the ones they extend, so th
 exported schema document stays complete.
 """
 from .absent import ABSENT_METHOD_PARAMS
+from .approvals import APPROVAL_METHOD_PARAMS
 from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, array, integer, obj, string
 from .config import CONFIG_METHOD_PARAMS
 from .nodes import NODE_METHOD_PARAMS
@@ -53,5 +54,6 @@ METHOD_PARAMS = {
     **CONFIG_METHOD_PARAMS,
     **OPERATION_METHOD_PARAMS,
     **NODE_METHOD_PARAMS,
+    **APPROVAL_METHOD_PARAMS,
     **ABSENT_METHOD_PARAMS,
 }

@@ -1,0 +1,206 @@
+"""Exec approvals as operators see them: ask, show, decide, wait (``exec.approval.*``).
+
+A request becomes an :class:`ApprovalRecord` bound to the asking client (connection, device,
+client id). ``exec.approval.requested`` goes to the approval clients that may see it (see
+``delivery``); if there are none, the request ends at once with no decision
+(``no-approval-route``), because nobody could ever answer it. The decision (or the timeout)
+goes out as ``exec.approval.resolved`` and answers the requester: at once in one-phase mode,
+after an ``accepted`` interim response in two-phase mode.
+
+For ``host: "node"`` the request must name the node and carry the ``systemRunPlan`` (from
+``system.run.prepare``); the record keeps a binding of exactly what was approved (argv, cwd,
+agent, session, env), which the ``system.run`` gate compares against what is finally run.
+"""
+from __future__ import annotations
+
+import hashlib
+import shlex
+import uuid
+from typing import Any, Callable, Mapping
+
+import orjson
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from ..protocol.errors import invalid_request
+from ..state.clients import ClientRegistry, ConnectedClient
+from .delivery import may_see, shows_exec_approvals
+from .records import DECISIONS, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, NO_ROUTE, ApprovalRecord, ApprovalRecords, not_found
+
+REQUEST_FIELDS = (
+    "host",
+    "security",
+    "ask",
+    "warningText",
+    "scope",
+    "resolvedPath",
+    "sessionId",
+    "runId",
+    "toolCallId",
+    "turnSourceChannel",
+    "turnSourceTo",
+    "turnSourceAccountId",
+    "turnSourceThreadId",
+)
+
+
+def env_hash(env: Mapping[str, str] | None) -> str | None:
+    """Env values are bound by hash: events show that an env was approved, not its secrets."""
+    if not env:
+        return None
+    return hashlib.sha256(orjson.dumps(dict(env), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def run_binding(argv: list[str], cwd: Any, agent_id: Any, session_key: Any, env: Mapping[str, str] | None) -> dict[str, Any]:
+    return {"argv": list(argv), "cwd": cwd or None, "agentId": agent_id or None, "sessionKey": session_key or None, "envHash": env_hash(env)}
+
+
+def _command_text(params: Mapping[str, Any]) -> str | None:
+    plan = params.get("systemRunPlan")
+    if plan:
+        return plan.get("commandText") or shlex.join(plan.get("argv") or [])
+    if params.get("command"):
+        return params["command"]
+    if params.get("commandArgv"):
+        return shlex.join(params["commandArgv"])
+    return None
+
+
+def project_request(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as reviewers see it (and as ``exec.approval.list`` returns it)."""
+    command = _command_text(params)
+    if not command:
+        raise invalid_request("command is required")
+    host = params.get("host")
+    plan = params.get("systemRunPlan")
+    if host == "node" and not params.get("nodeId"):
+        raise invalid_request("nodeId is required for host=node")
+    if host == "node" and not plan:
+        raise invalid_request("systemRunPlan is required for host=node")
+    request: dict[str, Any] = {"command": command, "systemRunBinding": None, "systemRunPlan": plan or None}
+    request["cwd"] = plan.get("cwd") if plan else params.get("cwd")
+    request["nodeId"] = params.get("nodeId")
+    for field in REQUEST_FIELDS:
+        request[field] = params.get(field)
+    request["agentId"] = plan.get("agentId") if plan else params.get("agentId")
+    request["sessionKey"] = plan.get("sessionKey") if plan else params.get("sessionKey")
+    unavailable = set(params.get("unavailableDecisions") or ())
+    request["allowedDecisions"] = [decision for decision in DECISIONS if decision not in unavailable]
+    if plan:
+        request["systemRunBinding"] = run_binding(plan["argv"], plan.get("cwd"), plan.get("agentId"), plan.get("sessionKey"), params.get("env"))
+    return request
+
+
+class ExecApprovals:
+    def __init__(self, clock: IReactorTime, clients: ClientRegistry):
+        self._clients = clients
+        self.records = ApprovalRecords(clock, on_terminal=self._announce_resolved)
+
+    # -- asking -------------------------------------------------------------------------------
+
+    def request(self, client: ConnectedClient, params: Mapping[str, Any], send_interim: Callable[[Any], None]) -> Deferred:
+        request = project_request(params)
+        now = self.records.now_ms()
+        timeout_ms = min(params.get("timeoutMs") or DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS)
+        record = self.records.register(
+            ApprovalRecord(
+                id=params.get("id") or str(uuid.uuid4()),
+                request=request,
+                created_at_ms=now,
+                expires_at_ms=now + timeout_ms,
+                requested_by_conn_id=client.conn_id,
+                requested_by_device_id=client.device_id,
+                requested_by_client_id=client.client_id or None,
+            )
+        )
+        event = {"approvalKind": "exec", "id": record.id, "request": request, "createdAtMs": now, "expiresAtMs": record.expires_at_ms}
+        reached = self._clients.broadcast("exec.approval.requested", event, drop_if_slow=True, only=self._reviewers(record, client))
+        if not reached:
+            self.records.expire(record, NO_ROUTE)
+        elif params.get("twoPhase"):
+            send_interim(
+                {
+                    "status": "accepted",
+                    "id": record.id,
+                    "deliveryRoute": "approval-client",
+                    "createdAtMs": record.created_at_ms,
+                    "expiresAtMs": record.expires_at_ms,
+                }
+            )
+        return self.records.wait(record).addCallback(
+            lambda done: {"id": done.id, "decision": done.decision, "createdAtMs": done.created_at_ms, "expiresAtMs": done.expires_at_ms}
+        )
+
+    def _reviewers(self, record: ApprovalRecord, requester: ConnectedClient | None) -> Callable[[ConnectedClient], bool]:
+        def pick(client: ConnectedClient) -> bool:
+            return client is not requester and shows_exec_approvals(client) and may_see(record, client)
+
+        return pick
+
+    def _announce_resolved(self, record: ApprovalRecord) -> None:
+        if record.terminal_reason == NO_ROUTE:
+            return
+        payload = {
+            "id": record.id,
+            "decision": record.decision or "deny",
+            "resolvedBy": record.resolved_by,
+            "ts": record.resolved_at_ms,
+            "request": record.request,
+        }
+        self._clients.broadcast("exec.approval.resolved", payload, drop_if_slow=True, only=self._reviewers(record, None))
+
+    # -- reviewing ----------------------------------------------------------------------------
+
+    def visible_pending(self, client: ConnectedClient) -> list[dict[str, Any]]:
+        return [
+            {"id": r.id, "request": r.request, "createdAtMs": r.created_at_ms, "expiresAtMs": r.expires_at_ms, "approvalKind": "exec"}
+            for r in self.records.pending()
+            if may_see(r, client)
+        ]
+
+    def _visible(self, approval_id: str, client: ConnectedClient) -> ApprovalRecord | None:
+        record = self.records.get(approval_id)
+        return record if record is not None and may_see(record, client) else None
+
+    def get(self, approval_id: str, client: ConnectedClient) -> dict[str, Any]:
+        record = self._visible(approval_id, client)
+        if record is None or not record.pending:
+            raise not_found()
+        request = record.request
+        plan = request.get("systemRunPlan") or {}
+        return {
+            "id": record.id,
+            "commandText": request["command"],
+            "commandPreview": plan.get("commandPreview"),
+            "allowedDecisions": request["allowedDecisions"],
+            "host": request.get("host"),
+            "nodeId": request.get("nodeId"),
+            "agentId": request.get("agentId"),
+            "expiresAtMs": record.expires_at_ms,
+        }
+
+    def resolve(self, approval_id: str, decision: str, client: ConnectedClient) -> dict[str, Any]:
+        if decision not in DECISIONS:
+            raise invalid_request("invalid decision")
+        record = self._visible(approval_id, client)
+        if record is None:
+            raise not_found()
+        if not record.pending:
+            if record.decision == decision:
+                return {"ok": True}
+            raise invalid_request("approval already resolved", {"reason": "APPROVAL_ALREADY_RESOLVED"})
+        if decision not in record.request["allowedDecisions"]:
+            raise invalid_request("decision not allowed for this approval", {"reason": "DECISION_NOT_ALLOWED"})
+        who = client.client.get("displayName") or client.client_id or client.conn_id
+        self.records.resolve(record, decision, who)
+        return {"ok": True}
+
+    def wait_decision(self, approval_id: str, client: ConnectedClient) -> Deferred:
+        if not approval_id.strip():
+            raise invalid_request("id is required")
+        record = self._visible(approval_id, client)
+        if record is None:
+            raise invalid_request("approval expired or not found")
+        if not record.pending:
+            return succeed(record.wait_response())
+        return self.records.wait(record).addCallback(lambda done: done.wait_response())
