@@ -197,3 +197,18 @@ class MissingKeyTests(TestCase):
         final = next((f for f in client.skipped if chat_final(f)), None) or (yield client.next_matching(chat_final, limit=200))
         self.assertEqual(final["payload"]["state"], "error")
         self.assertIn("set ANTHROPIC_API_KEY", final["payload"]["errorMessage"])
+
+
+class KeysInTheFileTests(TestCase):
+    """A key written in the file (``env.vars`` or ``models.providers.*.apiKey``) reads redacted."""
+
+    def test_config_get_view_hides_them(self):
+        from openclaw.config.redaction import SENTINEL, redact
+
+        config = {
+            "env": {"vars": {"OPENAI_API_KEY": "sk-file-1", "ANTHROPIC_API_KEY": "sk-file-2", "OPENROUTER_API_KEY": "sk-file-3"}},
+            "models": {"providers": {"anthropic": {"apiKey": "sk-file-4"}}},
+        }
+        shown = redact(config)
+        self.assertEqual(set(shown["env"]["vars"].values()), {SENTINEL})
+        self.assertEqual(shown["models"]["providers"]["anthropic"]["apiKey"], SENTINEL)

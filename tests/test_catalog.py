@@ -307,7 +307,9 @@ class BuiltinProviderTests(TestCase):
         catalog = Catalog.from_config(cfg, {"OPENAI_API_KEY": "sk-openai"})
         target = catalog.resolve("openai/only")
         self.assertEqual((target.provider.api, target.provider.api_key), (API_COMPLETIONS, "sk-file"))
-        self.assertIsNone(catalog.resolve("openai/other"))  # a declared models list is the whole list
+        # A built-in provider still serves any model (the reference merges declared models in).
+        self.assertEqual(catalog.resolve("openai/other").model.id, "other")
+        self.assertIsNone(Catalog.from_config(config(), {}).resolve("local/other"))  # not so a provider of one's own
 
     def test_agents_entries(self):
         """``agents.entries`` (what the reference's onboarding writes) are agents too."""

@@ -35,6 +35,8 @@ REFUSED = {
     "refusing to serve beyond loopback without auth": "lan without auth",
     "TLS": "TLS files that do not exist",
     "customBindHost": "custom bind address",
+    "needs a password": "the password is expected from OPENCLAW_GATEWAY_PASSWORD at start",
+    "needs a token": "the token is expected from OPENCLAW_GATEWAY_TOKEN at start",
 }
 
 

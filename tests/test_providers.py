@@ -5,11 +5,13 @@ while the HTTP traffic is real.
 """
 from __future__ import annotations
 
+import json
+
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from openclaw.agents.catalog import Catalog
 from openclaw.providers import openai_completions, openai_responses
@@ -510,3 +512,76 @@ class ResponsesInterpreterTests(TestCase):
     def test_other_events_ignored(self):
         self.assertEqual(self.interpreter.feed(_json_event({"type": "response.created", "response": {}})), [])
         self.assertFalse(self.interpreter.finished)
+
+
+class AnthropicAndOllamaFlavourTests(SynchronousTestCase):
+    """The two non-OpenAI flavours' requests and stream events, without a network."""
+
+    def test_anthropic_request(self):
+        from openclaw.providers import anthropic_messages
+
+        history = [
+            {"role": "system", "content": "be brief"},
+            {"role": "assistant", "content": "left over from a trimmed history"},
+            {"role": "user", "content": "a"},
+            {"role": "user", "content": "b"},
+            {"role": "assistant", "content": "c"},
+        ]
+        path, body = anthropic_messages.build_request("claude-x", history, None, {"temperature": 0.2, "stop": "END"})
+        self.assertEqual(body["system"], "be brief")
+        self.assertEqual(body["messages"], [{"role": "user", "content": "a\n\nb"}, {"role": "assistant", "content": "c"}])
+        self.assertEqual((body["max_tokens"], body["temperature"], body["stop_sequences"]), (4096, 0.2, ["END"]))
+        self.assertEqual(anthropic_messages.messages_path("https://api.anthropic.com"), "/v1/messages")
+        self.assertEqual(anthropic_messages.messages_path("https://proxy.example/anthropic/v1/"), "/messages")
+        self.assertEqual(anthropic_messages.headers("k"), {"anthropic-version": "2023-06-01", "x-api-key": "k"})
+
+    def test_anthropic_events(self):
+        from openclaw.providers import anthropic_messages
+
+        interpreter = anthropic_messages.MessagesInterpreter("anthropic/x")
+
+        def feed(kind, payload):
+            return interpreter.feed(SSEEvent(kind, json.dumps({"type": kind, **payload})))
+
+        feed("message_start", {"message": {"model": "claude-x-1", "usage": {"input_tokens": 7, "output_tokens": 1}}})
+        self.assertEqual(feed("ping", {}), [])
+        self.assertEqual(feed("content_block_delta", {"delta": {"type": "text_delta", "text": "Hi"}}), ["Hi"])
+        self.assertEqual(feed("content_block_delta", {"delta": {"type": "input_json_delta", "partial_json": "{"}}), [])
+        feed("message_delta", {"delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 5}})
+        self.assertFalse(interpreter.finished)
+        feed("message_stop", {})
+        self.assertTrue(interpreter.finished)
+        result = interpreter.conclude()
+        self.assertEqual((result.text, result.stop_reason, result.model), ("Hi", "length", "claude-x-1"))
+        self.assertEqual(result.usage, {"input": 7, "output": 5, "totalTokens": 12})
+
+    def test_anthropic_error_event(self):
+        from openclaw.providers import anthropic_messages
+
+        interpreter = anthropic_messages.MessagesInterpreter("anthropic/x")
+        event = SSEEvent("error", json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+        with self.assertRaises(ProviderError) as caught:
+            interpreter.feed(event)
+        self.assertEqual(caught.exception.message, "anthropic/x: Overloaded")
+        self.assertTrue(caught.exception.retryable)
+
+    def test_ollama_lines_split_anywhere(self):
+        from openclaw.providers import ollama_chat
+
+        decoder, interpreter = ollama_chat.LineDecoder(), ollama_chat.ChatInterpreter("ollama/llama")
+        body = (
+            b'{"model":"llama","message":{"role":"assistant","content":"Hel"},"done":false}\n'
+            b'{"model":"llama","message":{"role":"assistant","content":"lo"},"done":false}\n'
+            b'{"model":"llama","message":{"content":""},"done":true,"done_reason":"stop","prompt_eval_count":4,"eval_count":2}\n'
+        )
+        deltas = []
+        for index in range(0, len(body), 7):
+            for event in decoder.feed(body[index : index + 7]):
+                deltas.extend(interpreter.feed(event))
+        self.assertEqual(deltas, ["Hel", "lo"])
+        self.assertTrue(interpreter.finished)
+        self.assertEqual(interpreter.conclude().usage, {"input": 4, "output": 2, "totalTokens": 6})
+        with self.assertRaises(ProviderError):
+            ollama_chat.ChatInterpreter("ollama/llama").feed(SSEEvent("message", '{"error": "model not found"}'))
+        path, request = ollama_chat.build_request("llama", [{"role": "user", "content": "hi"}], 64, {"temperature": 0})
+        self.assertEqual((path, request["options"]), ("/api/chat", {"temperature": 0, "num_predict": 64}))

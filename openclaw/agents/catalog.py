@@ -340,7 +340,8 @@ class Catalog:
             provider = self.provider(provider_id)
             if provider is None or provider.unavailable:
                 return None
-            model = provider.model(model_id) or (ModelConfig(model_id) if not provider.models else None)
+            # A built-in provider serves any model id (declared models add limits and names).
+            model = provider.model(model_id) or (ModelConfig(model_id) if not provider.models or provider.builtin else None)
             return ModelRef(provider, model) if model else None
         matches = [ModelRef(p, m) for p in self.providers.values() if not p.unavailable for m in p.models if m.id == ref]
         return matches[0] if len(matches) == 1 else None

@@ -46,6 +46,7 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("agents", HOT, (RELOAD_CATALOG, RESTART_HEARTBEAT)),
     ("agents.defaults.heartbeat", HOT, (RESTART_HEARTBEAT,)),
     ("session", HOT, (RELOAD_CATALOG,)),
+    ("env", HOT, (RELOAD_CATALOG,)),  # env.vars may hold provider keys
     ("hooks", HOT, (RELOAD_HOOKS,)),
     ("logging", HOT, (RELOAD_LOGGING,)),
     ("$schema", NONE, ()),

@@ -248,6 +248,17 @@ CONFIG_SCHEMA: Schema = _obj(
             "session keys",
             **{"x-reload": "hot"},
         ),
+        "env": _obj(
+            {
+                "vars": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "variables for the gateway; model provider keys (OPENAI_API_KEY, …) are read from here when the environment lacks them",
+                },
+            },
+            "environment",
+            **{"x-reload": "hot"},
+        ),
         "hooks": _free("webhook ingress", **{"x-reload": "hot"}),
         "logging": _obj(
             {

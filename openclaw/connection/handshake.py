@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 
 from ..protocol.constants import (
     CLOSE_POLICY_VIOLATION,
@@ -204,7 +204,7 @@ class Handshake:
             gateway.rate_limiter.record_success(info.remote_ip, limit_kind)
             if not keeps_scopes_without_device(params, info):
                 scopes = ()
-            returnValue(Admission(protocol=protocol, role=role, scopes=scopes, params=params, auth_method=auth_method))
+            return Admission(protocol=protocol, role=role, scopes=scopes, params=params, auth_method=auth_method)
 
         device = verify_device_proof(
             device_params,
@@ -236,17 +236,15 @@ class Handshake:
         )
         paired = yield gateway.pairing.ensure_access(device, context)
         token = yield gateway.pairing.issue_token(paired, role)
-        returnValue(
-            Admission(
-                protocol=protocol,
-                role=role,
-                scopes=scopes,
-                params=params,
-                auth_method=auth_method,
-                device=device,
-                paired=paired,
-                device_token=token if device_token is None else device_token,
-            )
+        return Admission(
+            protocol=protocol,
+            role=role,
+            scopes=scopes,
+            params=params,
+            auth_method=auth_method,
+            device=device,
+            paired=paired,
+            device_token=token if device_token is None else device_token,
         )
 
     def _verify_device_token(

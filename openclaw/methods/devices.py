@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 
 from ..protocol.constants import CLOSE_INVALIDATED
 from ..protocol.errors import missing_scope
@@ -23,25 +23,25 @@ def pair_list(ctx: RequestContext) -> dict[str, Any]:
 @inlineCallbacks
 def pair_approve(ctx: RequestContext):
     device = yield ctx.gateway.pairing.approve(ctx.params["requestId"], ctx.client.scopes)
-    returnValue({"requestId": ctx.params["requestId"], "device": device.to_wire()})
+    return {"requestId": ctx.params["requestId"], "device": device.to_wire()}
 
 
 @inlineCallbacks
 def pair_reject(ctx: RequestContext):
     request = yield ctx.gateway.pairing.reject(ctx.params["requestId"])
-    returnValue({"requestId": request.request_id, "deviceId": request.device_id})
+    return {"requestId": request.request_id, "deviceId": request.device_id}
 
 
 @inlineCallbacks
 def pair_remove(ctx: RequestContext):
     device = yield ctx.gateway.pairing.remove(ctx.params["deviceId"])
-    returnValue({"deviceId": device.device_id, "removedAtMs": ctx.gateway.now_ms()})
+    return {"deviceId": device.device_id, "removedAtMs": ctx.gateway.now_ms()}
 
 
 @inlineCallbacks
 def pair_rename(ctx: RequestContext):
     device = yield ctx.gateway.pairing.rename(ctx.params["deviceId"], ctx.params["label"])
-    returnValue({"deviceId": device.device_id, "label": device.operator_label})
+    return {"deviceId": device.device_id, "label": device.operator_label}
 
 
 def _check_token_authority(ctx: RequestContext) -> None:
@@ -73,7 +73,7 @@ def token_rotate(ctx: RequestContext):
     if same_device:
         result["token"] = token.token
     _retire_token_users(ctx, params["deviceId"], params["role"], "device token rotated")
-    returnValue(result)
+    return result
 
 
 @inlineCallbacks
@@ -82,7 +82,7 @@ def token_revoke(ctx: RequestContext):
     params = ctx.params
     yield ctx.gateway.pairing.revoke_token(params["deviceId"], params["role"])
     _retire_token_users(ctx, params["deviceId"], params["role"], "device token revoked")
-    returnValue({"deviceId": params["deviceId"], "role": params["role"], "revokedAtMs": ctx.gateway.now_ms()})
+    return {"deviceId": params["deviceId"], "role": params["role"], "revokedAtMs": ctx.gateway.now_ms()}
 
 
 def _retire_token_users(ctx: RequestContext, device_id: str, role: str, why: str) -> None:

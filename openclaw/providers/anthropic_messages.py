@@ -45,7 +45,7 @@ def build_request(
     body: dict[str, Any] = {
         "model": model_id,
         "max_tokens": max_tokens or DEFAULT_MAX_TOKENS,
-        "messages": [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] in ("user", "assistant")],
+        "messages": alternating(messages),
         "stream": True,
     }
     if system:
@@ -57,6 +57,20 @@ def build_request(
     if stop:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     return "/v1/messages", body
+
+
+def alternating(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """User and assistant turns as the Messages API wants them: starting with the user, and
+    consecutive turns of one role joined (history trimmed to fit can start with an answer)."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message["role"] not in ("user", "assistant") or (not turns and message["role"] != "user"):
+            continue
+        if turns and turns[-1]["role"] == message["role"]:
+            turns[-1] = {"role": message["role"], "content": turns[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            turns.append({"role": message["role"], "content": message["content"]})
+    return turns
 
 
 class MessagesInterpreter(TextInterpreter):

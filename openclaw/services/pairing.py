@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, returnValue, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -163,11 +163,11 @@ class DevicePairingService(Service):
         paired = self.store.paired(device.device_id)
         if reason is None:
             self._seen(paired)
-            returnValue(paired)
+            return paired
         request, created = yield self._open_request(device, context, reason, paired)
         if self._may_approve_silently(reason, context, paired):
             approved = yield self._approve(request, silent=True)
-            returnValue(approved)
+            return approved
         if created:
             self._clients.broadcast("device.pair.requested", request.to_wire())
         raise self._pairing_required(request, paired)
@@ -216,7 +216,7 @@ class DevicePairingService(Service):
         ):
             existing.refreshed_at_ms = now
             yield self.store.put_pending(existing)
-            returnValue((existing, False))
+            return (existing, False)
         if existing is not None:
             yield self.store.remove_pending([existing.request_id])
             self._resolved(existing, "rejected")
@@ -240,7 +240,7 @@ class DevicePairingService(Service):
             is_repair=paired is not None,
         )
         yield self.store.put_pending(request)
-        returnValue((request, True))
+        return (request, True)
 
     def _resolved(self, request: PendingPairing, decision: str, reason: str | None = None) -> None:
         payload = {"requestId": request.request_id, "deviceId": request.device_id, "decision": decision, "ts": self._now_ms()}
@@ -281,7 +281,7 @@ class DevicePairingService(Service):
             role=request.role,
             how="silently, local" if silent else "by an operator",
         )
-        returnValue(device)
+        return device
 
     # -- operator actions --------------------------------------------------------------------
 
@@ -299,7 +299,7 @@ class DevicePairingService(Service):
         request = self._live_request(request_id)
         yield self.store.remove_pending([request.request_id])
         self._resolved(request, "rejected")
-        returnValue(request)
+        return request
 
     @inlineCallbacks
     def remove(self, device_id: str):
@@ -312,7 +312,7 @@ class DevicePairingService(Service):
         )
         for client in self._clients.by_device(device_id):
             client.sink.close_with(CLOSE_INVALIDATED, "client invalidated: device removed")
-        returnValue(removed)
+        return removed
 
     @inlineCallbacks
     def rename(self, device_id: str, label: str):
@@ -321,7 +321,7 @@ class DevicePairingService(Service):
             raise invalid_request(f"unknown deviceId: {device_id}")
         device.operator_label = label
         yield self.store.put_paired(device)
-        returnValue(device)
+        return device
 
     def _live_request(self, request_id: str) -> PendingPairing:
         request = self.store.pending(request_id)
@@ -367,14 +367,14 @@ class DevicePairingService(Service):
             rotated_at_ms=now,
         )
         yield self.store.put_token(token)
-        returnValue(token)
+        return token
 
     @inlineCallbacks
     def revoke_token(self, device_id: str, role: str):
         removed = yield self.store.remove_token(device_id, role)
         if removed is None:
             raise invalid_request(f"no token for {device_id}/{role}")
-        returnValue(removed)
+        return removed
 
 
 def refuse_beyond_approver(request: PendingPairing, approver_scopes: frozenset[str]) -> None:
