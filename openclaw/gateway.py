@@ -22,7 +22,7 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
 from .approvals.service import ExecApprovals
-from .methods import absent, agent, approvals, chat, config, devices, heartbeat, logs, nodes, sessions, system
+from .methods import absent, agent, approvals, chat, config, devices, diagnostics, heartbeat, inventory, logs, nodes, sessions, system
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
@@ -35,6 +35,7 @@ from .services.pairing import DevicePairingService
 from .sessions.keys import agent_id_of, canonical_session_key, main_session_key
 from .settings import GatewaySettings
 from .state.clients import ClientRegistry, ConnectedClient
+from .state.diagnostics import StabilityRecord
 from .state.health import HealthMonitor
 from .state.presence import PresenceTracker
 from .state.process import ProcessMemory
@@ -100,12 +101,16 @@ class Gateway:
         self.rate_limiter = AuthRateLimiter(clock)
         self._configure_rate_limiter(settings)
         self.process_memory = ProcessMemory(clock)
+        # What `openclaw gateway stability` reads: runs, event-loop trouble, reloads, refusals.
+        self.stability = StabilityRecord(clock, memory=self.process_memory.current)
+        self.stability.record("gateway.started", version=self.version)
         self.presence = PresenceTracker(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )
         self.catalog = Catalog.from_config(settings.config, settings.provider_env)
         self.health = HealthMonitor(clock, default_agent_id=self.catalog.default_agent_id)
         self.event_loop = EventLoopMonitor(clock)
+        self.event_loop.on_change = self._event_loop_changed
         self.pairing = DevicePairingService(
             device_store, clock, self.clients, auto_approve_local=lambda: self.settings.auto_approve_local
         )
@@ -113,7 +118,7 @@ class Gateway:
         self.sessions_loaded = False
         self.dedupe: IdempotencyCache = IdempotencyCache(clock)
         self.runs = RunManager(
-            clock, session_store, lambda: self.catalog, model_client, self.broadcast_event, self.sessions_changed
+            clock, session_store, lambda: self.catalog, model_client, self._run_event, self.sessions_changed
         )
         self.heartbeat: Any = None  # the heartbeat service, when the tree has one
         self.log_file: Any = None  # the log file service, when the tree has one
@@ -137,11 +142,13 @@ class Gateway:
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
         self.methods.add_all(nodes.methods())
+        self.methods.add_all(diagnostics.methods())
+        self.methods.add_all(inventory.methods())
         self.methods.add_all(approvals.methods())
         self.methods.add_all(absent.methods())
         self.metrics = GatewayMetrics(self)
         self.clients.on_delivery = self.metrics.events_delivered
-        self.rate_limiter.on_failure = self.metrics.auth_failed
+        self.rate_limiter.on_failure = self._auth_failed
         # File reads (logs.tail, the Control UI's files) go through this executor: a worker thread in production.
         self.file_executor = files
         self.methods.add_all(logs.methods(self.file_executor))
@@ -158,6 +165,7 @@ class Gateway:
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None:
         """Take a hot-reloaded config into use (the planner chose the ``actions``)."""
         self.settings = settings
+        self.stability.record("config.reloaded", action=",".join(actions) or "none")
         if plan_actions.RELOAD_CATALOG in actions:
             # Built before anything changes: a config that cannot load leaves the old catalog.
             self.catalog = Catalog.from_config(settings.config, settings.provider_env)
@@ -407,6 +415,22 @@ class Gateway:
 
     def broadcast_event(self, event: str, payload: Mapping[str, Any]) -> None:
         self.clients.broadcast(event, payload)
+
+    def _run_event(self, event: str, payload: Mapping[str, Any]) -> None:
+        """Run events go to clients; their lifecycle also goes to the stability record."""
+        if event == "agent":
+            self.stability.run_event(payload)
+        self.broadcast_event(event, payload)
+
+    def _auth_failed(self, kind: str) -> None:
+        self.metrics.auth_failed(kind)
+        self.stability.record("auth.failed", level="warn", reason=kind)
+
+    def _event_loop_changed(self, degraded: bool, p99_ms: float) -> None:
+        self.stability.record(
+            "eventLoop.degraded" if degraded else "eventLoop.recovered", level="warn" if degraded else None,
+            reason="event-loop-delay" if degraded else None, delayP99Ms=round(p99_ms, 1),
+        )
 
     def sessions_changed(self, session_key: str, reason: str, **extra: Any) -> None:
         """Tell session lists a row changed (created, patched, reset, deleted, run started/ended)."""

@@ -17,8 +17,9 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import Logger, LogLevel
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent
 
+from .banner import log_banner
 from .config.accepted import unused_paths
 from .config.loader import ConfigError, lookup
 from .config.overrides import masked_paths
@@ -29,6 +30,7 @@ from .http.app import GatewayHttpApp
 from .http.site import GatewayRootResource, GatewaySite
 from .protocol.constants import DEFAULT_PORT
 from .providers.client import ModelClient
+from .providers.pool import QuietConnectionPool
 from .services.agents import AgentService
 from .services.heartbeat import HeartbeatService
 from .services.log_file import GatewayLogFile, log_level_name
@@ -83,10 +85,29 @@ class Options(usage.Options):
             # what the reloader compares edits against cannot come from two different reads.
             self["config-snapshot"] = snapshot = read_config(self)
             self["settings"] = settings = resolve_settings(self, snapshot=snapshot)
+            _pidfile_in_state_dir(getattr(self, "parent", None), settings.state_dir)
             if settings.tls_enabled:
                 _tls_material(settings)  # a bad certificate file is a usage error, not a traceback
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
+
+
+TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+
+
+def _pidfile_in_state_dir(twistd_options: Any, state_dir: str) -> None:
+    """Move twistd's default ``./twistd.pid`` to ``<state-dir>/twistd.pid``.
+
+    The default litters whatever directory the gateway was started from and makes a second
+    gateway started there (with another state dir) refuse to run. In the state dir it guards
+    what it should: two gateways sharing one state. ``--pidfile=PATH`` (other than the bare
+    default name) and ``--pidfile=`` (none) are left alone. Runs at option parsing, before twistd
+    checks or writes the file, so the directory is created here.
+    """
+    if twistd_options is None or twistd_options.get("pidfile") != TWISTD_DEFAULT_PIDFILE:
+        return
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    twistd_options["pidfile"] = os.path.join(state_dir, TWISTD_DEFAULT_PIDFILE)
 
 
 def _settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[GatewaySettings, Any]:
@@ -139,7 +160,7 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, SESSION_DB_NAME), sessions.MIGRATIONS),
         settings.state_dir,
     )
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = QuietConnectionPool(reactor, persistent=True)
     http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=UPSTREAM_CONNECT_TIMEOUT_S))
     files = ThreadExecutor(reactor, "files")
     node_store = nodes.NodeStore(
@@ -184,7 +205,11 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         reactor=reactor,
     )
     served: Any = site
-    announcements = [partial(_announce_unused, settings.config), partial(_announce_model_warnings, gateway)]
+    announcements = [
+        partial(log_banner, gateway),
+        partial(_announce_unused, settings.config),
+        partial(_announce_model_warnings, gateway),
+    ]
     if settings.tls_enabled:
         cert_pem, key_pem, tls_files = _tls_material(settings)
         gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)

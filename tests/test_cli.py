@@ -148,10 +148,11 @@ class CliTests(TestCase):
         status, out, _ = yield self.cli("sessions", "list")
         self.assertEqual(status, 0)
         lines = out.splitlines()
-        self.assertEqual(lines[0].split(), ["key", "label", "updatedAt", "model"])
+        self.assertEqual(lines[0].split(), ["key", "label", "updated", "model"])
         self.assertTrue(lines[2].startswith("agent:main:work"))
+        self.assertIn(" ago", lines[2])  # human time, not epoch milliseconds
         status, out, _ = yield self.cli("health")
-        self.assertEqual(out.splitlines()[0].split(), ["ok", "durationMs", "sessions"])
+        self.assertEqual(out.splitlines()[0].split(), ["ok", "yes"])  # booleans as yes/no, not True
         status, out, _ = yield self.cli("devices", "list")
         self.assertEqual(status, 0)
         self.assertIn("paired", out)  # the CLI's own device, paired silently on loopback

@@ -52,8 +52,8 @@ class LogFileTests(SynchronousTestCase):
         records = read_records(self.path)
         self.assertEqual(len(records), 2)
         first = records[0]
-        self.assertEqual(set(first), {"time", "level", "namespace", "text"})
-        self.assertEqual((first["level"], first["namespace"], first["text"]), ("info", "openclaw.test", "paired abc"))
+        self.assertEqual(set(first), {"time", "level", "subsystem", "message"})
+        self.assertEqual((first["level"], first["subsystem"], first["message"]), ("info", "test", "paired abc"))
         self.assertRegex(first["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertEqual(records[1]["level"], "warn")
 
@@ -64,7 +64,7 @@ class LogFileTests(SynchronousTestCase):
         except ZeroDivisionError:
             self.log.failure("while {action}", action="dividing")
         (record,) = read_records(self.path)
-        self.assertEqual((record["level"], record["text"]), ("critical", "while dividing"))
+        self.assertEqual((record["level"], record["message"]), ("critical", "while dividing"))
         self.assertIn("ZeroDivisionError", record["failure"])
 
     def test_text_with_newlines_stays_on_one_line(self):
@@ -73,7 +73,7 @@ class LogFileTests(SynchronousTestCase):
         with open(self.path, "rb") as handle:
             raw = handle.read()
         self.assertEqual(raw.count(b"\n"), 1)
-        self.assertEqual(read_records(self.path)[0]["text"], "a\nb \u00e9")
+        self.assertEqual(read_records(self.path)[0]["message"], "a\nb \u00e9")
 
     def test_level_filter(self):
         service = self.start()
@@ -84,14 +84,14 @@ class LogFileTests(SynchronousTestCase):
         self.log.warn("hidden too")
         self.log.error("loud")
         service.set_level("nonsense")  # ignored
-        self.assertEqual([r["text"] for r in read_records(self.path)], ["shown", "loud"])
+        self.assertEqual([r["message"] for r in read_records(self.path)], ["shown", "loud"])
 
     def test_stop_removes_the_observer_and_closes_the_file(self):
         service = self.start()
         self.log.info("before")
         service.stopService()
         self.log.info("after")
-        self.assertEqual([r["text"] for r in read_records(self.path)], ["before"])
+        self.assertEqual([r["message"] for r in read_records(self.path)], ["before"])
         self.assertIsNone(service._file)
 
     def test_the_observer_never_raises(self):
@@ -112,11 +112,11 @@ class LogFileTests(SynchronousTestCase):
         for name in (self.path, self.path + ".1", self.path + ".2"):
             self.assertLessEqual(os.path.getsize(name), 300 + 200)
             for record in read_records(name):  # every line is whole JSON
-                self.assertTrue(record["text"].startswith("line "))
-        self.assertEqual(read_records(self.path)[-1]["text"], "line 39")
+                self.assertTrue(record["message"].startswith("line "))
+        self.assertEqual(read_records(self.path)[-1]["message"], "line 39")
         older = read_records(self.path + ".1")
         newest = read_records(self.path)
-        self.assertEqual(int(older[-1]["text"].split()[1]) + 1, int(newest[0]["text"].split()[1]))
+        self.assertEqual(int(older[-1]["message"].split()[1]) + 1, int(newest[0]["message"].split()[1]))
 
     def test_the_global_publisher_by_default(self):
         service = GatewayLogFile(self.path)
@@ -125,7 +125,7 @@ class LogFileTests(SynchronousTestCase):
             Logger(namespace="openclaw.global-test").info("global marker")
         finally:
             service.stopService()
-        texts = [r["text"] for r in read_records(self.path) if r["namespace"] == "openclaw.global-test"]
+        texts = [r["message"] for r in read_records(self.path) if r["subsystem"] == "global-test"]
         self.assertEqual(texts, ["global marker"])
         self.assertNotIn(service.observe, globalLogPublisher._observers)
 
@@ -259,7 +259,7 @@ class QueuedLogFileTests(SynchronousTestCase):
         self.addCleanup(lambda: (self.service.stopService(), self.executor.run_all()) if self.service.running else None)
 
     def texts(self):
-        return [record["text"] for record in read_records(self.path)] if os.path.exists(self.path) else []
+        return [record["message"] for record in read_records(self.path)] if os.path.exists(self.path) else []
 
     def test_lines_are_written_on_the_executor_in_batches(self):
         self.log.info("one")
@@ -316,7 +316,7 @@ class LogsTailMethodTests(SynchronousTestCase):
         self.assertEqual(result["file"], self.path)
         self.assertEqual(result["size"], os.path.getsize(self.path))
         self.assertEqual(result["cursor"], result["size"])
-        self.assertEqual([json.loads(line)["text"] for line in result["lines"]], [f"event {i}" for i in range(5)])
+        self.assertEqual([json.loads(line)["message"] for line in result["lines"]], [f"event {i}" for i in range(5)])
         self.assertEqual((result["truncated"], result["reset"]), (False, False))
 
     def test_tail_sees_lines_still_queued(self):
@@ -328,7 +328,7 @@ class LogsTailMethodTests(SynchronousTestCase):
         self.log_file.startService()
         self.log.info("just now")
         result = self.successResultOf(self.call({}))
-        self.assertEqual([json.loads(line)["text"] for line in result["lines"]][-1:], ["just now"])
+        self.assertEqual([json.loads(line)["message"] for line in result["lines"]][-1:], ["just now"])
 
     def test_follow_with_the_cursor(self):
         self.log.info("one")
@@ -336,7 +336,7 @@ class LogsTailMethodTests(SynchronousTestCase):
         self.log.info("two")
         self.log.info("three")
         second = self.successResultOf(self.call({"cursor": first["cursor"], "limit": 1}))
-        self.assertEqual([json.loads(line)["text"] for line in second["lines"]], ["three"])
+        self.assertEqual([json.loads(line)["message"] for line in second["lines"]], ["three"])
         self.assertIs(second["truncated"], True)
 
     def test_max_bytes(self):
@@ -344,7 +344,7 @@ class LogsTailMethodTests(SynchronousTestCase):
             self.log.info("event {index}", index=index)
         result = self.successResultOf(self.call({"maxBytes": 300}))
         self.assertIs(result["truncated"], True)
-        texts = [json.loads(line)["text"] for line in result["lines"]]
+        texts = [json.loads(line)["message"] for line in result["lines"]]
         self.assertTrue(0 < len(texts) < 20)
         self.assertEqual(texts[-1], "event 19")
 
@@ -355,7 +355,7 @@ class LogsTailMethodTests(SynchronousTestCase):
         for index in range(3):
             self.log.info("before {index}", index=index)
         cursor = self.successResultOf(self.call({}))["cursor"]
-        for index in range(6):
+        for index in range(4):  # rotates at the third; the new file stays shorter than the cursor
             self.log.info("after {index}", index=index)
         self.assertTrue(os.path.exists(self.path + ".1"))
         self.assertLess(os.path.getsize(self.path), cursor)

@@ -705,13 +705,15 @@ class CatalogMethodTests(_RunTestBase):
 
     @inlineCallbacks
     def test_models_list(self):
+        # What the reference CLI's table shows: a loopback server with a key set.
+        ROW = {"input": ["text"], "local": True, "available": True}
         response = yield self.client.request("models.list", {})
         self.assertEqual(
             response["payload"],
             {
                 "models": [
-                    {"id": "m1", "name": "M1", "provider": "fake", "contextWindow": 8192, "maxTokens": 256},
-                    {"id": "m2", "name": "M2", "provider": "fake", "contextWindow": 8192, "maxTokens": 256},
+                    {"id": "m1", "name": "M1", "provider": "fake", "contextWindow": 8192, "maxTokens": 256, **ROW},
+                    {"id": "m2", "name": "M2", "provider": "fake", "contextWindow": 8192, "maxTokens": 256, **ROW},
                 ]
             },
         )

@@ -298,10 +298,10 @@ class TLSLoopbackTests(TestCase):
         yield self.root.gateway.log_file.flush()  # lines are written in batches off the reactor
         with open(os.path.join(self.dir, "logs", "gateway.log"), encoding="utf-8") as handle:
             lines = [json.loads(line) for line in handle]
-        found = [line for line in lines if line["text"].startswith("TLS certificate SHA-256 fingerprint: ")]
+        found = [line for line in lines if line["message"].startswith("TLS certificate SHA-256 fingerprint: ")]
         self.assertEqual(len(found), 1, lines)
-        self.assertIn(self.fingerprint, found[0]["text"])
-        self.assertEqual((found[0]["level"], found[0]["namespace"]), ("info", "openclaw.tap"))
+        self.assertIn(self.fingerprint, found[0]["message"])
+        self.assertEqual((found[0]["level"], found[0]["subsystem"]), ("info", "tap"))
 
     @inlineCallbacks
     def test_https_with_the_right_pin(self):

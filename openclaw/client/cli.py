@@ -1,11 +1,16 @@
-"""``openclaw-gateway``: call the gateway from a shell.
+"""``openclaw-gateway``: talk to the gateway from a shell.
 
+    openclaw-gateway chat                                  # interactive, answers stream
+    openclaw-gateway agent -m "summarise the day"
+    openclaw-gateway logs --follow
+    openclaw-gateway config set logging.level debug
     openclaw-gateway call health --url ws://127.0.0.1:18789 --token SECRET --json
     openclaw-gateway sessions list --search work
     openclaw-gateway devices approve <requestId>
     openclaw-gateway --url wss://gw.example:18789 --tls-fingerprint sha256:AB:CD:… nodes pending
 
-Friendly commands print tables; ``--json`` prints the response payload as JSON instead. The CLI
+Friendly commands print tables with local times and yes/no; ``--json`` prints the response
+payload as JSON instead. Command handlers live in ``commands`` and ``conversation``. The CLI
 keeps a device identity (``~/.openclaw/identity/cli-device.pem`` unless ``--identity``) so the
 gateway can pair it and issue it a device token; on loopback that pairing is silent.
 """
@@ -16,15 +21,21 @@ import contextlib
 import json
 import os
 import sys
+import webbrowser
 from typing import Any, Callable, Sequence, TextIO
 
+from urllib.parse import quote
+
 from autobahn.websocket.util import parse_url
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import DeferredQueue, inlineCallbacks
 
 from ..protocol.constants import DEFAULT_PORT
 from ..tls.certificates import normalize_fingerprint
 from .client import ClientOptions, GatewayCallError, GatewayClient
+from .commands import DEFAULT_LOG_LIMIT, Session, config_command, dashboard_url, logs_command, simple_handler
+from .conversation import DEFAULT_RUN_TIMEOUT_S, StdinLines, agent_command, chat_command
 from .identity import DeviceTokenStore, load_or_create_identity
+from .render import table
 
 ALL_OPERATOR_SCOPES = ("operator.admin", "operator.read", "operator.write", "operator.approvals", "operator.pairing")
 
@@ -79,7 +90,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openclaw-gateway", description="Call an OpenClaw gateway.")
+    parser = argparse.ArgumentParser(prog="openclaw-gateway", description="Talk to an OpenClaw gateway.")
     _connection_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -92,6 +103,30 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("method")
     call.add_argument("--params", type=_json, default={}, help="the params as JSON [default: {}]")
     call.add_argument("--expect-final", action="store_true", help="wait for the second response (agent)")
+    chat = command(commands, "chat", help="chat with the assistant (interactive; answers stream)")
+    chat.add_argument("--session", default="main", help="session key [default: main]")
+    chat.add_argument("--agent", help="agent id [default: the default agent]")
+    chat.add_argument("-m", "--message", help="send this one message, print the answer and exit")
+    chat.add_argument("--run-timeout", type=float, default=DEFAULT_RUN_TIMEOUT_S, help="seconds to wait for an answer [600]")
+    agent = command(commands, "agent", help="run one agent turn and print the answer")
+    agent.add_argument("-m", "--message", required=True)
+    agent.add_argument("--agent", help="agent id")
+    agent.add_argument("--session", help="session key [default: the agent's main session]")
+    agent.add_argument("--run-timeout", type=float, default=DEFAULT_RUN_TIMEOUT_S, help="seconds to wait for the answer [600]")
+    logs = command(commands, "logs", help="print the gateway's log (gateway.log)")
+    logs.add_argument("--limit", type=int, default=DEFAULT_LOG_LIMIT, help="lines to start with [200]")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.add_argument("--interval", type=float, default=1.0, help="seconds between polls with --follow [1]")
+    logs.add_argument("--utc", action="store_true", help="times in UTC, not local time")
+    config = command(commands, "config", help="read or change the gateway's config file").add_subparsers(dest="action", required=True)
+    command(config, "get").add_argument("path", nargs="?", help="dotted path, e.g. gateway.port [default: everything]")
+    setting = command(config, "set")
+    setting.add_argument("path")
+    setting.add_argument("value", help="JSON5 value (text that does not parse is taken as a string)")
+    command(config, "patch").add_argument("patch", help="a JSON5 merge patch, e.g. '{logging: {level: \"debug\"}}'")
+    command(commands, "models", help="list the models this gateway can use")
+    dashboard = command(commands, "dashboard", help="print the Control UI URL")
+    dashboard.add_argument("--open", action="store_true", help="open it in a browser (with the token)")
     command(commands, "health")
     command(commands, "status")
     sessions = command(commands, "sessions").add_subparsers(dest="action", required=True)
@@ -119,61 +154,20 @@ def parse_args(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.
             return exc.code if isinstance(exc.code, int) else 2
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[str(header) for header in headers]] + [["" if value is None else str(value) for value in row] for row in rows]
-    widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines) + "\n"
-
-
-def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any], Callable[[Any], str] | None, bool]:
-    """(method, params, renderer, expect_final) for the chosen command."""
-    if args.command == "call":
-        return args.method, args.params, None, args.expect_final
-    if args.command == "health":
-        return "health", {}, lambda p: table([[p.get("ok"), p.get("durationMs"), (p.get("sessions") or {}).get("count")]], ["ok", "durationMs", "sessions"]), False
-    if args.command == "status":
-        return "status", {}, lambda p: table(
-            [[p.get("runtimeVersion"), (p.get("connections") or {}).get("total"), (p.get("sessions") or {}).get("count"), p.get("uptimeMs")]],
-            ["version", "connections", "sessions", "uptimeMs"],
-        ), False
-    if args.command == "sessions":
-        params: dict[str, Any] = {"limit": args.limit}
-        if args.search:
-            params["search"] = args.search
-        return "sessions.list", params, lambda p: table(
-            [[row.get("key"), row.get("label") or row.get("displayName"), row.get("updatedAt"), row.get("model")] for row in p.get("sessions", [])],
-            ["key", "label", "updatedAt", "model"],
-        ), False
-    if args.command == "devices":
-        if args.action == "list":
-            return "device.pair.list", {}, lambda p: table(
-                [["pending", r.get("requestId"), r.get("deviceId"), r.get("role"), r.get("remoteIp")] for r in p.get("pending", [])]
-                + [["paired", "", r.get("deviceId"), ",".join(r.get("roles", [])), r.get("remoteIp")] for r in p.get("paired", [])],
-                ["state", "requestId", "deviceId", "role", "remoteIp"],
-            ), False
-        return f"device.pair.{args.action}", {"requestId": args.request_id}, lambda p: f"{args.action}d {args.request_id}\n", False
-    if args.action in ("list", "pending"):
-        if args.action == "list":
-            return "node.list", {}, lambda p: table(
-                [[n.get("nodeId"), n.get("displayName"), n.get("platform"), n.get("paired"), n.get("connected"), ",".join(n.get("commands", []))] for n in p.get("nodes", [])],
-                ["nodeId", "name", "platform", "paired", "connected", "commands"],
-            ), False
-        return "node.pair.list", {}, lambda p: table(
-            [[r.get("requestId"), r.get("nodeId"), r.get("displayName"), ",".join(r.get("commands", []))] for r in p.get("pending", [])],
-            ["requestId", "nodeId", "name", "commands"],
-        ), False
-    return f"node.pair.{args.action}", {"requestId": args.request_id}, lambda p: f"{args.action}d {args.request_id}\n", False
-
-
 @inlineCallbacks
-def run(argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Any:
-    """Run one command; fires with the exit status (0 ok, 1 call failed, 2 usage error or could not connect)."""
+def run(
+    argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr, lines: DeferredQueue | None = None
+) -> Any:
+    """Run one command; fires with the exit status (0 ok, 1 call failed, 2 usage error or could not connect).
+
+    ``lines`` feeds ``chat`` its input (standard input when not given).
+    """
     args = parse_args(argv, out, err)
     if isinstance(args, int):
         return args
-    method, params, render, expect_final = _request(args)
+    if args.command == "dashboard":
+        return _dashboard(args, out)
+    handler = _handler(args)
     identity_path = args.identity or os.path.expanduser("~/.openclaw/identity/cli-device.pem")
     try:
         device = load_or_create_identity(identity_path)
@@ -181,7 +175,53 @@ def run(argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO
         err.write(f"cannot use the device identity {identity_path}: {exc}\n")
         err.write("move it aside to create a new identity (the device must then be paired again)\n")
         return 2
-    options = ClientOptions(
+    client = GatewayClient(_client_options(args, device, identity_path), reactor=reactor)
+    try:
+        hello = yield client.connect()
+    except GatewayCallError as exc:
+        err.write(f"could not connect to {args.url}: {exc.message}\n")
+        details = exc.details if isinstance(exc.details, dict) else {}
+        if details.get("code") == "PAIRING_REQUIRED" and details.get("requestId"):
+            request_id = details["requestId"]
+            err.write(f"an operator approves this device with: openclaw-gateway devices approve {request_id}\n")
+        return 2
+    _warn_if_secret_refused(args, hello, err)
+    session = Session(client, args, out, err, reactor)
+    if args.command == "chat" and args.message is None:
+        session.lines = lines if lines is not None else _stdin_lines()
+        session.prompt = lines is None and sys.stdin.isatty()
+    try:
+        status = yield handler(session)
+    except GatewayCallError as exc:
+        if args.json:
+            out.write(json.dumps({"ok": False, "error": {"code": exc.code, "message": exc.message, "details": exc.details}}, indent=2) + "\n")
+        else:
+            err.write(f"{_what(args)} failed: {exc.code}: {exc.message}\n")
+        return 1
+    except TimeoutError:
+        err.write(f"no answer within {args.run_timeout:g} s\n")
+        return 1
+    finally:
+        yield client.close()
+    return status
+
+
+def _what(args: argparse.Namespace) -> str:
+    if args.command == "call":
+        return args.method
+    action = getattr(args, "action", None)
+    return f"{args.command} {action}" if action else args.command
+
+
+def _handler(args: argparse.Namespace) -> Callable[[Session], Any]:
+    special = {"chat": chat_command, "agent": agent_command, "logs": logs_command, "config": config_command}
+    handler = special.get(args.command) or simple_handler(args)
+    assert handler is not None, args.command
+    return handler
+
+
+def _client_options(args: argparse.Namespace, device: Any, identity_path: str) -> ClientOptions:
+    return ClientOptions(
         url=args.url,
         token=args.token,
         password=args.password,
@@ -194,31 +234,38 @@ def run(argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO
         request_timeout_s=args.timeout,
         reconnect=False,
     )
-    client = GatewayClient(options, reactor=reactor)
-    try:
-        yield client.connect()
-    except GatewayCallError as exc:
-        err.write(f"could not connect to {args.url}: {exc.message}\n")
-        details = exc.details if isinstance(exc.details, dict) else {}
-        if details.get("code") == "PAIRING_REQUIRED" and details.get("requestId"):
-            request_id = details["requestId"]
-            err.write(f"an operator approves this device with: openclaw-gateway devices approve {request_id}\n")
-        return 2
-    try:
-        payload = yield client.call(method, params, expect_final=expect_final)
-    except GatewayCallError as exc:
-        if args.json:
-            out.write(json.dumps({"ok": False, "error": {"code": exc.code, "message": exc.message, "details": exc.details}}, indent=2) + "\n")
-        else:
-            err.write(f"{method} failed: {exc.code}: {exc.message}\n")
-        return 1
-    finally:
-        yield client.close()
-    if args.json or render is None:
-        out.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def _warn_if_secret_refused(args: argparse.Namespace, hello: Any, err: TextIO) -> None:
+    """A wrong --token/--password must not pass silently because a stored device token got in."""
+    method = ((hello or {}).get("auth") or {}).get("method")
+    if (args.token or args.password) and method == "device-token":
+        which = "token" if args.token else "password"
+        err.write(
+            f"warning: the gateway refused the shared {which}; connected with this device's stored token instead. "
+            f"Check --{which} (or OPENCLAW_GATEWAY_{which.upper()}).\n"
+        )
+
+
+def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
+    url = dashboard_url(args.url)
+    if args.json:
+        out.write(json.dumps({"url": url}) + "\n")
     else:
-        out.write(render(payload))
+        out.write(f"Dashboard: {url}\n")
+    if args.open:
+        secret = f"#token={quote(args.token)}" if args.token else ""
+        if not webbrowser.open(url + secret):
+            out.write("No browser could be started here; open the URL above yourself.\n")
     return 0
+
+
+def _stdin_lines() -> DeferredQueue:
+    from twisted.internet import stdio
+
+    queue: DeferredQueue = DeferredQueue()
+    stdio.StandardIO(StdinLines(queue))
+    return queue
 
 
 def _exit_with(status: int) -> None:

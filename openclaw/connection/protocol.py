@@ -31,7 +31,7 @@ from ..protocol.constants import (
     MAX_IN_FLIGHT_REQUESTS,
     MAX_PENDING_HANDSHAKE_FRAMES,
     MAX_PREAUTH_PAYLOAD_BYTES,
-    SERVER_CAPABILITIES,
+    CHALLENGE_CAPABILITIES,
     UNAUTHORIZED_ROLE_FLOOD_LIMIT,
 )
 from ..protocol.errors import SERVER_BUSY, UNAVAILABLE, GatewayError, invalid_request
@@ -192,7 +192,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
                 self.transport.unregisterProducer()
             self.transport.registerProducer(self, True)
             self._phase = PHASE_PREAUTH
-            challenge = {"nonce": self._nonce, "ts": gateway.now_ms(), "capabilities": list(SERVER_CAPABILITIES)}
+            challenge = {"nonce": self._nonce, "ts": gateway.now_ms(), "capabilities": list(CHALLENGE_CAPABILITIES)}
             self._write(orjson.dumps({"type": "event", "event": "connect.challenge", "payload": challenge}))
             self._handshake_timer = gateway.clock.callLater(
                 gateway.settings.handshake_timeout_ms / 1000.0, self._handshake_timed_out

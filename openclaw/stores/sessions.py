@@ -24,6 +24,7 @@ import orjson
 from twisted.internet.defer import Deferred
 
 from ..sessions.keys import GLOBAL_KEY, UNKNOWN_KEY, agent_id_of, is_cron_run_key
+from . import usage
 from .sqlite import SQLiteDatabase
 
 MIGRATIONS: list[Any] = [
@@ -102,6 +103,9 @@ SESSION_COUNT = (
     END""",
 )
 MIGRATIONS.append(lambda connection: [connection.execute(statement) for statement in SESSION_COUNT])
+
+# Tokens spent per answered run, for usage.cost (stores/usage.py); survives session resets.
+MIGRATIONS.append(usage.MIGRATION)
 
 # Above SEARCH_INDEX_MAX_HITS trigram hits a term is broad, and walking the recency index with a
 # substring test finds the first page sooner than sorting every hit; the index still counts
@@ -511,6 +515,8 @@ class SessionStore:
                     "INSERT INTO transcript (session_id, entry) VALUES (?, ?)", (session_id, _dumps(item))
                 )
                 message = item.get("message") if item.get("type") == "message" else None
+                if isinstance(message, dict):
+                    usage.record_message(connection, key, message)
                 if isinstance(message, dict) and message.get("role") in ("user", "assistant"):
                     text = message_text(message)
                     if text:
@@ -528,6 +534,12 @@ class SessionStore:
             return entry
 
         return self._write(work)
+
+    def usage_cost(
+        self, now_ms: int, days: int, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None = None
+    ) -> Deferred:
+        """Fires with the ``usage.cost`` payload from the usage ledger (stores/usage.py)."""
+        return self._db.run(usage.cost_summary, now_ms, days, prices, agent_id)
 
     def history(self, session_id: str, limit: int, before_id: int | None = None) -> Deferred:
         """Fires with ``(entries oldest first, has_more)`` for the newest ``limit`` lines."""

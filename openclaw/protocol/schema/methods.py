@@ -7,6 +7,7 @@ from .absent import ABSENT_METHOD_PARAMS
 from .approvals import APPROVAL_METHOD_PARAMS
 from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, array, integer, obj, string
 from .config import CONFIG_METHOD_PARAMS
+from .diagnostics import DIAGNOSTIC_METHOD_PARAMS
 from .nodes import NODE_METHOD_PARAMS
 from .operations import OPERATION_METHOD_PARAMS
 from .sessions import SESSION_METHOD_PARAMS
@@ -37,7 +38,7 @@ DEVICE_ID = obj({"deviceId": NON_EMPTY}, ("deviceId",))
 
 METHOD_PARAMS = {
     "health": obj({"probe": BOOLEAN}),
-    "status": EMPTY_PARAMS,
+    "status": obj({"includeChannelSummary": BOOLEAN, "includeCliProjection": BOOLEAN}),
     "system-presence": EMPTY_PARAMS,
     "system-event": SYSTEM_EVENT,
     "device.pair.list": EMPTY_PARAMS,
@@ -54,6 +55,7 @@ METHOD_PARAMS = {
     **CONFIG_METHOD_PARAMS,
     **OPERATION_METHOD_PARAMS,
     **NODE_METHOD_PARAMS,
+    **DIAGNOSTIC_METHOD_PARAMS,
     **APPROVAL_METHOD_PARAMS,
     **ABSENT_METHOD_PARAMS,
 }
