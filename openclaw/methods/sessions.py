@@ -267,18 +267,10 @@ def sessions_delete(ctx: RequestContext) -> Any:
 
 def _finished_within(gateway: Any, run: Any, seconds: float, key: str) -> Any:
     """Wait for an aborted run to wind down, failing with UNAVAILABLE if it does not."""
-    d = run.when_finished()
-    timer = gateway.clock.callLater(seconds, lambda: d.called or d.cancel())
-
-    def done(result: Any) -> Any:
-        if timer.active():
-            timer.cancel()
-        return result
-
     def still_active(failure: Any) -> None:
         raise GatewayError(UNAVAILABLE, f"Session {key} is still active; try again in a moment.", retryable=True)
 
-    return d.addCallbacks(done, still_active)
+    return run.when_finished().addTimeout(seconds, gateway.clock).addErrback(still_active)
 
 
 @inlineCallbacks
