@@ -22,7 +22,8 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
 from .approvals.service import ExecApprovals
-from .methods import absent, agent, approvals, chat, config, devices, diagnostics, heartbeat, inventory, logs, nodes, sessions, system
+from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, session_views, sessions, system
+from .methods import node_side
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
 from .protocol.errors import invalid_request
@@ -43,7 +44,8 @@ from .stores.devices import DeviceStore
 from .services.log_file import default_log_path
 from .services.node_pairing import NodePairingService
 from .state.metrics import GatewayMetrics
-from .state.nodes import NodeRegistry, node_id_of
+from .nodes import policy as node_policy
+from .state.nodes import NodeRegistry, node_id_of, node_metadata
 from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
 from .stores.sqlite import InlineExecutor
@@ -60,12 +62,11 @@ CORE_EVENTS = (
     "agent",
     "chat",
     "sessions.changed",
+    "session.message",
     "config.changed",
     "heartbeat",
     "node.pair.requested",
     "node.pair.resolved",
-    "node.presence",
-    "node.event",
     "exec.approval.requested",
     "exec.approval.resolved",
 )
@@ -124,10 +125,8 @@ class Gateway:
         self.log_file: Any = None  # the log file service, when the tree has one
         self.log_file_path = default_log_path(settings.state_dir)
         self.config_control: Any = None  # the reload service, for the config.* methods
-        self.node_pairing = NodePairingService(
-            node_store, clock, self.clients.broadcast, auto_approve_local=lambda: self.settings.auto_approve_local
-        )
-        self.nodes = NodeRegistry(clock, self._node_presence)
+        self.node_pairing = NodePairingService(node_store, clock, self.clients.broadcast)
+        self.nodes = NodeRegistry(clock)
         files = file_executor if file_executor is not None else InlineExecutor()
         self.exec_approvals = ExecApprovals(clock, self.clients)
         self.exec_approvals_file = ExecApprovalsFile(settings.state_dir, files)
@@ -138,10 +137,13 @@ class Gateway:
         self.methods.add_all(devices.methods())
         self.methods.add_all(sessions.methods())
         self.methods.add_all(chat.methods())
+        self.methods.add_all(chat_views.methods())
+        self.methods.add_all(session_views.methods())
         self.methods.add_all(agent.methods())
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
         self.methods.add_all(nodes.methods())
+        self.methods.add_all(node_side.methods())
         self.methods.add_all(diagnostics.methods())
         self.methods.add_all(inventory.methods())
         self.methods.add_all(approvals.methods())
@@ -385,36 +387,25 @@ class Gateway:
     node_id_for = staticmethod(node_id_of)
 
     def _node_connected(self, client: ConnectedClient) -> None:
-        """Register the node; a capability surface not yet approved becomes a pairing request."""
+        """Register the node; a command surface not yet approved becomes a pairing request."""
         self.nodes.connected(client)
-        node_id = node_id_of(client)
-        if self.node_pairing.surface_approved(node_id, client.commands, client.caps):
-            return
-        info = client.client
-        metadata = {
-            "nodeId": node_id,
-            "displayName": info.get("displayName"),
-            "platform": info.get("platform"),
-            "version": info.get("version"),
-            "coreVersion": info.get("coreVersion"),
-            "uiVersion": info.get("uiVersion"),
-            "deviceFamily": info.get("deviceFamily"),
-            "modelIdentifier": info.get("modelIdentifier"),
-            "clientId": info.get("id"),
-            "clientMode": info.get("mode"),
-            "remoteIp": client.remote_ip,
-            "caps": list(client.caps),
-            "commands": list(client.commands),
-            "permissions": client.permissions,
-        }
-        d = self.node_pairing.request(metadata, local=is_loopback(client.remote_ip))
-        d.addErrback(lambda failure: self._log.failure("node pairing request for {node} failed", failure, node=node_id))
-
-    def _node_presence(self, node_id: str, connected: bool) -> None:
-        self.clients.broadcast("node.presence", {"nodeId": node_id, "connected": connected, "ts": self.now_ms()})
+        metadata = node_metadata(client)
+        metadata["commands"] = node_policy.requestable(self.current_config(), metadata)
+        d = self.node_pairing.node_connected(metadata, local=is_loopback(client.remote_ip))
+        d.addErrback(lambda failure: self._log.failure("node pairing for {node} failed", failure, node=metadata["nodeId"]))
 
     def broadcast_event(self, event: str, payload: Mapping[str, Any]) -> None:
         self.clients.broadcast(event, payload)
+        if event == "chat" and payload.get("state") == "final" and isinstance(payload.get("message"), Mapping):
+            self._session_message(payload["sessionKey"], payload["message"])
+
+    def _session_message(self, session_key: str, message: Mapping[str, Any]) -> None:
+        """``session.message`` to connections watching this transcript (sessions.messages.subscribe)."""
+        self.clients.broadcast(
+            "session.message",
+            {"sessionKey": session_key, "agentId": agent_id_of(session_key), "message": message},
+            topic=session_views.messages_topic(session_key),
+        )
 
     def _run_event(self, event: str, payload: Mapping[str, Any]) -> None:
         """Run events go to clients; their lifecycle also goes to the stability record."""

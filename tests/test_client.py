@@ -341,7 +341,7 @@ class TLSPinTests(TestCase):
 class NodeModeTests(TestCase):
     @inlineCallbacks
     def test_node_client_answers_invokes_with_its_handler(self):
-        running = yield start_gateway(self)
+        running = yield start_gateway(self, config={"gateway": {"nodes": {"commands": {"allow": ["echo", "fail"]}}}})
         node = GatewayClient(
             ClientOptions(
                 url=running.url,
@@ -361,7 +361,10 @@ class NodeModeTests(TestCase):
         self.addCleanup(operator.close)
         yield operator.connect()
         node_id = node.options.device.device_id
-        yield wait_for(lambda: running.gateway.node_pairing.surface_approved(node_id, ["echo", "fail"], []))
+        # As with the reference, the node's command surface waits for an operator's approval.
+        yield wait_for(lambda: running.gateway.node_pairing.store.pending_for(node_id))
+        pending = running.gateway.node_pairing.store.pending_for(node_id)
+        yield operator.call("node.pair.approve", {"requestId": pending["requestId"]})
         result = yield operator.call("node.invoke", {"nodeId": node_id, "command": "echo", "params": {"a": 1}, "idempotencyKey": "i1"})
         self.assertEqual(result["payload"], {"echo": {"a": 1}})
         with self.assertRaises(GatewayCallError) as caught:

@@ -327,11 +327,12 @@ class RoleGateTests(DispatchTestCase):
 
     @inlineCallbacks
     def test_node_calling_unknown_method(self):
-        """Unknown methods are operator methods, so the role gate answers first."""
+        """A node hears that a method does not exist, not a role error (issue 19: the node host's
+        ``skill publish failed: unauthorized role: node`` sent its reader the wrong way)."""
         running = yield start_gateway(self)
         client = yield node(self, running)
         response, _ = yield call(client, "no.such.method")
-        self.assertError(response, "INVALID_REQUEST", "unauthorized role: node")
+        self.assertError(response, "INVALID_REQUEST", "unknown method: no.such.method")
 
     @inlineCallbacks
     def test_operator_calling_node_method(self):

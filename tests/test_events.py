@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from openclaw.methods import absent
 from openclaw.methods.registry import MethodSpec
 from openclaw.security.device_identity import DeviceKeyPair
 from openclaw.services.maintenance import PeriodicBroadcast
@@ -446,6 +447,8 @@ class HelloSnapshotTests(TestCase):
                 "node.invoke",
                 "node.invoke.result",
                 "node.event",
+                "node.skills.update",
+                "node.pluginTools.update",
                 "node.pair.list",
                 "node.pair.approve",
                 "node.pair.reject",
@@ -468,9 +471,22 @@ class HelloSnapshotTests(TestCase):
                 "exec.approvals.node.get",
                 "exec.approvals.node.set",
                 "test.visible",
-            },
+                # what the Control UI opens a chat with
+                "chat.startup",
+                "chat.metadata",
+                "sessions.describe",
+                "sessions.create",
+                "sessions.messages.subscribe",
+                "sessions.messages.unsubscribe",
+                "sessions.observer.visibility",
+                "agent.identity.get",
+                "models.authStatus",
+            }
+            # truthfully empty reads of families this gateway lacks (their writes are not advertised)
+            | {spec.name for spec in absent.methods() if spec.advertised},
         )
         self.assertNotIn("test.hidden", methods)
+        self.assertNotIn("cron.add", methods)
         events = hello["features"]["events"]
         for name in ("connect.challenge", "presence", "tick", "health", "shutdown"):
             self.assertIn(name, events)

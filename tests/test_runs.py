@@ -11,6 +11,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from openclaw.methods.session_views import THINKING_OFF
 from openclaw.agents.live_text import LIVE_TEXT_COPIES, LIVE_TEXT_FREE_CHARS
 from openclaw.agents.runs import TIMEOUT_MESSAGE, Run
 from openclaw.providers.streaming import DEFAULT_IDLE_TIMEOUT_S
@@ -725,11 +726,19 @@ class CatalogMethodTests(_RunTestBase):
             response["payload"],
             {
                 "defaultId": "main",
+                "ownership": "sole",
+                "selectionRequired": False,
                 "mainKey": "main",
                 "scope": "per-sender",
                 "agents": [
-                    {"id": "main", "name": "Main", "model": "fake/m1"},
-                    {"id": "coder", "identity": {"emoji": "x"}, "model": "fake/m2"},
+                    {"id": "main", "kind": "agent", "name": "Main", **THINKING_OFF, "model": {"primary": "fake/m1", "fallbacks": ["fake/m2"]}},
+                    {
+                        "id": "coder",
+                        "kind": "agent",
+                        "identity": {"emoji": "x"},
+                        **THINKING_OFF,
+                        "model": {"primary": "fake/m2", "fallbacks": ["fake/m2"]},
+                    },
                 ],
             },
         )

@@ -18,7 +18,7 @@ from .support.upstream import FakeUpstream
 from .support.wsclient import connect
 
 ALL = [ADMIN, READ, WRITE]
-LIST_KEYS = {"ts", "path", "count", "totalCount", "limitApplied", "nextOffset", "hasMore", "defaults", "sessions"}
+LIST_KEYS = {"ts", "path", "count", "totalCount", "limitApplied", "nextOffset", "hasMore", "defaults", "owners", "sessions"}
 
 
 def chat_event(state, run_id):

@@ -252,23 +252,23 @@ class RunManager:
         run = self.get(run_id)
         if run is not None and run.finished:
             return succeed(run.wait_summary())
-        d: Deferred = Deferred()
         waiters = self._waiters.setdefault(run_id, [])
+
+        def forget(cancelled: Deferred) -> None:
+            if cancelled in waiters:
+                waiters.remove(cancelled)
+            if not waiters:
+                self._waiters.pop(run_id, None)
+
+        def timed_out(result: Any, timeout: float) -> dict[str, Any]:
+            current = self.get(run_id)
+            summary = current.wait_summary() if current is not None else {"runId": run_id}
+            summary["status"] = STATUS_TIMEOUT
+            return summary
+
+        d: Deferred = Deferred(forget)
         waiters.append(d)
-
-        def expire() -> None:
-            if d in waiters:
-                waiters.remove(d)
-                if not waiters:
-                    self._waiters.pop(run_id, None)
-                current = self.get(run_id)
-                summary = current.wait_summary() if current is not None else {"runId": run_id}
-                summary["status"] = STATUS_TIMEOUT
-                d.callback(summary)
-
-        timer = self._clock.callLater(timeout_ms / 1000.0, expire)
-        d.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
-        return d
+        return d.addTimeout(timeout_ms / 1000.0, self._clock, onTimeoutCancel=timed_out)
 
     # -- the run itself ----------------------------------------------------------------------
 

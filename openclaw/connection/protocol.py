@@ -325,6 +325,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             caps=tuple(params.get("caps") or ()),
             commands=tuple(params.get("commands") or ()),
             permissions=dict(params.get("permissions") or {}),
+            path_env=params.get("pathEnv") if isinstance(params.get("pathEnv"), str) else None,
         )
         hello = gateway.hello_ok(self._client, admission)
         self.maxMessagePayloadSize = gateway.settings.max_payload

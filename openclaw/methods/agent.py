@@ -1,5 +1,5 @@
 """``agent`` (two responses on one request id), ``agent.wait``, and the catalog reads
-``models.list`` / ``agents.list`` (protocol §9.3, §9.7).
+``models.list`` / ``agents.list`` / ``agent.identity.get`` / ``models.authStatus`` (protocol §9.3, §9.7).
 
 ``agent`` first answers ``status: accepted`` so ordinary clients can move on, then answers again
 when the run ends; clients that pass ``expectFinal`` wait for the second frame.
@@ -15,9 +15,11 @@ from twisted.internet.defer import inlineCallbacks
 from ..agents.runs import STATUS_ABORTED, STATUS_OK, STATUS_TIMEOUT, Run
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, READ, WRITE
-from ..sessions.keys import main_session_key
+from ..agents.identity import agent_identity
+from ..sessions.keys import agent_id_of, main_session_key
 from .chat import CONFLICT_MESSAGE, SubmittedRun, replay_or_conflict, resolve_agent, start_run
 from .registry import MethodSpec, RequestContext
+from .session_views import THINKING_OFF
 
 AGENT_WAIT_DEFAULT_MS = 30_000
 _RESET_COMMAND = re.compile(r"^/(new|reset)(\s.*)?$", re.IGNORECASE | re.DOTALL)
@@ -163,19 +165,59 @@ def _is_local(base_url: str) -> bool:
 
 
 def agents_list(ctx: RequestContext) -> dict[str, Any]:
+    """Agents as the reference lists them: ``model`` is ``{primary, fallbacks}`` (the UI's agent
+    picker reads ``model.primary``), thinking is ``off`` only, every agent is a plain ``agent``."""
     catalog = ctx.gateway.catalog
     agents = []
     for entry in catalog.agents:
-        summary: dict[str, Any] = {"id": entry.id}
+        summary: dict[str, Any] = {"id": entry.id, "kind": "agent"}
         if entry.name:
             summary["name"] = entry.name
         if entry.identity:
             summary["identity"] = dict(entry.identity)
-        model = entry.model or catalog.default_model
-        if model:
-            summary["model"] = model
+        summary.update(THINKING_OFF)
+        primary = entry.model or catalog.default_model
+        if primary:
+            fallbacks = entry.fallbacks if entry.fallbacks is not None else catalog.default_fallbacks
+            summary["model"] = {"primary": primary, "fallbacks": list(fallbacks)}
         agents.append(summary)
-    return {"defaultId": catalog.default_agent_id, "mainKey": catalog.main_key, "scope": catalog.scope, "agents": agents}
+    return {
+        "defaultId": catalog.default_agent_id,
+        "ownership": "sole",
+        "selectionRequired": False,
+        "mainKey": catalog.main_key,
+        "scope": catalog.scope,
+        "agents": agents,
+    }
+
+
+def agent_identity_get(ctx: RequestContext) -> dict[str, Any]:
+    params = ctx.params
+    gateway = ctx.gateway
+    agent_id = params.get("agentId")
+    if not agent_id and params.get("sessionKey"):
+        agent_id = agent_id_of(gateway.session_key(params["sessionKey"]))
+    if agent_id and gateway.catalog.agent(agent_id) is None:
+        raise invalid_request(f'unknown agent id "{agent_id}"')
+    return agent_identity(gateway.catalog, agent_id)
+
+
+def models_auth_status(ctx: RequestContext) -> dict[str, Any]:
+    """How each configured provider authenticates: a key from the config, or none (local
+    servers). There are no login flows or credential profiles here, so no capabilities."""
+    providers = []
+    for provider in ctx.gateway.catalog.providers.values():
+        status: dict[str, Any] = {
+            "provider": provider.id,
+            "authProvider": provider.id,
+            "displayName": provider.id,
+            "status": "static",
+            "profiles": [],
+        }
+        if provider.api_key:
+            status["apiKey"] = {"source": "config"}
+        providers.append(status)
+    return {"ts": ctx.gateway.now_ms(), "providers": providers, "providerCapabilities": []}
 
 
 def methods() -> list[MethodSpec]:
@@ -184,4 +226,6 @@ def methods() -> list[MethodSpec]:
         MethodSpec("agent.wait", agent_wait, scope=WRITE),
         MethodSpec("models.list", models_list, scope=READ),
         MethodSpec("agents.list", agents_list, scope=READ),
+        MethodSpec("agent.identity.get", agent_identity_get, scope=READ),
+        MethodSpec("models.authStatus", models_auth_status, scope=READ),
     ]

@@ -10,6 +10,7 @@ import base64
 from typing import Any
 
 import attrs
+import orjson
 from twisted.internet.defer import inlineCallbacks
 
 from ..agents.dedupe import IdempotencyCache
@@ -166,17 +167,39 @@ def chat_history(ctx: RequestContext) -> Any:
     session_id = params.get("sessionId") or entry["sessionId"]
     rows, has_more = yield gateway.sessions.history(session_id, limit, before_id)
     messages = []
+    seqs = []
     for row_id, line in rows:
         message = line.get("message") if line.get("type") == "message" else None
         if isinstance(message, dict):
             messages.append({**_clip(message, params.get("maxChars")), "__openclaw": {"id": line.get("id"), "seq": row_id}})
+            seqs.append(row_id)
+    messages, clipped = newest_within(messages, params.get("maxBytes"))
+    has_more = has_more or clipped
     result.update({"sessionId": session_id, "messages": messages, "hasMore": has_more})
-    if has_more and rows:
+    if clipped:
+        result["nextCursor"] = _encode_cursor(seqs[len(seqs) - len(messages)])
+    elif has_more and rows:
         result["nextCursor"] = _encode_cursor(rows[0][0])
     for field in ("thinkingLevel", "verboseLevel"):
         if entry.get(field) is not None:
             result[field] = entry[field]
     return result
+
+
+def newest_within(messages: list[dict[str, Any]], max_bytes: int | None) -> tuple[list[dict[str, Any]], bool]:
+    """The newest messages whose JSON fits in ``max_bytes`` (always at least the newest one), and
+    whether older ones were left out."""
+    if not max_bytes:
+        return messages, False
+    kept = 0
+    used = 0
+    for message in reversed(messages):
+        size = len(orjson.dumps(message))
+        if kept and used + size > max_bytes:
+            break
+        kept += 1
+        used += size
+    return messages[len(messages) - kept :], kept < len(messages)
 
 
 def chat_abort(ctx: RequestContext) -> dict[str, Any]:

@@ -1,71 +1,78 @@
 """``node.*``: the registry, pairing, ``node.invoke`` and what nodes send back (protocol §9.4).
 
-Command policy for ``node.invoke``: the connected node must declare the command, its approved
-pairing surface must include it, ``gateway.nodes.commands.deny`` always wins, and the commands
-the reference treats as dangerous (camera capture, SMS, …) also need an explicit
-``gateway.nodes.commands.allow`` entry.
+Command policy for ``node.invoke`` lives in ``openclaw.nodes.policy`` (platform allowlists, the
+approved surface, ``gateway.nodes.commands.allow/deny``); ``system.run`` passes the exec approval
+gate (``openclaw.approvals.system_run``). What nodes publish about themselves is in
+``node_side``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
-from ..config.loader import lookup
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, PAIRING, READ, WRITE
 from ..approvals.system_run import forward_system_run
 from ..services.node_pairing import normalize_list
-from ..state.nodes import DEFAULT_INVOKE_TIMEOUT_MS
+from ..nodes import policy as node_policy
+from ..state.nodes import DEFAULT_INVOKE_TIMEOUT_MS, node_metadata
 from .registry import ROLE_NODE, MethodSpec, RequestContext
 
-NEEDS_EXPLICIT_ALLOW = frozenset(
-    (
-        "camera.snap",
-        "camera.clip",
-        "camera.ptz.control",
-        "screen.record",
-        "contacts.add",
-        "calendar.add",
-        "reminders.add",
-        "health.summary",
-        "sms.send",
-        "sms.search",
-    )
+LIVE_FIELDS = frozenset(
+    ("displayName", "platform", "version", "coreVersion", "uiVersion", "clientId", "clientMode", "deviceFamily", "modelIdentifier", "remoteIp")
 )
 
 
+def approval_state(ctx: RequestContext, node_id: str, paired: Mapping[str, Any] | None) -> str:
+    """The reference's four states of a node's command surface."""
+    pending = ctx.gateway.node_pairing.store.pending_for(node_id) is not None
+    if pending:
+        return "pending-reapproval" if paired else "pending-approval"
+    return "approved" if paired else "unapproved"
+
+
 def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
-    """Stored and live facts about one node; live values win."""
+    """Stored and live facts about one node, in the reference's shape; live values win.
+
+    ``commands`` are the node's *effective* commands: declared, approved and allowed.
+    """
     gateway = ctx.gateway
-    stored = gateway.node_pairing.store.paired(node_id) or {}
+    stored = gateway.node_pairing.store.paired(node_id)
     live = gateway.nodes.get(node_id)
-    row: dict[str, Any] = {key: value for key, value in stored.items() if key not in ("token", "renamed")}
-    row.update({"nodeId": node_id, "paired": bool(stored), "connected": live is not None})
+    row: dict[str, Any] = {"nodeId": node_id}
+    for key in ("displayName", "platform", "version", "coreVersion", "uiVersion", "clientId", "clientMode", "deviceFamily", "modelIdentifier"):
+        if (stored or {}).get(key) is not None:
+            row[key] = stored[key]
+    row["caps"] = list((stored or {}).get("caps", []))
+    row["commands"] = list((stored or {}).get("commands", []))
     if live is not None:
-        info = live.client.client
-        row.update(
-            {
-                key: value
-                for key, value in {
-                    "displayName": stored.get("displayName") if stored.get("renamed") else info.get("displayName") or stored.get("displayName"),
-                    "platform": info.get("platform"),
-                    "version": info.get("version"),
-                    "deviceFamily": info.get("deviceFamily"),
-                    "modelIdentifier": info.get("modelIdentifier"),
-                    "remoteIp": live.client.remote_ip,
-                }.items()
-                if value is not None
-            }
-        )
+        metadata = node_metadata(live.client)
+        renamed = bool((stored or {}).get("renamed"))
+        row.update({key: value for key, value in metadata.items() if key in LIVE_FIELDS and value is not None and not (renamed and key == "displayName")})
         row["caps"] = normalize_list(live.client.caps)
-        row["commands"] = normalize_list(live.client.commands)
-        row["permissions"] = dict(live.client.permissions)
+        row["commands"] = node_policy.effective(gateway.current_config(), metadata, stored.get("commands") if stored else None)
+        if live.client.permissions:
+            row["permissions"] = dict(live.client.permissions)
+        row["sessionHost"] = False
+        if "hostStats" in live.published:
+            row["hostStats"] = live.published["hostStats"]
+        row["nodePluginTools"] = list(live.published.get("pluginTools", []))
+        if live.client.path_env is not None:
+            row["pathEnv"] = live.client.path_env
+    row["approvalState"] = approval_state(ctx, node_id, stored)
+    if live is not None:
         row["connectedAtMs"] = live.connected_at_ms
+    last_connected = live.connected_at_ms if live is not None else (stored or {}).get("lastConnectedAtMs")
+    if last_connected is not None:
+        row["lastConnectedAtMs"] = last_connected
+    if live is not None:
         row["lastSeenAtMs"] = live.last_seen_at_ms
-    row.setdefault("caps", [])
-    row.setdefault("commands", [])
+        row["lastSeenReason"] = live.last_seen_reason
+    if (stored or {}).get("approvedAtMs") is not None:
+        row["approvedAtMs"] = stored["approvedAtMs"]
+    row.update({"paired": stored is not None, "connected": live is not None})
     return row
 
 
@@ -104,23 +111,6 @@ def invoke_scope(params: Any) -> str:
     return ADMIN if isinstance(command, str) and command.strip() in ADMIN_INVOKE_COMMANDS else WRITE
 
 
-def command_refusal(ctx: RequestContext, node_id: str, command: str, declared: list[str]) -> str | None:
-    """Why ``command`` may not run on this node, or None."""
-    config = ctx.gateway.current_config()
-    deny = set(lookup(config, "gateway.nodes.commands.deny", []) or [])
-    allow = set(lookup(config, "gateway.nodes.commands.allow", []) or [])
-    if command in deny:
-        return "denied-by-config"
-    if command not in declared:
-        return "not-declared"
-    approved = (ctx.gateway.node_pairing.store.paired(node_id) or {}).get("commands", [])
-    if command not in approved and command not in allow:
-        return "not-approved"
-    if command in NEEDS_EXPLICIT_ALLOW and command not in allow:
-        return "needs-explicit-allow"
-    return None
-
-
 @inlineCallbacks
 def node_invoke(ctx: RequestContext) -> Any:
     params = ctx.params
@@ -141,9 +131,10 @@ def node_invoke(ctx: RequestContext) -> Any:
     node = gateway.nodes.get(node_id)
     if node is None:
         raise GatewayError(UNAVAILABLE, "node not connected", {"code": "NOT_CONNECTED"})
-    refusal = command_refusal(ctx, node_id, command, normalize_list(node.client.commands))
+    approved = gateway.node_pairing.store.paired(node_id)
+    refusal = node_policy.refusal(gateway.current_config(), node_metadata(node.client), approved.get("commands") if approved else None, command)
     if refusal is not None:
-        raise invalid_request("node command not allowed", {"reason": refusal, "command": command})
+        raise invalid_request(refusal[1], {"reason": refusal[0], "command": command})
     forwarded = params.get("params")
     if command == "system.run":
         forwarded = forward_system_run(forwarded, node_id, ctx.client, gateway.exec_approvals.records)
@@ -228,21 +219,6 @@ def node_invoke_result(ctx: RequestContext) -> dict[str, Any]:
     return {"ok": True}
 
 
-def node_event(ctx: RequestContext) -> dict[str, Any]:
-    """Events a node reports go to operators holding read, as ``node.event``."""
-    params = ctx.params
-    gateway = ctx.gateway
-    node = gateway.nodes.get(gateway.node_id_for(ctx.client))
-    if node is not None:
-        node.last_seen_at_ms = gateway.now_ms()
-    payload: dict[str, Any] = {"nodeId": gateway.node_id_for(ctx.client), "event": params["event"], "ts": gateway.now_ms()}
-    for field in ("payload", "payloadJSON"):
-        if field in params:
-            payload[field] = params[field]
-    gateway.clients.broadcast("node.event", payload)
-    return {"ok": True, "event": params["event"], "handled": True}
-
-
 def node_pair_list(ctx: RequestContext) -> dict[str, Any]:
     return ctx.gateway.node_pairing.list()
 
@@ -277,7 +253,6 @@ def methods() -> list[MethodSpec]:
         MethodSpec("node.rename", node_rename, scope=PAIRING),
         MethodSpec("node.invoke", node_invoke_with_response, scope=invoke_scope),
         MethodSpec("node.invoke.result", node_invoke_result, role=ROLE_NODE, scope=None),
-        MethodSpec("node.event", node_event, role=ROLE_NODE, scope=None),
         MethodSpec("node.pair.list", node_pair_list, scope=PAIRING),
         MethodSpec("node.pair.approve", node_pair_approve, scope=PAIRING),
         MethodSpec("node.pair.reject", node_pair_reject, scope=PAIRING),

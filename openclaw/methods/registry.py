@@ -94,6 +94,10 @@ class MethodRegistry:
         spec = self._specs.get(method)
         if spec is not None and spec.role == ROLE_ANY:
             return spec
+        if spec is None and client.role == ROLE_NODE:
+            # A node asking for something that does not exist hears exactly that (a role error
+            # would send its author looking for a permission problem).
+            raise invalid_request(f"unknown method: {method}")
         expected_role = spec.role if spec is not None else ROLE_OPERATOR
         if client.role != expected_role:
             raise UnauthorizedRole("INVALID_REQUEST", f"unauthorized role: {client.role}")

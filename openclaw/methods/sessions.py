@@ -77,6 +77,30 @@ def session_row(ctx: RequestContext, key: str, entry: Mapping[str, Any]) -> dict
     return {field: value for field, value in row.items() if value is not None}
 
 
+# sessions.list filters on things no session here ever has (projects, boards, owners, people,
+# custom groups): asking for them truthfully finds nothing.
+_NEVER_MATCHING = ("projectId", "workspaceDir", "creatorId", "ownerId", "involvingProfileId", "profileRelation", "boardFace")
+
+
+def _never_matches(params: Mapping[str, Any]) -> bool:
+    if any(params.get(name) is not None for name in _NEVER_MATCHING):
+        return True
+    return params.get("hasBoard") is True or bool(params.get("group"))
+
+
+def _row_filter(ctx: RequestContext, params: Mapping[str, Any]) -> Any:
+    """Filters applied to each found row: configured agents only, pinned state."""
+    configured = {agent.id for agent in ctx.gateway.catalog.agents} if params.get("configuredAgentsOnly") else None
+    pinned = params.get("pinned")
+
+    def keep(row: Mapping[str, Any]) -> bool:
+        if configured is not None and row.get("agentId") and row["agentId"] not in configured:
+            return False
+        return pinned is None or bool(row.get("pinned")) == pinned
+
+    return keep
+
+
 def _agent_filter(params: Mapping[str, Any]) -> str | None:
     return normalize_agent_id(params["agentId"]) if params.get("agentId") else None
 
@@ -103,9 +127,12 @@ def sessions_list(ctx: RequestContext) -> Any:
     )
     wants_previews = bool(params.get("includeDerivedTitles") or params.get("includeLastMessage"))
     page = yield gateway.sessions.list(query, include_previews=wants_previews)
+    keep = _row_filter(ctx, params)
     rows = []
-    for found in page.rows:
+    for found in [] if _never_matches(params) else page.rows:
         row = session_row(ctx, found["key"], found["entry"])
+        if not keep(row):
+            continue
         if params.get("includeDerivedTitles"):
             title = found["entry"].get("label") or found["entry"].get("displayName") or found.get("firstUserText")
             if title:
@@ -113,15 +140,17 @@ def sessions_list(ctx: RequestContext) -> Any:
         if params.get("includeLastMessage") and found.get("lastMessagePreview"):
             row["lastMessagePreview"] = found["lastMessagePreview"]
         rows.append(row)
-    has_more = offset + len(rows) < page.total
+    total = 0 if _never_matches(params) else page.total - (len(page.rows) - len(rows))
+    has_more = offset + len(rows) < total
     return {
         "ts": gateway.now_ms(),
         "path": gateway.sessions.path,
         "count": len(rows),
-        "totalCount": page.total,
+        "totalCount": total,
         "limitApplied": limit,
         "nextOffset": offset + len(rows) if has_more else None,
         "hasMore": has_more,
+        "owners": [],  # sessions here have no owners (one operator identity: the gateway auth)
         "defaults": gateway.model_defaults(_agent_filter(params)),
         "sessions": rows,
     }
@@ -267,18 +296,10 @@ def sessions_delete(ctx: RequestContext) -> Any:
 
 def _finished_within(gateway: Any, run: Any, seconds: float, key: str) -> Any:
     """Wait for an aborted run to wind down, failing with UNAVAILABLE if it does not."""
-    d = run.when_finished()
-    timer = gateway.clock.callLater(seconds, lambda: d.called or d.cancel())
-
-    def done(result: Any) -> Any:
-        if timer.active():
-            timer.cancel()
-        return result
-
     def still_active(failure: Any) -> None:
         raise GatewayError(UNAVAILABLE, f"Session {key} is still active; try again in a moment.", retryable=True)
 
-    return d.addCallbacks(done, still_active)
+    return run.when_finished().addTimeout(seconds, gateway.clock).addErrback(still_active)
 
 
 @inlineCallbacks

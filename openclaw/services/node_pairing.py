@@ -1,8 +1,11 @@
 """Node pairing: a node's capability surface (caps, commands, permissions) needs an operator's yes.
 
 A node connecting with a surface that is not approved (new, or declaring more than was
-approved) gets a pending request, broadcast as ``node.pair.requested``; local nodes are approved
-silently unless ``gateway.nodes.pairing.autoApproveLocal`` is false. Approving needs more scope
+approved) gets a pending request, broadcast as ``node.pair.requested``. As in the reference, a
+loopback node's *device* may be paired silently, but its command surface always waits for an
+operator (``openclaw nodes approve``): device pairing alone must not grant commands. The request
+carries only the declared commands the platform allowlist lets a node ask for
+(``openclaw.nodes.policy``). Approving needs more scope
 the more the node can do: no commands → ``operator.pairing``; ordinary commands → also
 ``operator.write``; dangerous ones (``system.run`` …) → also ``operator.admin``. Pending requests
 lapse after five minutes. The brief's explicit ``node.pair.request`` / ``node.pair.verify`` flow
@@ -72,11 +75,10 @@ def approval_scopes(commands: Iterable[str]) -> list[str]:
 class NodePairingService(Service):
     _log = Logger()
 
-    def __init__(self, store: NodeStore, clock: IReactorTime, broadcast: Callable[..., Any], auto_approve_local: Callable[[], bool]):
+    def __init__(self, store: NodeStore, clock: IReactorTime, broadcast: Callable[..., Any]):
         self.store = store
         self._clock = clock
         self._broadcast = broadcast
-        self._auto_approve_local = auto_approve_local
         self._pruner = LoopingCall(self.prune_expired)
         self._pruner.clock = clock
         self.loaded = False
@@ -112,10 +114,22 @@ class NodePairingService(Service):
         )
 
     @inlineCallbacks
+    def node_connected(self, metadata: Mapping[str, Any], *, local: bool) -> Any:
+        """A node connected: note when, and ask operators for any surface not yet approved."""
+        node_id = metadata["nodeId"]
+        paired = self.store.paired(node_id)
+        if paired is not None:
+            yield self.store.put_paired({**paired, "lastConnectedAtMs": self._now_ms()})
+        if self.surface_approved(node_id, metadata.get("commands") or (), metadata.get("caps") or ()):
+            return None
+        result = yield self.request(metadata, local=local)
+        return result
+
+    @inlineCallbacks
     def request(self, metadata: Mapping[str, Any], *, silent: bool = False, local: bool = False) -> Any:
         """Create (or return the existing) pending request; fires with ``(request, created)``.
 
-        Local requests are approved at once (silently) when auto-approval allows it.
+        ``local`` marks the request ``silent`` (same host), which approves nothing by itself.
         """
         node_id = metadata["nodeId"]
         existing = self.store.pending_for(node_id)
@@ -136,12 +150,10 @@ class NodePairingService(Service):
                 request[field] = metadata[field]
         if metadata.get("permissions"):
             request["permissions"] = dict(metadata["permissions"])
-        if silent:
+        request["requiredApproveScopes"] = approval_scopes(request["commands"])
+        if silent or local:
             request["silent"] = True
         yield self.store.put_pending(request)
-        if local and self._auto_approve_local():
-            yield self._approve(request, silent=True)
-            return request, True
         self._broadcast("node.pair.requested", request)
         return request, True
 
@@ -178,7 +190,7 @@ class NodePairingService(Service):
     def _approve(self, request: dict[str, Any], silent: bool = False) -> Any:
         now = self._now_ms()
         previous = self.store.paired(request["nodeId"]) or {}
-        node = {key: value for key, value in request.items() if key not in ("requestId", "ts", "isRepair", "silent")}
+        node = {key: value for key, value in request.items() if key not in ("requestId", "ts", "isRepair", "silent", "requiredApproveScopes")}
         node.update(
             {
                 "token": secrets.token_urlsafe(32),

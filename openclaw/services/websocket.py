@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..protocol.constants import CLOSE_GRACE_MS, CLOSE_SERVICE_RESTART
 
@@ -58,15 +59,16 @@ class WebSocketService(Service):
     def _drain(self) -> Deferred:
         if not self.factory.connections:
             return succeed(None)
-        drained = self.factory.when_drained()
-        timer = self._clock.callLater(CLOSE_GRACE_MS / 1000.0, self._abort_stragglers)
-        drained.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
-        return drained
+        drained = self.factory.when_drained().addTimeout(CLOSE_GRACE_MS / 1000.0, self._clock)
+        return drained.addErrback(self._abort_stragglers)
 
-    def _abort_stragglers(self) -> None:
+    def _abort_stragglers(self, failure: Failure) -> Deferred | None:
+        """Past the grace period: abort whoever ignored the close, then wait for them to go."""
+        failure.trap(TimeoutError)
         for connection in list(self.factory.connections):
             self._log.info("aborting connection {conn} that ignored the close", conn=connection.conn_id)
             connection.dropConnection(abort=True)
+        return self.factory.when_drained() if self.factory.connections else None
 
     def _stop_factory(self, result: Any) -> Any:
         self.factory.stopFactory()

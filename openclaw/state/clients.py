@@ -42,6 +42,8 @@ class ConnectedClient:
     caps: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
     permissions: dict[str, bool] = attrs.field(factory=dict)
+    # A node's PATH as it reported it (``connect.pathEnv``), shown in node.describe.
+    path_env: str | None = None
     seq: int = 0
     # Opt-in event streams (``sessions.subscribe``); the reference only sends those to subscribers.
     subscriptions: set[str] = attrs.field(factory=set)

@@ -27,6 +27,27 @@ def node_id_of(client: ConnectedClient) -> str:
     return client.device_id or client.client_id
 
 
+def node_metadata(client: ConnectedClient) -> dict[str, Any]:
+    """What a node's connect says about it, in the pairing records' field names."""
+    info = client.client
+    return {
+        "nodeId": node_id_of(client),
+        "displayName": info.get("displayName"),
+        "platform": info.get("platform"),
+        "version": info.get("version"),
+        "coreVersion": info.get("coreVersion"),
+        "uiVersion": info.get("uiVersion"),
+        "deviceFamily": info.get("deviceFamily"),
+        "modelIdentifier": info.get("modelIdentifier"),
+        "clientId": info.get("id"),
+        "clientMode": info.get("mode"),
+        "remoteIp": client.remote_ip,
+        "caps": list(client.caps),
+        "commands": list(client.commands),
+        "permissions": client.permissions,
+    }
+
+
 @attrs.define(eq=False)
 class PendingInvoke:
     invoke_id: str
@@ -43,6 +64,9 @@ class ConnectedNode:
     connected_at_ms: int
     last_seen_at_ms: int
     invokes: dict[str, PendingInvoke] = attrs.field(factory=dict)
+    # What the node published about itself (hostStats, skills, pluginTools, runnerInventory).
+    published: dict[str, Any] = attrs.field(factory=dict)
+    last_seen_reason: str = "connect"
 
     def send_event(self, event: str, payload: Mapping[str, Any]) -> bool:
         """Node-directed events carry no ``seq`` (protocol §6.2)."""
@@ -51,7 +75,7 @@ class ConnectedNode:
 
 
 class NodeRegistry:
-    def __init__(self, clock: IReactorTime, on_change: Callable[[str, bool], None]):
+    def __init__(self, clock: IReactorTime, on_change: Callable[[str, bool], None] = lambda node_id, connected: None):
         self._clock = clock
         self._on_change = on_change
         self._nodes: dict[str, ConnectedNode] = {}

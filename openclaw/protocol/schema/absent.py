@@ -1,8 +1,67 @@
 """Params of the methods of families this gateway does not have (``methods/absent.py``).
 
 They are validated like every other method's, with the reference's param shapes, so a client
-that sends something malformed hears so instead of a silent empty answer.
+that sends something malformed hears so instead of a silent empty answer. The writes take any
+object: whatever they are sent, the answer is that the feature is not available here.
 """
-from .common import Schema
+from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, Schema, array, enum, integer, obj, string
 
-ABSENT_METHOD_PARAMS: dict[str, Schema] = {}
+SESSION_REF = obj({"sessionKey": NON_EMPTY, "agentId": NON_EMPTY}, ("sessionKey",))
+TASK_STATUS = enum("queued", "running", "completed", "failed", "timed_out", "cancelled", "lost")
+ANY_OBJECT: Schema = {"type": "object"}
+
+ABSENT_METHOD_PARAMS: dict[str, Schema] = {
+    "cron.list": obj(
+        {
+            "sessionKey": NON_EMPTY,
+            "sessionAgentId": NON_EMPTY,
+            "includeDisabled": BOOLEAN,
+            "limit": integer(1, 200),
+            "offset": integer(0),
+            "query": {"type": "string"},
+            "enabled": {"type": "string"},
+            "scheduleKind": {"type": "string"},
+            "lastRunStatus": {"type": "string"},
+            "trigger": {"type": "string"},
+            "sortBy": {"type": "string"},
+            "sortDir": enum("asc", "desc"),
+            "agentId": NON_EMPTY,
+            "compact": BOOLEAN,
+            "includeDeliveryPreviews": BOOLEAN,
+        }
+    ),
+    "cron.status": EMPTY_PARAMS,
+    "cron.add": ANY_OBJECT,
+    "cron.update": ANY_OBJECT,
+    "cron.remove": ANY_OBJECT,
+    "cron.run": ANY_OBJECT,
+    "tasks.list": obj(
+        {
+            "status": {"anyOf": [TASK_STATUS, array(TASK_STATUS)]},
+            "agentId": NON_EMPTY,
+            "sessionKey": NON_EMPTY,
+            "limit": integer(1, 500),
+            "cursor": string(0, 512),
+            "sortBy": {"type": "string"},
+        }
+    ),
+    "tasks.cancel": ANY_OBJECT,
+    "update.status": obj({"refreshCheckout": BOOLEAN}),
+    "update.run": ANY_OBJECT,
+    "plugin.approval.list": EMPTY_PARAMS,
+    "openclaw.approval.list": EMPTY_PARAMS,
+    "plugin.approval.resolve": ANY_OBJECT,
+    "openclaw.approval.resolve": ANY_OBJECT,
+    "question.list": EMPTY_PARAMS,
+    "question.resolve": ANY_OBJECT,
+    "talk.catalog": obj({"provider": NON_EMPTY, "model": NON_EMPTY}),
+    "talk.mode": ANY_OBJECT,
+    "progressCard.get": SESSION_REF,
+    "progressCard.put": ANY_OBJECT,
+    "progressCard.refresh": ANY_OBJECT,
+    "sessions.branches.list": SESSION_REF,
+    "sessions.branches.switch": ANY_OBJECT,
+    "sessions.companion.state": SESSION_REF,
+    "sessions.companion.ask": ANY_OBJECT,
+    "sessions.companion.reset": ANY_OBJECT,
+}

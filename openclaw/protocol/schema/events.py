@@ -53,6 +53,11 @@ EVENT_PAYLOADS = {
         ("sessionKey", "ts"),
         closed=False,
     ),
+    "session.message": obj(
+        {"sessionKey": NON_EMPTY, "agentId": {"type": ["string", "null"]}, "message": {"type": "object"}},
+        ("sessionKey", "message"),
+        closed=False,
+    ),
     "connect.challenge": obj(
         {"nonce": NON_EMPTY, "ts": integer(0), "capabilities": array({"type": "string"})},
         ("nonce", "ts"),

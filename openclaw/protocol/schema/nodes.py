@@ -36,6 +36,9 @@ NODE_METHOD_PARAMS = {
         ("id", "nodeId", "ok"),
     ),
     "node.event": obj({"event": NON_EMPTY, "payload": {}, "payloadJSON": {"type": ["string", "null"]}}, ("event",)),
+    "node.skills.update": obj({"skills": array({"type": "object"})}, ("skills",)),
+    "node.pluginTools.update": obj({"tools": array({"type": "object"})}, ("tools",)),
+    "node.runnerInventory.update": obj({"protocolFeatures": STRINGS, "workerHost": {"type": "object"}, "workerRuns": {}}),
     "node.pair.list": obj({}),
     "node.pair.approve": REQUEST_ID,
     "node.pair.reject": REQUEST_ID,
@@ -68,6 +71,4 @@ NODE_EVENT_PAYLOADS = {
         ("requestId", "nodeId", "decision", "ts"),
         closed=False,
     ),
-    "node.presence": obj({"nodeId": NON_EMPTY, "connected": BOOLEAN, "ts": integer(0)}, ("nodeId", "connected", "ts"), closed=False),
-    "node.event": obj({"nodeId": NON_EMPTY, "event": NON_EMPTY, "ts": integer(0)}, ("nodeId", "event", "ts"), closed=False),
 }

@@ -30,6 +30,28 @@ SESSIONS_LIST = obj(
         "agentId": NON_EMPTY,
         "search": string(0, 512),
         "archived": {"anyOf": [BOOLEAN, enum("all")]},
+        # Accepted as the reference does; see methods/sessions.py for how each one filters here.
+        "requireLastInteraction": BOOLEAN,
+        "excludeSubagents": BOOLEAN,
+        "excludeCron": BOOLEAN,
+        "excludeSystem": BOOLEAN,
+        "configuredAgentsOnly": BOOLEAN,
+        "includeActivitySummary": BOOLEAN,
+        "projectId": NON_EMPTY,
+        "workspaceDir": NON_EMPTY,
+        "group": {"type": "string"},
+        "pinned": BOOLEAN,
+        "boardFace": enum("chat", "dashboard"),
+        "hasBoard": BOOLEAN,
+        "creatorId": NON_EMPTY,
+        "ownerId": NON_EMPTY,
+        "ownerFirst": BOOLEAN,
+        "involvingMe": BOOLEAN,
+        "profileRelation": obj(
+            {"profileId": NON_EMPTY, "relationship": enum("owned", "created", "involving")}, ("profileId", "relationship")
+        ),
+        "involvingProfileId": NON_EMPTY,
+        "includePeople": BOOLEAN,
     }
 )
 
@@ -138,9 +160,33 @@ CHAT_HISTORY = obj(
         "limit": integer(1, 1000),
         "cursor": string(1, 512),
         "maxChars": integer(1),
+        "maxBytes": integer(1024),
+        # The UI sends these to pick out its own in-flight inputs; no input ever waits outside
+        # the transcript here (pendingInputs is always empty), so they change nothing.
+        "offset": integer(0),
+        "pendingBefore": integer(1),
+        "inputRunIds": {**array(string(1, 256), 1, 50), "uniqueItems": True},
+        "messageId": NON_EMPTY,
     },
     ("sessionKey",),
 )
+
+CHAT_STARTUP = obj(
+    {
+        "sessionKey": SESSION_KEY,
+        "agentId": NON_EMPTY,
+        "limit": integer(1, 1000),
+        "maxBytes": integer(1024),
+    },
+    ("sessionKey",),
+)
+
+CHAT_METADATA = obj(
+    {"agentId": NON_EMPTY, "authProfileId": string(1, 256), "sessionKey": SESSION_KEY},
+    **{"not": {"required": ["sessionKey", "authProfileId"]}},
+)
+
+SESSION_BY_KEY = obj({"key": SESSION_KEY, "agentId": NON_EMPTY}, ("key",))
 
 CHAT_ABORT = obj({"sessionKey": SESSION_KEY, "agentId": NON_EMPTY, "runId": NON_EMPTY}, ("sessionKey",))
 
@@ -180,6 +226,21 @@ AGENT_WAIT = obj({"runId": NON_EMPTY, "timeoutMs": integer(0, 86_400_000)}, ("ru
 
 MODELS_LIST = obj({"agentId": NON_EMPTY, "sessionKey": SESSION_KEY, "view": {"type": "string"}}, closed=False)
 
+SESSIONS_CREATE = obj(
+    {
+        "key": SESSION_KEY,
+        "idempotencyKey": NON_EMPTY,
+        "agentId": NON_EMPTY,
+        "label": string(1, 512),
+        "displayName": string(1, 500),
+        "titleSource": string(0, 1000),
+        "category": string(1, 512),
+        "model": NON_EMPTY,
+    },
+    # The reference takes many more (worktrees, projects, forks, a first message); they are
+    # features this gateway lacks, and an unknown key names itself in the error.
+)
+
 SESSION_METHOD_PARAMS = {
     "sessions.subscribe": obj({}),
     "sessions.unsubscribe": obj({}),
@@ -198,4 +259,15 @@ SESSION_METHOD_PARAMS = {
     "agent.wait": AGENT_WAIT,
     "models.list": MODELS_LIST,
     "agents.list": obj({}),
+    "agent.identity.get": obj({"agentId": NON_EMPTY, "sessionKey": {"type": "string"}}),
+    "models.authStatus": obj({"refresh": BOOLEAN, "agentId": {"type": "string"}}),
+    "chat.startup": CHAT_STARTUP,
+    "chat.metadata": CHAT_METADATA,
+    "sessions.describe": obj(
+        {"key": SESSION_KEY, "agentId": NON_EMPTY, "includeDerivedTitles": BOOLEAN, "includeLastMessage": BOOLEAN}, ("key",)
+    ),
+    "sessions.create": SESSIONS_CREATE,
+    "sessions.messages.subscribe": obj({"key": SESSION_KEY, "agentId": NON_EMPTY, "includeApprovals": {"const": True}}, ("key",)),
+    "sessions.messages.unsubscribe": SESSION_BY_KEY,
+    "sessions.observer.visibility": obj({"visible": BOOLEAN}, ("visible",)),
 }

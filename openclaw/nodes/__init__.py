@@ -1,0 +1,1 @@
+"""Node policy: which commands a node may ask for and run."""

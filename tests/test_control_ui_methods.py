@@ -1,0 +1,183 @@
+"""The methods the Control UI calls on load and in its chat page (issue 14, point 3), over a real
+loopback WebSocket, with the shapes captured from the reference gateway driving the same UI."""
+from __future__ import annotations
+
+from twisted.internet.defer import inlineCallbacks
+
+from .test_sessions_methods import SessionsTestCase, is_sessions_changed
+
+# Every method the reference's UI called right after connecting (captured with headless Chromium).
+UI_LOAD_METHODS = (
+    ("sessions.subscribe", {}),
+    (
+        "sessions.list",
+        {
+            "includeGlobal": True,
+            "includeUnknown": True,
+            "configuredAgentsOnly": True,
+            "limit": 200,
+            "includeDerivedTitles": True,
+            "includeLastMessage": True,
+            "ownerFirst": True,
+            "agentId": "main",
+        },
+    ),
+    ("update.status", {}),
+    ("agents.list", {}),
+    ("plugin.approval.list", {}),
+    ("openclaw.approval.list", {}),
+    ("question.list", {}),
+    ("agent.identity.get", {"agentId": "main"}),
+    ("models.authStatus", {"agentId": "main"}),
+    ("sessions.describe", {"key": "agent:main:main"}),
+    ("chat.startup", {"sessionKey": "agent:main:main", "limit": 80, "maxBytes": 262144}),
+    ("talk.catalog", {}),
+    ("sessions.messages.subscribe", {"key": "agent:main:main", "includeApprovals": True}),
+    ("sessions.observer.visibility", {"visible": True}),
+    ("chat.metadata", {"agentId": "main", "sessionKey": "agent:main:main"}),
+    ("progressCard.get", {"sessionKey": "agent:main:main"}),
+    ("sessions.branches.list", {"sessionKey": "agent:main:main"}),
+    ("sessions.companion.state", {"sessionKey": "agent:main:main", "agentId": "main"}),
+    ("tasks.list", {"sessionKey": "agent:main:main", "agentId": "main", "status": ["queued", "running"], "limit": 200}),
+    (
+        "cron.list",
+        {
+            "agentId": "main",
+            "includeDisabled": True,
+            "includeDeliveryPreviews": False,
+            "compact": True,
+            "limit": 50,
+            "offset": 0,
+            "enabled": "all",
+            "sortBy": "nextRunAtMs",
+            "sortDir": "asc",
+        },
+    ),
+    ("cron.status", {}),
+    ("models.list", {"view": "configured", "sessionKey": "agent:main:main", "agentId": "main"}),
+    ("chat.history", {"sessionKey": "agent:main:main", "limit": 80, "maxBytes": 262144, "inputRunIds": ["r1"]}),
+)
+
+
+class LoadTests(SessionsTestCase):
+    @inlineCallbacks
+    def test_every_load_call_succeeds(self):
+        for method, params in UI_LOAD_METHODS:
+            response = yield self.client.request(method, params)
+            self.assertTrue(response["ok"], (method, response))
+
+    @inlineCallbacks
+    def test_advertised_reads_and_hidden_writes(self):
+        methods = set(self.gateway.methods.advertised())
+        for method, _ in UI_LOAD_METHODS:
+            self.assertIn(method, methods)
+        self.assertNotIn("cron.add", methods)
+        self.assertIs(self.gateway.methods.get("cron.add").advertised, False)
+        error = yield self.error("cron.add", {"name": "x"}, code="UNAVAILABLE")
+        self.assertEqual(error["message"], "cron is not available on this gateway (cron.add)")
+        self.assertIs(error["retryable"], False)
+
+    @inlineCallbacks
+    def test_empty_families_answer_the_reference_shapes(self):
+        self.assertEqual((yield self.ok("question.list")), {"questions": []})
+        self.assertEqual((yield self.ok("plugin.approval.list")), [])
+        self.assertEqual((yield self.ok("progressCard.get", {"sessionKey": "main"})), {"card": None})
+        self.assertEqual((yield self.ok("tasks.list", {})), {"tasks": []})
+        self.assertEqual((yield self.ok("sessions.branches.list", {"sessionKey": "main"})), {"branches": []})
+        page = yield self.ok("cron.list", {"limit": 20, "offset": 40})
+        self.assertEqual(page, {"jobs": [], "total": 0, "offset": 40, "limit": 20, "hasMore": False, "nextOffset": None})
+        status = yield self.ok("update.status")
+        self.assertEqual(set(status), {"sentinel", "updateAvailable", "effectiveChannel", "schedule"})
+        talk = yield self.ok("talk.catalog")
+        self.assertEqual(talk["realtime"], {"ready": False, "providers": []})
+
+    @inlineCallbacks
+    def test_bad_params_still_get_clear_errors(self):
+        error = yield self.error("tasks.list", {"status": "sleeping"})
+        self.assertIn("tasks.list", error["message"])
+        error = yield self.error("sessions.list", {"bogus": 1})
+        self.assertIn("unexpected property 'bogus'", error["message"])
+        error = yield self.error("sessions.observer.visibility", {})
+        self.assertIn("visible", error["message"])
+
+
+class ChatPageTests(SessionsTestCase):
+    @inlineCallbacks
+    def test_startup_on_a_fresh_gateway(self):
+        startup = yield self.ok("chat.startup", {"sessionKey": "agent:main:main", "limit": 80, "maxBytes": 262144})
+        self.assertEqual(startup["messages"], [])
+        self.assertEqual(startup["pendingInputs"], {"items": [], "total": 0})
+        self.assertEqual(startup["defaults"]["model"], "m1")
+        self.assertEqual(startup["defaults"]["modelSelectionTarget"], "session")
+        self.assertEqual(startup["sessionInfo"]["key"], "agent:main:main")
+        self.assertIs(startup["sessionInfo"]["isMain"], True)
+        (model,) = startup["metadata"]["models"]
+        self.assertEqual((model["provider"], model["id"], model["tags"], model["available"]), ("fake", "m1", ["default"], True))
+        self.assertEqual(startup["metadata"]["commands"], [])
+        self.assertEqual((yield self.ok("sessions.describe", {"key": "main"})), {"session": None})
+
+    @inlineCallbacks
+    def test_startup_after_a_turn_and_within_max_bytes(self):
+        yield self.chat("main", "hi")
+        startup = yield self.ok("chat.startup", {"sessionKey": "main"})
+        self.assertEqual([m["role"] for m in startup["messages"]], ["user", "assistant"])
+        self.assertTrue(startup["sessionId"])
+        self.store_lines("agent:main:main", 40)
+        small = yield self.ok("chat.startup", {"sessionKey": "main", "maxBytes": 1024})
+        self.assertLess(len(small["messages"]), 42)
+        self.assertGreaterEqual(len(small["messages"]), 1)
+        self.assertIs(small["hasMore"], True)
+        described = yield self.ok("sessions.describe", {"key": "agent:main:main"})
+        self.assertEqual(described["session"]["key"], "agent:main:main")
+        self.assertEqual(described["session"]["activeRunIds"], [])
+
+    @inlineCallbacks
+    def test_message_subscription_delivers_the_final_message(self):
+        subscribed = yield self.ok("sessions.messages.subscribe", {"key": "main", "includeApprovals": True})
+        self.assertEqual(subscribed["key"], "agent:main:main")
+        self.assertEqual(subscribed["approvalReplay"]["approvals"], [])
+        yield self.chat("main", "hi")
+        event = yield self.client.next_matching(lambda f: f.get("event") == "session.message")
+        self.assertEqual(event["payload"]["sessionKey"], "agent:main:main")
+        self.assertEqual(event["payload"]["message"]["role"], "assistant")
+        yield self.ok("sessions.messages.unsubscribe", {"key": "main"})
+        self.assertFalse(any("session.messages:agent:main:main" in client.subscriptions for client in self.gateway.clients))
+
+    @inlineCallbacks
+    def test_create_a_session(self):
+        yield self.ok("sessions.subscribe")
+        created = yield self.ok("sessions.create", {"agentId": "main", "label": "Research"})
+        self.assertTrue(created["key"].startswith("agent:main:dashboard:"))
+        self.assertIs(created["created"], True)
+        # Announced before the answer, so it is among the frames request() passed over.
+        changed = [frame for frame in self.client.skipped if is_sessions_changed(frame)]
+        self.assertEqual([frame["payload"]["sessionKey"] for frame in changed], [created["key"]])
+        listed = yield self.ok("sessions.list", {"search": "Research"})
+        self.assertEqual([row["key"] for row in listed["sessions"]], [created["key"]])
+        again = yield self.ok("sessions.create", {"key": created["key"]})
+        self.assertIs(again["created"], False)
+        yield self.error("sessions.create", {"agentId": "nobody"})
+        yield self.error("sessions.create", {"worktree": True})
+
+    @inlineCallbacks
+    def test_identity_auth_status_and_agents(self):
+        identity = yield self.ok("agent.identity.get", {"agentId": "main"})
+        self.assertEqual(identity, {"agentId": "main", "name": "Assistant", "nameSource": "default", "avatar": "A"})
+        yield self.error("agent.identity.get", {"agentId": "nobody"})
+        status = yield self.ok("models.authStatus", {"agentId": "main"})
+        self.assertEqual(status["providers"][0]["provider"], "fake")
+        self.assertEqual(status["providers"][0]["apiKey"], {"source": "config"})
+        agents = yield self.ok("agents.list")
+        self.assertEqual(agents["agents"][0]["model"], {"primary": "fake/m1", "fallbacks": []})
+
+    @inlineCallbacks
+    def test_list_filters_the_ui_sends(self):
+        yield self.chat("main", "hi")
+        listed = yield self.ok("sessions.list", {"configuredAgentsOnly": True, "ownerFirst": True})
+        self.assertEqual([row["key"] for row in listed["sessions"]], ["agent:main:main"])
+        self.assertEqual(listed["owners"], [])
+        nothing = yield self.ok("sessions.list", {"projectId": "p1"})
+        self.assertEqual((nothing["sessions"], nothing["totalCount"]), ([], 0))
+        pinned = yield self.ok("sessions.list", {"pinned": True})
+        self.assertEqual(pinned["sessions"], [])
+

@@ -1,0 +1,81 @@
+"""What the node host publishes (node.host.stats, node.skills.update, node.pluginTools.update,
+node.runnerInventory.update) is kept and shown in node.describe / node.list in the reference's shape."""
+from __future__ import annotations
+
+from twisted.internet.defer import inlineCallbacks
+
+from openclaw.security.device_identity import DeviceKeyPair
+
+from .test_nodes import NodeTestBase
+
+STATS = {"cpuCount": 2, "loadAverage": [0.5, 0.4, 0.3], "memoryTotalBytes": 100, "memoryFreeBytes": 50, "diskTotalBytes": 10, "diskAvailableBytes": 5}
+
+
+class NodeSideTests(NodeTestBase):
+    @inlineCallbacks
+    def test_published_state_shows_in_describe_and_list(self):
+        op = yield self.operator(["operator.read"])
+        node = yield self.node(commands=["echo"], pathEnv="/usr/bin:/bin")
+        node_id = node.key.device_id
+        stats = yield node.request("node.event", {"event": "node.host.stats", "payloadJSON": '{"cpuCount": 2, "loadAverage": [0.5, 0.4, 0.3], "memoryTotalBytes": 100, "memoryFreeBytes": 50, "diskTotalBytes": 10, "diskAvailableBytes": 5, "extra": 1}'})
+        self.assertEqual(stats["payload"], {"ok": True, "event": "node.host.stats", "handled": True, "reason": "updated"})
+        skills = yield node.request("node.skills.update", {"skills": [{"name": "s"}]})
+        self.assertEqual(skills["payload"], {"nodeId": node_id, "skills": [{"name": "s"}]})
+        tools = yield node.request("node.pluginTools.update", {"tools": [{"name": "t", "command": "echo"}]})
+        self.assertEqual(tools["payload"], {"nodeId": node_id, "tools": [{"name": "t", "command": "echo"}]})
+        inventory = yield node.request("node.runnerInventory.update", {"protocolFeatures": ["x"], "workerHost": {"enabled": False}})
+        self.assertEqual(inventory["payload"], {"nodeId": node_id})
+        described = yield op.request("node.describe", {"nodeId": node_id})
+        row = described["payload"]
+        host_stats = dict(row["hostStats"])
+        self.assertIsInstance(host_stats.pop("updatedAtMs"), int)
+        self.assertEqual(host_stats, STATS)
+        self.assertEqual(row["nodePluginTools"], [{"name": "t", "command": "echo"}])
+        self.assertEqual(row["pathEnv"], "/usr/bin:/bin")
+        self.assertEqual(row["approvalState"], "approved")
+        self.assertIs(row["sessionHost"], False)
+        self.assertEqual(row["lastSeenReason"], "connect")
+        for field in ("connectedAtMs", "lastConnectedAtMs", "lastSeenAtMs", "approvedAtMs"):
+            self.assertIsInstance(row[field], int, field)
+        self.assertEqual((row["clientId"], row["clientMode"], row["deviceFamily"]), ("node-host", "node", "Linux"))
+        listed = yield op.request("node.list", {})
+        self.assertEqual(listed["payload"]["nodes"][0]["hostStats"], row["hostStats"])
+
+    @inlineCallbacks
+    def test_runner_inventory_waits_for_the_surface(self):
+        node = yield self.node(commands=["echo"], approve=False)
+        pending = self.gateway.node_pairing.store.pending_for(node.key.device_id)
+        refused = yield node.request("node.runnerInventory.update", {"protocolFeatures": []})
+        self.assertEqual(refused["error"]["code"], "UNAVAILABLE")
+        self.assertEqual(
+            refused["error"]["message"],
+            f"node capability surface is awaiting operator approval; run `openclaw nodes approve {pending['requestId']}` "
+            "(see `openclaw nodes pending`), then this node retries automatically",
+        )
+        # Skills and plugin tools are accepted while the surface waits, as in the reference.
+        skills = yield node.request("node.skills.update", {"skills": []})
+        self.assertTrue(skills["ok"], skills)
+
+    @inlineCallbacks
+    def test_bad_input_and_unknown_methods(self):
+        node = yield self.node(commands=["echo"])
+        bad = yield node.request("node.event", {"event": "node.host.stats", "payloadJSON": "{not json"})
+        self.assertEqual(bad["error"]["message"], "payloadJSON is not valid JSON")
+        too_many = yield node.request("node.skills.update", {"skills": [{}] * 257})
+        self.assertEqual(too_many["error"]["message"], "too many skills (max 256)")
+        unknown = yield node.request("node.nonexistent.method", {})
+        self.assertEqual(unknown["error"], {"code": "INVALID_REQUEST", "message": "unknown method: node.nonexistent.method"})
+
+    @inlineCallbacks
+    def test_last_connected_survives_disconnect(self):
+        op = yield self.operator(["operator.read"])
+        key = DeviceKeyPair.generate()
+        first = yield self.node(key=key)
+        yield first.close()
+        second = yield self.node(key=key)
+        yield second.close()
+        described = yield op.request("node.describe", {"nodeId": key.device_id})
+        row = described["payload"]
+        self.assertIs(row["connected"], False)
+        self.assertIsInstance(row["lastConnectedAtMs"], int)
+        self.assertNotIn("hostStats", row)
