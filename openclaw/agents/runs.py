@@ -126,6 +126,56 @@ class Run:
         """Call ``listener(delta)`` for every piece of answer text as it streams."""
         self._text_listeners.append(listener)
 
+    # -- lifecycle: the manager drives it through these, never through the fields ----------
+
+    @property
+    def abort_reason(self) -> str | None:
+        """Why the run is being (or was) stopped early: "timeout", "rpc", ...; None while it runs on."""
+        return self._abort_reason
+
+    def begin(self, now_ms: int, clock: IReactorTime, on_timeout: Callable[["Run"], None]) -> None:
+        self.status = STATUS_RUNNING
+        self.started_at = now_ms
+        if self.timeout_s:
+            self._timer = clock.callLater(self.timeout_s, on_timeout, self)
+
+    def attach_stream(self, stream: FallbackStream) -> FallbackStream:
+        self._stream = stream
+        return stream
+
+    def publish_delta(self, delta: str) -> None:
+        """Answer text as it streams: kept, and handed to every text listener."""
+        self.append_text(delta)
+        for listener in self._text_listeners:
+            listener(delta)
+
+    def request_abort(self, reason: str) -> bool:
+        """Stop early: the stream is cancelled now, or the run notices at its next step.
+
+        False when the run has already finished or is already stopping.
+        """
+        if self.finished or self._abort_reason is not None:
+            return False
+        self._abort_reason = reason
+        if self._stream is not None:
+            self._stream.cancel(reason)
+        return True
+
+    def settle(self, status: str, now_ms: int, abort_reason: str | None = None) -> None:
+        """The terminal status: timers, stream and listeners released, observers told."""
+        self.status = status
+        self.ended_at = now_ms
+        if abort_reason is not None:
+            self._abort_reason = abort_reason
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._stream = None
+        self._text_listeners = []
+        observers, self._observers = self._observers, []
+        for d in observers:
+            d.callback(self)
+
     def when_finished(self) -> Deferred:
         """Fires with this run once it reaches a terminal status."""
         if self.finished:
@@ -296,11 +346,11 @@ class RunManager:
 
     def _start(self, run: Run) -> None:
         self._active[run.session_key] = run
-        run.status = STATUS_RUNNING
-        run.started_at = self.now_ms()
-        if run.timeout_s:
-            run._timer = self._clock.callLater(run.timeout_s, self._cancel, run, "timeout")
+        run.begin(self.now_ms(), self._clock, self._timed_out)
         self._drive(run).addErrback(self._crashed, run)
+
+    def _timed_out(self, run: Run) -> None:
+        self._cancel(run, "timeout")
 
     def _crashed(self, failure: Failure, run: Run) -> None:
         self._log.failure("run {run_id} failed unexpectedly", failure, run_id=run.run_id)
@@ -311,11 +361,34 @@ class RunManager:
 
     @inlineCallbacks
     def _drive(self, run: Run) -> Any:
+        """Prepare (session, the user's line, history), stream the answer, then record how it ended."""
+        prepared = yield self._prepare(run)
+        if prepared is None:
+            return self._conclude_aborted(run)
+        catalog, entry, history = prepared
+        refs = catalog.candidates(run.agent_id, run.model_override or model_override(entry))
+        targets = [target for target in (catalog.resolve(ref) for ref in refs) if target is not None]
+        unavailable = None if targets else "; ".join(filter(None, map(catalog.why_unavailable, refs))) or None
+        live = LiveText(self._clock, lambda batch: self._publish_text(run, batch))
+        try:
+            completion = yield self._stream_answer(run, targets, history, live, unavailable)
+        except StreamAborted:
+            yield self._record_partial(run)
+            return self._conclude_aborted(run)
+        except ProviderError as error:
+            self._note_error(run, error)
+            yield self._record_error(run)
+            return self._conclude_error(run)
+        yield self._conclude_ok(run, completion)
+
+    @inlineCallbacks
+    def _prepare(self, run: Run) -> Any:
+        """The session row, the user's line and the start events; None when aborted meanwhile."""
         catalog = self._catalog()
         entry = yield self._store.ensure(run.session_key, self.now_ms())
         run.session_id = entry["sessionId"]
-        if run.finished or run._abort_reason is not None:
-            return self._conclude_aborted(run)
+        if run.finished or run.abort_reason is not None:
+            return None
         user_message = {"role": "user", "content": run.message, "timestamp": run.accepted_at}
         if run.idempotency_key:
             user_message["idempotencyKey"] = f"{run.idempotency_key}:user"
@@ -330,44 +403,41 @@ class RunManager:
         history: list[tuple[int, dict[str, Any]]] = []
         if run.context is None:
             history, _ = yield self._store.history(run.session_id, MAX_HISTORY_MESSAGES)
-        if run._abort_reason is not None:
-            return self._conclude_aborted(run)
-        refs = catalog.candidates(run.agent_id, run.model_override or model_override(entry))
+        if run.abort_reason is not None:
+            return None
+        return catalog, entry, history
 
-        targets = [target for target in (catalog.resolve(ref) for ref in refs) if target is not None]
+    def _stream_answer(self, run: Run, targets: list[Any], history: Any, live: LiveText, unavailable: str | None) -> Deferred:
+        """Start the upstream stream; the text goes out in paced batches, flushed however it ends."""
         messages = self._prompt(run, history, targets[0] if targets else None)
-        live = LiveText(self._clock, lambda batch: self._publish_text(run, batch))
 
         def on_delta(delta: str) -> None:
-            run.append_text(delta)
+            run.publish_delta(delta)
             live.add(delta)
-            for listener in run._text_listeners:
-                listener(delta)
 
-        unavailable = None if targets else "; ".join(filter(None, map(catalog.why_unavailable, refs))) or None
-        stream = run._stream = self._client.complete(targets, messages, on_delta, run.options, unavailable)
+        stream = run.attach_stream(self._client.complete(targets, messages, on_delta, run.options, unavailable))
         if targets:
             run.target = targets[0]
             self._event(run, "lifecycle", {"phase": "model", "provider": targets[0].provider.id, "model": targets[0].model.id})
-        try:
-            completion: Completion = yield stream.start()
-        except StreamAborted:
+
+        def flushed(result: Any) -> Any:
             live.flush()
-            yield self._record_partial(run)
-            return self._conclude_aborted(run)
-        except ProviderError as error:
-            live.flush()
-            run.error = error.message
-            run.error_kind = error.kind
-            if run.target is not None:
-                run.error_detail = {
-                    "provider": run.target.provider.id,
-                    "model": run.target.model.id,
-                    "failoverReason": _failover_reason(error),
-                }
-            yield self._record_error(run)
-            return self._conclude_error(run)
-        live.flush()
+            return result
+
+        return stream.start().addBoth(flushed)
+
+    def _note_error(self, run: Run, error: ProviderError) -> None:
+        run.error = error.message
+        run.error_kind = error.kind
+        if run.target is not None:
+            run.error_detail = {
+                "provider": run.target.provider.id,
+                "model": run.target.model.id,
+                "failoverReason": _failover_reason(error),
+            }
+
+    @inlineCallbacks
+    def _conclude_ok(self, run: Run, completion: Completion) -> Any:
         run.target = completion.target
         run.usage = completion.result.usage
         run.stop_reason = completion.result.stop_reason
@@ -472,7 +542,7 @@ class RunManager:
         return self._record(run, message, {})
 
     def _conclude_aborted(self, run: Run) -> None:
-        reason = run._abort_reason or "aborted"
+        reason = run.abort_reason or "aborted"
         ended = self.now_ms()
         if reason == "timeout":
             run.error = TIMEOUT_MESSAGE
@@ -491,30 +561,14 @@ class RunManager:
         self._finish(run, STATUS_TIMEOUT if run.error_kind == KIND_TIMEOUT else STATUS_ERROR)
 
     def _cancel(self, run: Run, reason: str) -> None:
-        if run.finished or run._abort_reason is not None:
-            return
-        run._abort_reason = reason
-        if run._stream is not None:
-            run._stream.cancel(reason)
-        # Otherwise ``_drive`` notices the reason at its next step.
+        run.request_abort(reason)
 
     def _finish(self, run: Run, status: str, abort_reason: str | None = None) -> None:
         if run.finished:
             return
-        run.status = status
-        run.ended_at = self.now_ms()
-        if abort_reason is not None:
-            run._abort_reason = abort_reason
-        if run._timer is not None and run._timer.active():
-            run._timer.cancel()
-        run._timer = None
-        run._stream = None
         self._runs.pop(run.run_id, None)
         self._finished.put(run.run_id, run)
-        run._text_listeners = []
-        observers, run._observers = run._observers, []
-        for d in observers:
-            d.callback(run)
+        run.settle(status, self.now_ms(), abort_reason)
         for d in self._waiters.pop(run.run_id, []):
             d.callback(run.wait_summary())
         if self._active.get(run.session_key) is run:

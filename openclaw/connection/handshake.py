@@ -26,7 +26,7 @@ from ..protocol.errors import INVALID_REQUEST, NOT_PAIRED, UNAVAILABLE, GatewayE
 from ..security.device_identity import VerifiedDevice, verify_device_proof
 from ..security.rate_limit import BROWSER_ORIGIN_KIND, is_loopback
 from ..security.scopes import scopes_cover
-from ..security.shared_secret import auth_failure, check_shared_secret, constant_time_equal
+from ..security.shared_secret import SecretCheck, auth_failure, check_shared_secret, constant_time_equal
 from ..services.pairing import PairingRequestContext
 from ..stores.devices import DeviceToken, PairedDevice
 
@@ -85,6 +85,44 @@ class Admission:
     device_token: DeviceToken | None = None
 
 
+@attrs.define
+class _Attempt:
+    """One connect as the gate reads it: who asks, with what, and under which limiter kind."""
+
+    info: ConnectionInfo
+    params: dict[str, Any]
+    role: str
+    limit_kind: str
+    auth_method: str = ""
+    _secret: SecretCheck | None = None
+
+    @property
+    def auth(self) -> dict[str, Any]:
+        return self.params.get("auth") or {}
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(self.params.get("scopes") or ())
+
+    def secret(self, settings: Any) -> SecretCheck:
+        """The shared-secret check, made once; sets the auth method it implies."""
+        if self._secret is None:
+            self._secret = check_shared_secret(settings, self.auth)
+            self.auth_method = self.auth_method or settings.mode
+        return self._secret
+
+    def pairing_context(self) -> PairingRequestContext:
+        return PairingRequestContext(
+            role=self.role,
+            scopes=self.scopes,
+            client=self.params["client"],
+            remote_ip=self.info.remote_ip,
+            is_local=self.info.is_local,
+            has_origin=self.info.origin is not None,
+            auth_method=self.auth_method,
+        )
+
+
 def negotiate_protocol(params: dict[str, Any]) -> int:
     low, high = params["minProtocol"], params["maxProtocol"]
     mode = params["client"].get("mode")
@@ -139,6 +177,35 @@ class Handshake:
 
     @inlineCallbacks
     def admit(self, info: ConnectionInfo, params: dict[str, Any]):
+        """The connect gate, each check in the reference's order; fires with an :class:`Admission`.
+
+        Readiness first (nothing is judged against a half-loaded store), then the protocol, role
+        and origin, the failed-auth lockout, the credentials, and last the device's pairing.
+        """
+        self._check_ready()
+        protocol = negotiate_protocol(params)
+        role = params.get("role", ROLE_OPERATOR)
+        if role not in ROLES:
+            raise GatewayError(INVALID_REQUEST, "invalid role", close_code=CLOSE_POLICY_VIOLATION)
+        self._check_origin(info)
+        attempt = _Attempt(info, params, role, self._check_lockout(info))
+        if params.get("device") is None:
+            return self._admit_without_device(attempt, protocol)
+        device, device_token = self._authenticate_device(attempt)
+        paired = yield self._gateway.pairing.ensure_access(device, attempt.pairing_context())
+        token = yield self._gateway.pairing.issue_token(paired, role)
+        return Admission(
+            protocol=protocol,
+            role=role,
+            scopes=attempt.scopes,
+            params=params,
+            auth_method=attempt.auth_method,
+            device=device,
+            paired=paired,
+            device_token=token if device_token is None else device_token,
+        )
+
+    def _check_ready(self) -> None:
         gateway = self._gateway
         if not gateway.pairing.loaded:
             # The device store is still loading: answering now could pair a known device twice.
@@ -160,10 +227,8 @@ class Handshake:
                 close_code=CLOSE_TRY_AGAIN_LATER,
                 close_reason="gateway restart in progress",
             )
-        protocol = negotiate_protocol(params)
-        role = params.get("role", ROLE_OPERATOR)
-        if role not in ROLES:
-            raise GatewayError(INVALID_REQUEST, "invalid role", close_code=CLOSE_POLICY_VIOLATION)
+
+    def _check_origin(self, info: ConnectionInfo) -> None:
         if not self._origin_allowed(info):
             raise GatewayError(
                 INVALID_REQUEST,
@@ -171,81 +236,65 @@ class Handshake:
                 {"code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "origin": info.origin},
                 close_code=CLOSE_POLICY_VIOLATION,
             )
+
+    def _check_lockout(self, info: ConnectionInfo) -> str:
+        """The failed-auth lockout for this address; returns the limiter kind the attempt counts under."""
         limit_kind = BROWSER_ORIGIN_KIND if info.origin else RATE_LIMIT_KIND
-        retry_after = gateway.rate_limiter.retry_after_ms(info.remote_ip, limit_kind)
+        retry_after = self._gateway.rate_limiter.retry_after_ms(info.remote_ip, limit_kind)
         if retry_after is not None:
             raise auth_failure("rate_limited", retry_after_ms=retry_after)
+        return limit_kind
 
-        settings = gateway.settings.auth
-        auth = params.get("auth") or {}
-        scopes = tuple(params.get("scopes") or ())
-        secret = check_shared_secret(settings, auth)
-        auth_method = settings.mode
+    def _admit_without_device(self, attempt: "_Attempt", protocol: int) -> Admission:
+        """Shared secret only: operators, and scopes only for the local CLI and backend exceptions."""
+        params, limiter = attempt.params, self._gateway.rate_limiter
+        if params["client"].get("id") == CONTROL_UI_CLIENT_ID:
+            raise GatewayError(
+                INVALID_REQUEST,
+                "control ui requires device identity (use HTTPS or localhost secure context)",
+                {"code": "CONTROL_UI_DEVICE_IDENTITY_REQUIRED"},
+                close_code=CLOSE_POLICY_VIOLATION,
+            )
+        secret = attempt.secret(self._gateway.settings.auth)
+        if not secret.ok and secret.supplied:
+            limiter.record_failure(attempt.info.remote_ip, attempt.limit_kind)
+            raise auth_failure(secret.reason)
+        if not secret.ok or attempt.role != ROLE_OPERATOR:
+            raise GatewayError(
+                NOT_PAIRED,
+                "device identity required",
+                {"code": "DEVICE_IDENTITY_REQUIRED"},
+                close_code=CLOSE_POLICY_VIOLATION,
+            )
+        limiter.record_success(attempt.info.remote_ip, attempt.limit_kind)
+        scopes = attempt.scopes if keeps_scopes_without_device(params, attempt.info) else ()
+        return Admission(
+            protocol=protocol, role=attempt.role, scopes=scopes, params=params, auth_method=attempt.auth_method
+        )
 
-        device_params = params.get("device")
-        if device_params is None:
-            if params["client"].get("id") == CONTROL_UI_CLIENT_ID:
-                raise GatewayError(
-                    INVALID_REQUEST,
-                    "control ui requires device identity (use HTTPS or localhost secure context)",
-                    {"code": "CONTROL_UI_DEVICE_IDENTITY_REQUIRED"},
-                    close_code=CLOSE_POLICY_VIOLATION,
-                )
-            if not secret.ok and secret.supplied:
-                gateway.rate_limiter.record_failure(info.remote_ip, limit_kind)
-                raise auth_failure(secret.reason)
-            if not secret.ok or role != ROLE_OPERATOR:
-                raise GatewayError(
-                    NOT_PAIRED,
-                    "device identity required",
-                    {"code": "DEVICE_IDENTITY_REQUIRED"},
-                    close_code=CLOSE_POLICY_VIOLATION,
-                )
-            gateway.rate_limiter.record_success(info.remote_ip, limit_kind)
-            if not keeps_scopes_without_device(params, info):
-                scopes = ()
-            return Admission(protocol=protocol, role=role, scopes=scopes, params=params, auth_method=auth_method)
-
+    def _authenticate_device(self, attempt: "_Attempt") -> tuple[VerifiedDevice, DeviceToken | None]:
+        """The signed device proof, then the shared secret or, failing it, the device's own token."""
+        gateway, info = self._gateway, attempt.info
         device = verify_device_proof(
-            device_params,
+            attempt.params["device"],
             challenge_nonce=info.nonce,
             now_ms=gateway.now_ms(),
-            client=params["client"],
-            role=role,
-            scopes=list(scopes),
-            auth=auth,
+            client=attempt.params["client"],
+            role=attempt.role,
+            scopes=list(attempt.scopes),
+            auth=attempt.auth,
         )
         device_token = None
+        secret = attempt.secret(gateway.settings.auth)
         if not secret.ok:
             try:
-                device_token = self._verify_device_token(device, role, scopes, auth, secret.reason)
+                device_token = self._verify_device_token(device, attempt.role, attempt.scopes, attempt.auth, secret.reason)
             except GatewayError:
-                gateway.rate_limiter.record_failure(info.remote_ip, limit_kind)
+                gateway.rate_limiter.record_failure(info.remote_ip, attempt.limit_kind)
                 raise
-            auth_method = "device-token"
-        gateway.rate_limiter.record_success(info.remote_ip, limit_kind)
-
-        context = PairingRequestContext(
-            role=role,
-            scopes=scopes,
-            client=params["client"],
-            remote_ip=info.remote_ip,
-            is_local=info.is_local,
-            has_origin=info.origin is not None,
-            auth_method=auth_method,
-        )
-        paired = yield gateway.pairing.ensure_access(device, context)
-        token = yield gateway.pairing.issue_token(paired, role)
-        return Admission(
-            protocol=protocol,
-            role=role,
-            scopes=scopes,
-            params=params,
-            auth_method=auth_method,
-            device=device,
-            paired=paired,
-            device_token=token if device_token is None else device_token,
-        )
+            attempt.auth_method = "device-token"
+        gateway.rate_limiter.record_success(info.remote_ip, attempt.limit_kind)
+        return device, device_token
 
     def _verify_device_token(
         self, device: VerifiedDevice, role: str, scopes: tuple[str, ...], auth: dict[str, Any], secret_reason: str
