@@ -67,6 +67,7 @@ CORE_EVENTS = (
     "heartbeat",
     "node.pair.requested",
     "node.pair.resolved",
+    "node.hostStats",
     "exec.approval.requested",
     "exec.approval.resolved",
 )

@@ -36,11 +36,12 @@ from .services.heartbeat import HeartbeatService
 from .services.log_file import GatewayLogFile, log_level_name
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
-from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService
+from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService, exit_status_at_exit
 from .services.websocket import WebSocketService
 from .settings import GatewaySettings, read_config, resolve_settings
 from .stores import devices, nodes, sessions
-from .stores.sqlite import SQLiteDatabase, ThreadExecutor
+from .stores.preflight import GatewayStartError, check_state
+from .stores.sqlite import InlineExecutor, SQLiteDatabase, ThreadExecutor
 from .tls import certificates as tls_certificates
 from .tls import server as tls_server
 
@@ -48,6 +49,20 @@ DEVICE_DB_NAME = "devices.sqlite"
 SESSION_DB_NAME = "sessions.sqlite"
 NODE_DB_NAME = "nodes.sqlite"
 UPSTREAM_CONNECT_TIMEOUT_S = 10
+# Opened and loaded inline before the reactor runs (stores.preflight): (name in messages, file, opener).
+STORES = (
+    ("device store", DEVICE_DB_NAME, lambda path: devices.DeviceStore(_inline(path, devices.MIGRATIONS))),
+    (
+        "session store",
+        SESSION_DB_NAME,
+        lambda path: sessions.SessionStore(_inline(path, sessions.MIGRATIONS), os.path.dirname(path)),
+    ),
+    ("node store", NODE_DB_NAME, lambda path: nodes.NodeStore(_inline(path, nodes.MIGRATIONS))),
+)
+
+
+def _inline(path: str, migrations: Any) -> SQLiteDatabase:
+    return SQLiteDatabase(path, migrations, InlineExecutor())
 _log = Logger(namespace="openclaw.tap")
 
 
@@ -249,14 +264,29 @@ def _announce_fingerprint(fingerprint: str, cert_path: str) -> None:
 def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[str, str] | None = None) -> GatewayRuntime:
     """The root service: ``reload`` plus the gateway tree (see :mod:`openclaw.services.runtime`).
 
-    ``root.gateway`` is what an embedding application talks to (it changes on a restart).
+    ``root.gateway`` is what an embedding application talks to (it changes on a restart). The
+    state directory and the stores are checked first (:mod:`openclaw.stores.preflight`): a
+    failure raises GatewayStartError, or under twistd exits with status 1.
     """
     install_signals = reactor is None
     if reactor is None:
         from twisted.internet import reactor
     env = dict(os.environ if env is None else env)
     settings, initial = _settings_from(options, env)
-    root = GatewayRuntime(reactor, settings, lambda current: build_tree(reactor, current), install_signals=install_signals)
+    try:
+        check_state(settings.state_dir, STORES)
+    except GatewayStartError as exc:
+        if not install_signals:
+            raise  # an embedding application handles it
+        # Under twistd: the message on stderr and exit status 1, before anything listens.
+        raise SystemExit(f"openclaw: the gateway could not start: {exc}") from None
+    root = GatewayRuntime(
+        reactor,
+        settings,
+        lambda current: build_tree(reactor, current),
+        install_signals=install_signals,
+        exit_with=exit_status_at_exit if install_signals else None,
+    )
     if settings.config_path:
         reloader = ConfigReloader(
             reactor,
