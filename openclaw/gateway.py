@@ -398,13 +398,17 @@ class Gateway:
     def broadcast_event(self, event: str, payload: Mapping[str, Any]) -> None:
         self.clients.broadcast(event, payload)
         if event == "chat" and payload.get("state") == "final" and isinstance(payload.get("message"), Mapping):
-            self._session_message(payload["sessionKey"], payload["message"])
+            self._session_message(payload["sessionKey"], payload["runId"], payload["message"])
 
-    def _session_message(self, session_key: str, message: Mapping[str, Any]) -> None:
-        """``session.message`` to connections watching this transcript (sessions.messages.subscribe)."""
+    def _session_message(self, session_key: str, run_id: str, message: Mapping[str, Any]) -> None:
+        """``session.message`` to connections watching this transcript (sessions.messages.subscribe).
+
+        The message names its run, so a UI that streamed the run replaces its draft instead of
+        showing the answer twice.
+        """
         self.clients.broadcast(
             "session.message",
-            {"sessionKey": session_key, "agentId": agent_id_of(session_key), "message": message},
+            {"sessionKey": session_key, "agentId": agent_id_of(session_key), "message": {**message, "__openclaw": {"runId": run_id}}},
             topic=session_views.messages_topic(session_key),
         )
 

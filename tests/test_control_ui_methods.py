@@ -121,6 +121,8 @@ class ChatPageTests(SessionsTestCase):
         yield self.chat("main", "hi")
         startup = yield self.ok("chat.startup", {"sessionKey": "main"})
         self.assertEqual([m["role"] for m in startup["messages"]], ["user", "assistant"])
+        # Both name their run: the UI merges the streamed answer with the stored one by it.
+        self.assertEqual(len({m["__openclaw"]["runId"] for m in startup["messages"]}), 1)
         self.assertTrue(startup["sessionId"])
         self.store_lines("agent:main:main", 40)
         small = yield self.ok("chat.startup", {"sessionKey": "main", "maxBytes": 1024})
@@ -140,6 +142,7 @@ class ChatPageTests(SessionsTestCase):
         event = yield self.client.next_matching(lambda f: f.get("event") == "session.message")
         self.assertEqual(event["payload"]["sessionKey"], "agent:main:main")
         self.assertEqual(event["payload"]["message"]["role"], "assistant")
+        self.assertTrue(event["payload"]["message"]["__openclaw"]["runId"])
         yield self.ok("sessions.messages.unsubscribe", {"key": "main"})
         self.assertFalse(any("session.messages:agent:main:main" in client.subscriptions for client in self.gateway.clients))
 
