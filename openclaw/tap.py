@@ -219,6 +219,7 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
             lambda: gateway.settings.strict_transport_security,
         ),
         reactor=reactor,
+        max_unfinished_per_ip=settings.max_preauth_per_ip,
     )
     served: Any = site
     announcements = [

@@ -2,11 +2,16 @@
 and every problem named at the directive's path."""
 from __future__ import annotations
 
+import json
 import os
 
+from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.config import snapshot
+
+from .support.gateway import TOKEN
+from .test_config_rpc import _ConfigRpcBase
 
 
 class IncludeTests(SynchronousTestCase):
@@ -75,3 +80,31 @@ class IncludeTests(SynchronousTestCase):
         text = '{ agents: { $include: "%s" } }' % os.path.join(outside, "agents.json5")
         self.assertFalse(self.read(text).valid)
         self.assertTrue(self.read(text, {"OPENCLAW_INCLUDE_ROOTS": outside}).valid)
+
+
+class PatchNextToAnIncludeTests(_ConfigRpcBase):
+    """``config.patch`` keeps the ``$include`` and writes the change beside it, where it wins."""
+
+    def setUp(self):
+        # The included file lives in its own folder, allowed by OPENCLAW_INCLUDE_ROOTS (the base
+        # class makes the config directory itself).
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        self.agents_file = os.path.join(folder, "agents.json5")
+        with open(self.agents_file, "w", encoding="utf-8") as handle:
+            handle.write("{ defaults: { timeoutSeconds: 60, maxConcurrent: 2 } }")
+        self.environment = {"OPENCLAW_INCLUDE_ROOTS": folder}
+        self.initial = '{ gateway: { auth: { mode: "token", token: "%s" } }, agents: { $include: "%s" } }' % (TOKEN, self.agents_file)
+        return super().setUp()
+
+    @inlineCallbacks
+    def test_patch(self):
+        current = yield self.ok("config.get")
+        self.assertEqual(current["config"]["agents"]["defaults"]["timeoutSeconds"], 60)
+        yield self.ok("config.patch", {"raw": json.dumps({"agents": {"defaults": {"timeoutSeconds": 90}}}), "baseHash": current["hash"]})
+        with open(self.path, encoding="utf-8") as handle:
+            on_disk = json.load(handle)
+        self.assertEqual(on_disk["agents"], {"$include": self.agents_file, "defaults": {"timeoutSeconds": 90}})
+        self.assertEqual(self.gateway.catalog.run_timeout_s, 90)
+        after = yield self.ok("config.get")
+        self.assertEqual(after["config"]["agents"]["defaults"], {"timeoutSeconds": 90, "maxConcurrent": 2})
