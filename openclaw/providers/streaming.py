@@ -66,6 +66,15 @@ class TextInterpreter:
     def _finish(self) -> None:
         self.finished = True
 
+    def _object(self, data: str, unit: str = "an event") -> dict[str, Any] | None:
+        """One event's JSON object; None for valid JSON that is not an object (ignored, as upstreams
+        do send such keep-alives); ProviderError for text that is not JSON at all."""
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{self._label} sent {unit} that is not JSON") from None
+        return payload if isinstance(payload, dict) else None
+
     def conclude(self) -> StreamResult:
         self.result.text = "".join(self._parts)
         return self.result
