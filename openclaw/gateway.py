@@ -22,7 +22,7 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
 from .approvals.service import ExecApprovals
-from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, session_views, sessions, system
+from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, operator_pages, session_views, sessions, system
 from .methods import node_side
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
@@ -140,6 +140,7 @@ class Gateway:
         self.methods.add_all(chat.methods())
         self.methods.add_all(chat_views.methods())
         self.methods.add_all(session_views.methods())
+        self.methods.add_all(operator_pages.methods())
         self.methods.add_all(agent.methods())
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
