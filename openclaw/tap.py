@@ -81,6 +81,7 @@ class Options(usage.Options):
         ["auth", None, None, "auth mode: none, token or password [default: token if a token is set]"],
         ["token", "t", None, "shared gateway token (or OPENCLAW_GATEWAY_TOKEN)"],
         ["password", None, None, "shared gateway password (or OPENCLAW_GATEWAY_PASSWORD)"],
+        ["model", "m", None, "default model as provider/model, e.g. openai/gpt-4.1-mini [or agents.defaults.model]"],
         ["state-dir", None, None, "state directory [default: ~/.openclaw or OPENCLAW_STATE_DIR]"],
         ["config", "c", None, "JSON5 config file [default: <state-dir>/openclaw.json or OPENCLAW_CONFIG_PATH]"],
         ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with; needs --tls-key [or gateway.tls.certPath]"],
