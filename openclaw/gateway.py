@@ -22,7 +22,7 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
 from .approvals.service import ExecApprovals
-from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, session_views, sessions, system
+from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, operator_pages, session_views, sessions, system
 from .methods import node_side
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
@@ -67,6 +67,7 @@ CORE_EVENTS = (
     "heartbeat",
     "node.pair.requested",
     "node.pair.resolved",
+    "node.hostStats",
     "exec.approval.requested",
     "exec.approval.resolved",
 )
@@ -142,6 +143,7 @@ class Gateway:
         self.methods.add_all(chat.methods())
         self.methods.add_all(chat_views.methods())
         self.methods.add_all(session_views.methods())
+        self.methods.add_all(operator_pages.methods())
         self.methods.add_all(agent.methods())
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
@@ -402,13 +404,17 @@ class Gateway:
     def broadcast_event(self, event: str, payload: Mapping[str, Any]) -> None:
         self.clients.broadcast(event, payload)
         if event == "chat" and payload.get("state") == "final" and isinstance(payload.get("message"), Mapping):
-            self._session_message(payload["sessionKey"], payload["message"])
+            self._session_message(payload["sessionKey"], payload["runId"], payload["message"])
 
-    def _session_message(self, session_key: str, message: Mapping[str, Any]) -> None:
-        """``session.message`` to connections watching this transcript (sessions.messages.subscribe)."""
+    def _session_message(self, session_key: str, run_id: str, message: Mapping[str, Any]) -> None:
+        """``session.message`` to connections watching this transcript (sessions.messages.subscribe).
+
+        The message names its run, so a UI that streamed the run replaces its draft instead of
+        showing the answer twice.
+        """
         self.clients.broadcast(
             "session.message",
-            {"sessionKey": session_key, "agentId": agent_id_of(session_key), "message": message},
+            {"sessionKey": session_key, "agentId": agent_id_of(session_key), "message": {**message, "__openclaw": {"runId": run_id}}},
             topic=session_views.messages_topic(session_key),
         )
 

@@ -136,10 +136,42 @@ def resolve_settings(
         problems = "\n  ".join(str(issue) for issue in snapshot.issues)
         raise ConfigError(f"{config_path} is not a valid config:\n  {problems}")
     try:
-        return _settings_for_config(options, env, state_dir, config_path, snapshot.config)
+        config = with_model_override(snapshot.config, options.get("model"))
+        return _settings_for_config(options, env, state_dir, config_path, config)
     except ConfigError as exc:
         # Messages quote values (an unknown model, say); one taken from ${VAR} reads as written.
         raise ConfigError(snapshot.scrub(str(exc))) from None
+
+
+def with_model_override(config: Mapping[str, Any], model: str | None) -> Mapping[str, Any]:
+    """``--model provider/model`` as the default agent's primary model (fallbacks kept).
+
+    It lets a newcomer start with a built-in provider and its key in the environment and no
+    config file at all. The file itself is not changed (``config.get`` shows it as written).
+    """
+    if not model:
+        return config
+    agents = dict(config.get("agents") or {})
+    defaults = dict(agents.get("defaults") or {})
+    current = defaults.get("model")
+    defaults["model"] = {**current, "primary": model} if isinstance(current, Mapping) else model
+    agents["defaults"] = defaults
+    return {**config, "agents": agents}
+
+
+def _secret(config: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Any:
+    """A secret as written (a string), or the reference's ``{source: "env", provider, id}``
+    reference read from the environment. Other sources (file, exec, store) cannot be read here:
+    refusing to start beats starting without the secret."""
+    value = lookup(config, path)
+    if not isinstance(value, Mapping):
+        return value
+    name = value.get("id")
+    if value.get("source") != "env" or not isinstance(name, str):
+        raise ConfigError(f"{path}: a secret from source {value.get('source')!r} is not supported here (use a string, ${{VAR}} or source env)")
+    if not env.get(name):
+        raise ConfigError(f"{path} names environment variable {name}, which is not set")
+    return env[name]
 
 
 def _bind(bind: Any, config: Mapping[str, Any]) -> Any:
@@ -170,12 +202,16 @@ def _settings_for_config(
         raise ConfigError(f"port must be at most 65535, not {port}")
     bind = _bind(_pick(options.get("bind"), lookup(config, "gateway.bind"), "loopback"), config)
 
-    token = _pick(options.get("token"), env.get("OPENCLAW_GATEWAY_TOKEN"), lookup(config, "gateway.auth.token"))
-    password = _pick(options.get("password"), env.get("OPENCLAW_GATEWAY_PASSWORD"), lookup(config, "gateway.auth.password"))
+    token = _pick(options.get("token"), env.get("OPENCLAW_GATEWAY_TOKEN"), _secret(config, "gateway.auth.token", env))
+    password = _pick(
+        options.get("password"), env.get("OPENCLAW_GATEWAY_PASSWORD"), _secret(config, "gateway.auth.password", env)
+    )
     mode = _pick(options.get("auth"), lookup(config, "gateway.auth.mode"))
     if mode is None:
         mode = AUTH_TOKEN if token else AUTH_PASSWORD if password else AUTH_NONE
     if mode not in AUTH_MODES:
+        if mode == "trusted-proxy":
+            raise ConfigError("gateway.auth.mode 'trusted-proxy' is not available here: use token or password")
         raise ConfigError(f"auth mode must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
     if mode == AUTH_TOKEN and not token:
         raise ConfigError("auth mode 'token' needs a token (--token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token)")

@@ -36,11 +36,12 @@ from .services.heartbeat import HeartbeatService
 from .services.log_file import GatewayLogFile, log_level_name
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
-from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService
+from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService, exit_status_at_exit
 from .services.websocket import WebSocketService
 from .settings import GatewaySettings, read_config, resolve_settings
 from .stores import devices, nodes, sessions
-from .stores.sqlite import SQLiteDatabase, ThreadExecutor
+from .stores.preflight import GatewayStartError, check_state
+from .stores.sqlite import InlineExecutor, SQLiteDatabase, ThreadExecutor
 from .tls import certificates as tls_certificates
 from .tls import server as tls_server
 
@@ -48,6 +49,20 @@ DEVICE_DB_NAME = "devices.sqlite"
 SESSION_DB_NAME = "sessions.sqlite"
 NODE_DB_NAME = "nodes.sqlite"
 UPSTREAM_CONNECT_TIMEOUT_S = 10
+# Opened and loaded inline before the reactor runs (stores.preflight): (name in messages, file, opener).
+STORES = (
+    ("device store", DEVICE_DB_NAME, lambda path: devices.DeviceStore(_inline(path, devices.MIGRATIONS))),
+    (
+        "session store",
+        SESSION_DB_NAME,
+        lambda path: sessions.SessionStore(_inline(path, sessions.MIGRATIONS), os.path.dirname(path)),
+    ),
+    ("node store", NODE_DB_NAME, lambda path: nodes.NodeStore(_inline(path, nodes.MIGRATIONS))),
+)
+
+
+def _inline(path: str, migrations: Any) -> SQLiteDatabase:
+    return SQLiteDatabase(path, migrations, InlineExecutor())
 _log = Logger(namespace="openclaw.tap")
 
 
@@ -66,6 +81,7 @@ class Options(usage.Options):
         ["auth", None, None, "auth mode: none, token or password [default: token if a token is set]"],
         ["token", "t", None, "shared gateway token (or OPENCLAW_GATEWAY_TOKEN)"],
         ["password", None, None, "shared gateway password (or OPENCLAW_GATEWAY_PASSWORD)"],
+        ["model", "m", None, "default model as provider/model, e.g. openai/gpt-4.1-mini [or agents.defaults.model]"],
         ["state-dir", None, None, "state directory [default: ~/.openclaw or OPENCLAW_STATE_DIR]"],
         ["config", "c", None, "JSON5 config file [default: <state-dir>/openclaw.json or OPENCLAW_CONFIG_PATH]"],
         ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with; needs --tls-key [or gateway.tls.certPath]"],
@@ -246,6 +262,7 @@ def build_tree(
             lambda: gateway.settings.strict_transport_security,
         ),
         reactor=reactor,
+        max_unfinished_per_ip=settings.max_preauth_per_ip,
     )
     served: Any = site
     announcements = [
@@ -291,7 +308,9 @@ def _announce_fingerprint(fingerprint: str, cert_path: str) -> None:
 def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[str, str] | None = None) -> GatewayRuntime:
     """The root service: ``reload`` plus the gateway tree (see :mod:`openclaw.services.runtime`).
 
-    ``root.gateway`` is what an embedding application talks to (it changes on a restart).
+    ``root.gateway`` is what an embedding application talks to (it changes on a restart). The
+    state directory and the stores are checked first (:mod:`openclaw.stores.preflight`): a
+    failure raises GatewayStartError, or under twistd exits with status 1.
     """
     install_signals = reactor is None
     if reactor is None:
@@ -300,8 +319,20 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
     settings, initial = _settings_from(options, env)
     cluster = options.get("cluster") if "cluster" in options else _cluster_options(options, env)
     reuse_port = bool(options.get("reuse-port"))
+    try:
+        # Cluster mode keeps its stores on PostgreSQL (checked when the cluster service starts).
+        check_state(settings.state_dir, STORES if cluster is None else ())
+    except GatewayStartError as exc:
+        if not install_signals:
+            raise  # an embedding application handles it
+        # Under twistd: the message on stderr and exit status 1, before anything listens.
+        raise SystemExit(f"openclaw: the gateway could not start: {exc}") from None
     root = GatewayRuntime(
-        reactor, settings, lambda current: build_tree(reactor, current, cluster, reuse_port), install_signals=install_signals
+        reactor,
+        settings,
+        lambda current: build_tree(reactor, current, cluster, reuse_port),
+        install_signals=install_signals,
+        exit_with=exit_status_at_exit if install_signals else None,
     )
     if settings.config_path:
         reloader = ConfigReloader(

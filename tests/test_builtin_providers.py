@@ -111,11 +111,18 @@ class _FlavourBase:
     def test_upstream_error_names_no_key(self):
         self.upstream.behaviour.mode = "error"
         self.upstream.behaviour.status = 401
+        # Upstreams quote keys in errors (OpenAI masks the middle): neither whole nor masked here.
+        keys = " ".join(KEYS.values())
+        self.upstream.behaviour.message = f"Incorrect API key provided: {keys} sk-ope*********et-1."
         yield self.client.request("chat.send", {"sessionKey": "main", "message": "hi", "idempotencyKey": "e1"})
         final = yield self.client.next_matching(chat_final, limit=200)
         self.assertEqual(final["payload"]["state"], "error")
         self.assertIn("HTTP 401", final["payload"]["errorMessage"])
+        self.assertIn("Incorrect API key provided: [key hidden]", final["payload"]["errorMessage"])
+        self.assertNotIn("sk-ope", final["payload"]["errorMessage"])
         self.assert_no_keys(final, self.logged)
+        history = yield self.client.request("chat.history", {"sessionKey": "main"})
+        self.assert_no_keys(history)
 
 
 class OpenAIResponsesTests(_FlavourBase, TestCase):

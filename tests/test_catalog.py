@@ -318,3 +318,15 @@ class BuiltinProviderTests(TestCase):
         self.assertEqual([agent.id for agent in catalog.agents], ["main", "ops"])
         self.assertEqual(catalog.default_agent_id, "ops")
         self.assertEqual(catalog.candidates("ops"), ["ollama/llama3"])
+
+
+class ModelListTests(TestCase):
+    def test_configured_built_in_models_are_listed(self):
+        cfg = {"agents": {"defaults": {"model": {"primary": "openai/gpt-4.1-mini", "fallbacks": ["anthropic/claude-x"]}}}}
+        catalog = Catalog.from_config(cfg, {"OPENAI_API_KEY": "k"})
+        # anthropic has no key here: not listed (it cannot be used)
+        self.assertEqual(catalog.models(), [{"id": "gpt-4.1-mini", "name": "gpt-4.1-mini", "provider": "openai"}])
+
+    def test_unusable_declared_providers_are_not_listed(self):
+        catalog = Catalog.from_config(config(models__providers__local__api="google-generative-ai"))
+        self.assertNotIn("local", {entry["provider"] for entry in catalog.models()})

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 
+import json5
+
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -31,12 +33,14 @@ _VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)\}")
 # Reference-valid files this gateway refuses to start from, and the start-up error saying why.
 REFUSED = {
     "tailnet": "is not available here (no Tailscale support)",
-    "auth mode must be one of": "trusted-proxy auth is not available here",
+    "'trusted-proxy' is not available here": "trusted-proxy auth",
     "refusing to serve beyond loopback without auth": "lan without auth",
     "TLS": "TLS files that do not exist",
     "customBindHost": "custom bind address",
     "needs a password": "the password is expected from OPENCLAW_GATEWAY_PASSWORD at start",
     "needs a token": "the token is expected from OPENCLAW_GATEWAY_TOKEN at start",
+    "is not supported here": "a secret from a file, exec or store provider",
+    "which is not set": "a secret from an environment variable the test does not set",
 }
 
 
@@ -49,8 +53,19 @@ def corpus_files() -> list[str]:
 
 
 def environment_for(text: str) -> dict[str, str]:
-    """A value for every ``${VAR}`` the file names, as the user's environment would hold."""
-    return {name: f"value-of-{name.lower()}" for name in _VARIABLE.findall(text)}
+    """A value for every ``${VAR}`` and ``{source: "env", id}`` the file names, as the user's
+    environment would hold."""
+    names = set(_VARIABLE.findall(text))
+    stack = [json5.loads(text)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("source") == "env" and isinstance(node.get("id"), str):
+                names.add(node["id"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return {name: f"value-of-{name.lower()}" for name in names}
 
 
 class CorpusTests(SynchronousTestCase):
@@ -138,3 +153,24 @@ class RealStartTests(TestCase):
             self.assertIn(key, line)
         yield process.wait_for_port(port)
         self.assertEqual(sum("accepted, not used here" in text for text in process.lines), 1)
+
+
+class SecretReferenceTests(SynchronousTestCase):
+    """``gateway.auth.token: {source: "env", provider, id}`` (what onboarding with
+    ``--secret-input-mode ref`` writes) reads the variable; other sources refuse to start."""
+
+    def settings(self, token, env):
+        raw = '{ gateway: { auth: { mode: "token", token: %s } } }' % token
+        return resolve_settings({"state-dir": self.mktemp()}, env, snapshot.parse(raw, "x", env))
+
+    def test_env_reference(self):
+        ref = '{ source: "env", provider: "default", id: "MY_GATEWAY_TOKEN" }'
+        self.assertEqual(self.settings(ref, {"MY_GATEWAY_TOKEN": "t-1"}).auth.token, "t-1")
+        with self.assertRaises(ConfigError) as caught:
+            self.settings(ref, {})
+        self.assertIn("MY_GATEWAY_TOKEN, which is not set", str(caught.exception))
+
+    def test_other_sources_refuse_to_start(self):
+        with self.assertRaises(ConfigError) as caught:
+            self.settings('{ source: "file", provider: "vault", id: "/gateway/token" }', {})
+        self.assertIn("source 'file' is not supported here", str(caught.exception))

@@ -2,6 +2,9 @@
 loopback WebSocket, with the shapes captured from the reference gateway driving the same UI."""
 from __future__ import annotations
 
+import os
+from datetime import datetime, timezone
+
 from twisted.internet.defer import inlineCallbacks
 
 from .test_sessions_methods import SessionsTestCase, is_sessions_changed
@@ -121,6 +124,8 @@ class ChatPageTests(SessionsTestCase):
         yield self.chat("main", "hi")
         startup = yield self.ok("chat.startup", {"sessionKey": "main"})
         self.assertEqual([m["role"] for m in startup["messages"]], ["user", "assistant"])
+        # Both name their run: the UI merges the streamed answer with the stored one by it.
+        self.assertEqual(len({m["__openclaw"]["runId"] for m in startup["messages"]}), 1)
         self.assertTrue(startup["sessionId"])
         self.store_lines("agent:main:main", 40)
         small = yield self.ok("chat.startup", {"sessionKey": "main", "maxBytes": 1024})
@@ -140,6 +145,7 @@ class ChatPageTests(SessionsTestCase):
         event = yield self.client.next_matching(lambda f: f.get("event") == "session.message")
         self.assertEqual(event["payload"]["sessionKey"], "agent:main:main")
         self.assertEqual(event["payload"]["message"]["role"], "assistant")
+        self.assertTrue(event["payload"]["message"]["__openclaw"]["runId"])
         yield self.ok("sessions.messages.unsubscribe", {"key": "main"})
         self.assertFalse(any("session.messages:agent:main:main" in client.subscriptions for client in self.gateway.clients))
 
@@ -181,3 +187,49 @@ class ChatPageTests(SessionsTestCase):
         pinned = yield self.ok("sessions.list", {"pinned": True})
         self.assertEqual(pinned["sessions"], [])
 
+
+
+class OperatorPageTests(SessionsTestCase):
+    """Systems, Usage, Debug, Automations, Plugins and Activity pages."""
+
+    @inlineCallbacks
+    def test_system_info_reports_this_host(self):
+        info = yield self.ok("system.info")
+        self.assertEqual(info["pid"], os.getpid())
+        self.assertGreaterEqual(info["cpuCount"], 1)
+        self.assertGreater(info["processMemory"]["rssBytes"], 0)
+        self.assertEqual(info["diskPath"], self.gateway.settings.state_dir)
+        self.assertEqual(info["processInstanceId"], self.gateway.instance_id)
+        environments = yield self.ok("environments.list", {"includeDesktopSetup": True})
+        self.assertEqual([env["id"] for env in environments["environments"]], ["gateway"])
+
+    @inlineCallbacks
+    def test_sessions_usage_comes_from_answered_runs(self):
+        yield self.chat("main", "hi")
+        today = datetime.fromtimestamp(self.gateway.now_ms() / 1000, timezone.utc).date().isoformat()
+        report = yield self.ok(
+            "sessions.usage", {"startDate": today, "endDate": today, "agentId": "main", "mode": "specific", "groupBy": "family", "limit": 1000}
+        )
+        (session,) = report["sessions"]
+        self.assertEqual(session["key"], "agent:main:main")
+        self.assertEqual((session["usage"]["input"], session["usage"]["output"], session["usage"]["totalTokens"]), (11, 3, 14))
+        self.assertEqual(session["usage"]["missingCostEntries"], 1)  # no price configured: not guessed
+        self.assertEqual(report["totals"]["totalTokens"], 14)
+        self.assertEqual(report["aggregates"]["byModel"][0]["model"], "m1")
+        earlier = yield self.ok("sessions.usage", {"startDate": "2020-01-01", "endDate": "2020-01-31"})
+        self.assertEqual((earlier["sessions"], earlier["totals"]["totalTokens"]), ([], 0))
+        error = yield self.error("sessions.usage", {"startDate": "2026-13-45"})
+        self.assertIn("YYYY-MM-DD", error["message"])
+        yield self.error("sessions.usage", {"startDate": "2026-02-01", "endDate": "2026-01-01"})
+
+    @inlineCallbacks
+    def test_usage_status_lanes_and_empty_pages(self):
+        self.assertEqual((yield self.ok("usage.status"))["providers"], [])
+        lanes = yield self.ok("diagnostics.lanes")
+        self.assertEqual([(lane["lane"], lane["activeCount"], lane["queuedCount"]) for lane in lanes["lanes"]], [("main", 0, 0)])
+        runs = yield self.ok("cron.runs", {"agentId": "main", "scope": "all", "limit": 50, "offset": 0, "status": "all", "sortDir": "desc"})
+        self.assertEqual(runs["entries"], [])
+        self.assertEqual((yield self.ok("plugins.list")), {"plugins": []})
+        self.assertEqual((yield self.ok("plugins.catalog.browse", {"intent": "all", "pageSize": 100}))["items"], [])
+        self.assertEqual((yield self.ok("artifacts.list", {"sessionKey": "main", "type": "image", "limit": 4})), {"artifacts": []})
+        yield self.error("plugins.install", {"id": "x"}, code="UNAVAILABLE")

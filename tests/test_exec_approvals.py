@@ -92,6 +92,32 @@ class RequestTests(ApprovalTestBase):
         self.assertEqual(gone["error"]["details"]["reason"], "APPROVAL_NOT_FOUND")
 
     @inlineCallbacks
+    def test_kind_agnostic_get_resolve_history(self):
+        """What ``openclaw approvals resolve <id> <decision>`` calls (approval.get, approval.resolve)."""
+        requester = yield self.client()
+        reviewer = yield self.client(scopes=["operator.admin"], caps=REVIEWER_CAPS)
+        request_id, approval_id = yield self.ask(requester, reviewer)
+        got = yield reviewer.request("approval.get", {"id": approval_id})
+        approval = got["payload"]["approval"]
+        self.assertEqual((approval["status"], approval["urlPath"]), ("pending", f"/approve/{approval_id}"))
+        self.assertEqual(approval["presentation"]["kind"], "exec")
+        self.assertEqual(approval["presentation"]["commandText"], "echo hi")
+        first = yield reviewer.request("approval.resolve", {"id": approval_id, "kind": "exec", "decision": "deny"})
+        self.assertEqual((first["payload"]["applied"], first["payload"]["alreadyResolved"]), (True, False))
+        self.assertEqual((first["payload"]["approval"]["status"], first["payload"]["approval"]["decision"]), ("denied", "deny"))
+        self.assertEqual(first["payload"]["approval"]["reason"], "user")
+        final = yield event_seen(requester, response_to(request_id))
+        self.assertEqual(final["payload"]["decision"], "deny")
+        second = yield reviewer.request("approval.resolve", {"id": approval_id, "kind": "exec", "decision": "allow-once"})
+        self.assertEqual((second["payload"]["applied"], second["payload"]["approval"]["decision"]), (False, "deny"))
+        history = yield reviewer.request("approval.history", {"limit": 10})
+        self.assertEqual([item["id"] for item in history["payload"]["items"]], [approval_id])
+        unknown = yield reviewer.request("approval.get", {"id": "nope"})
+        self.assertEqual(unknown["error"]["message"], "approval not found")
+        other_kind = yield reviewer.request("approval.history", {"kind": "plugin"})
+        self.assertEqual(other_kind["payload"], {"items": []})
+
+    @inlineCallbacks
     def test_one_phase_request_times_out(self):
         requester = yield self.client()
         reviewer = yield self.client(scopes=["operator.admin"], caps=REVIEWER_CAPS)

@@ -6,7 +6,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from openclaw.security.device_identity import DeviceKeyPair
 
-from .test_nodes import NodeTestBase
+from .test_nodes import NodeTestBase, event_seen, is_event
 
 STATS = {"cpuCount": 2, "loadAverage": [0.5, 0.4, 0.3], "memoryTotalBytes": 100, "memoryFreeBytes": 50, "diskTotalBytes": 10, "diskAvailableBytes": 5}
 
@@ -19,6 +19,8 @@ class NodeSideTests(NodeTestBase):
         node_id = node.key.device_id
         stats = yield node.request("node.event", {"event": "node.host.stats", "payloadJSON": '{"cpuCount": 2, "loadAverage": [0.5, 0.4, 0.3], "memoryTotalBytes": 100, "memoryFreeBytes": 50, "diskTotalBytes": 10, "diskAvailableBytes": 5, "extra": 1}'})
         self.assertEqual(stats["payload"], {"ok": True, "event": "node.host.stats", "handled": True, "reason": "updated"})
+        broadcast = yield event_seen(op, is_event("node.hostStats", nodeId=node_id))
+        self.assertEqual(broadcast["payload"]["hostStats"]["cpuCount"], 2)
         skills = yield node.request("node.skills.update", {"skills": [{"name": "s"}]})
         self.assertEqual(skills["payload"], {"nodeId": node_id, "skills": [{"name": "s"}]})
         tools = yield node.request("node.pluginTools.update", {"tools": [{"name": "t", "command": "echo"}]})

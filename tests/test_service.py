@@ -13,7 +13,7 @@ import threading
 from typing import Any, Callable
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IServiceMaker, MultiService
+from twisted.application.service import IServiceMaker, MultiService, Service
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.testing import MemoryReactorClock
@@ -26,6 +26,8 @@ from openclaw import tap
 from openclaw.gateway import Gateway
 from openclaw.http.site import GatewaySite
 from openclaw.settings import GatewaySettings
+from openclaw.services.runtime import GatewayRuntime
+from openclaw.stores.preflight import GatewayStartError
 from openclaw.stores.sqlite import StoreUnavailable
 
 WORKER_TIMEOUT_S = 10.0
@@ -251,16 +253,43 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         self.assertEqual([s[3] for s in reactor.tcpServers], ["127.0.0.1"])
         self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
 
-    def test_unreadable_store_fails_start_up_naming_the_file(self):
-        """A corrupt store stops start-up with its path, instead of a gateway that listens but
-        answers every connect with "gateway starting" forever."""
+    def test_unreadable_store_is_refused_before_anything_starts(self):
+        """makeService opens every store inline first: a corrupt one is a GatewayStartError naming
+        the file (under twistd: exit status 1), before any thread or listener exists."""
         for name, label in (("devices.sqlite", "device store"), ("sessions.sqlite", "session store"), ("nodes.sqlite", "node store")):
             self.state_dir = os.path.abspath(self.mktemp())
             os.makedirs(self.state_dir)
             corrupt = os.path.join(self.state_dir, name)
             with open(corrupt, "wb") as handle:
                 handle.write(b"this is not an SQLite database" * 100)
+            error = self.assertRaises(GatewayStartError, self.build, "--token", "secret")
+            self.assertEqual(str(error), f"could not open the {label} at {corrupt}: file is not a database")
+            self.assertEqual(pool_threads(), [])
+
+    def test_failed_start_of_a_process_owning_runtime_sets_exit_status(self):
+        """Under twistd (``exit_with`` given) any failed start stops the reactor with status 1."""
+        reactor, statuses = MemoryReactorClock(), []
+
+        class Failing(Service):
+            def startService(self):
+                super().startService()
+                raise StoreUnavailable("the disk went away")
+
+        runtime = GatewayRuntime(reactor, None, lambda settings: (None, [Failing()]), exit_with=statuses.append)
+        self.assertIsNone(self.successResultOf(runtime.startService()))
+        self.assertEqual(statuses, [1])
+        self.assertTrue(reactor.hasStopped)
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+
+    def test_store_that_breaks_after_the_check_fails_start_up_naming_the_file(self):
+        """A store that became unreadable between makeService and start-up still stops start-up
+        with its path, instead of a gateway that listens but answers "gateway starting" forever."""
+        for name, label in (("devices.sqlite", "device store"), ("sessions.sqlite", "session store"), ("nodes.sqlite", "node store")):
+            self.state_dir = os.path.abspath(self.mktemp())
             root, reactor = self.build("--token", "secret")
+            corrupt = os.path.join(self.state_dir, name)
+            with open(corrupt, "wb") as handle:
+                handle.write(b"this is not an SQLite database" * 100)
             outcome: list = []
             root.startService().addBoth(outcome.append)
             reactor.run_thread_results(lambda: outcome)

@@ -185,6 +185,9 @@ class ListTests(SessionsTestCase):
         self.assertEqual([row["key"] for row in result["sessions"]], ["agent:main:recent"])
         result = yield self.ok("sessions.list", {"activeMinutes": 120})
         self.assertEqual([row["key"] for row in result["sessions"]], ["agent:main:recent", "agent:main:old"])
+        # a window reaching before 1970 (found by the fuzz suite: SQLite's integers overflowed)
+        result = yield self.ok("sessions.list", {"activeMinutes": 153_722_896_429_056})
+        self.assertEqual(len(result["sessions"]), 2)
 
     @inlineCallbacks
     def test_global_unknown_and_cron_runs(self):

@@ -358,9 +358,12 @@ class Catalog:
         return refs
 
     def models(self) -> list[dict[str, Any]]:
-        """``models.list`` entries."""
+        """``models.list`` entries: declared models, then the configured models of built-in
+        providers that can be used (``openai/gpt-4.1-mini`` with ``OPENAI_API_KEY`` set)."""
         entries = []
         for provider in self.providers.values():
+            if provider.unavailable:
+                continue
             for model in provider.models:
                 entry: dict[str, Any] = {"id": model.id, "name": model.name or model.id, "provider": provider.id}
                 if model.context_window:
@@ -368,4 +371,10 @@ class Catalog:
                 if model.max_tokens:
                     entry["maxTokens"] = model.max_tokens
                 entries.append(entry)
+        listed = {(entry["provider"], entry["id"]) for entry in entries}
+        for _, ref in self._model_refs():
+            target = self.resolve(ref)
+            if target is not None and (target.provider.id, target.model.id) not in listed:
+                listed.add((target.provider.id, target.model.id))
+                entries.append({"id": target.model.id, "name": target.model.id, "provider": target.provider.id})
         return entries

@@ -427,7 +427,7 @@ class RunManager:
         yield self._store.append(
             run.session_key,
             run.session_id,
-            [self.transcript_line(user_message)],
+            [self.transcript_line(user_message, run.run_id)],
             {"updatedAt": self.now_ms(), "lastInteractionAt": self.now_ms(), "abortedLastRun": None},
         )
         self._sessions_changed(run.session_key, reason="agent.run.started", runId=run.run_id)
@@ -519,15 +519,20 @@ class RunManager:
             messages.insert(0, {"role": "system", "content": run.extra_system_prompt})
         return messages
 
-    def transcript_line(self, message: Mapping[str, Any]) -> dict[str, Any]:
-        return {"type": "message", "id": str(uuid.uuid4()), "timestamp": self.now_ms(), "message": dict(message)}
+    def transcript_line(self, message: Mapping[str, Any], run_id: str | None = None) -> dict[str, Any]:
+        """One transcript entry; ``run_id`` ties a turn's messages to the run that produced them
+        (history reports it, so a UI that streamed the run can match the stored answer)."""
+        line = {"type": "message", "id": str(uuid.uuid4()), "timestamp": self.now_ms(), "message": dict(message)}
+        if run_id is not None:
+            line["runId"] = run_id
+        return line
 
     def _record(self, run: Run, message: dict[str, Any], changes: dict[str, Any]) -> Deferred:
         if run.session_id is None:
             return succeed(None)
         message.setdefault("timestamp", self.now_ms())
         changes.setdefault("updatedAt", self.now_ms())
-        d = self._store.append(run.session_key, run.session_id, [self.transcript_line(message)], changes)
+        d = self._store.append(run.session_key, run.session_id, [self.transcript_line(message, run.run_id)], changes)
         d.addErrback(lambda f: self._log.failure("could not record run {run_id}", f, run_id=run.run_id))
         return d
 

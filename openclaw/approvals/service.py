@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import uuid
+from collections import OrderedDict
 from typing import Any, Callable, Mapping
 
 import orjson
@@ -91,10 +92,53 @@ def project_request(params: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
+STATUS_OF_DECISION = {"allow-once": "allowed", "allow-always": "allowed", "deny": "denied"}
+MAX_HISTORY = 256
+
+
+def snapshot(record: ApprovalRecord) -> dict[str, Any]:
+    """The kind-agnostic view (``approval.get``/``resolve``/``history``), in the reference's shape."""
+    request = record.request
+    plan = request.get("systemRunPlan") or {}
+    view: dict[str, Any] = {
+        "id": record.id,
+        "status": "pending" if record.pending else STATUS_OF_DECISION.get(record.decision or "", "expired"),
+        "presentation": {
+            "kind": "exec",
+            "commandText": request["command"],
+            "commandPreview": plan.get("commandPreview"),
+            "warningText": request.get("warningText"),
+            "host": request.get("host"),
+            "nodeId": request.get("nodeId"),
+            "agentId": request.get("agentId"),
+            "allowedDecisions": request["allowedDecisions"],
+        },
+        "urlPath": f"/approve/{record.id}",
+        "createdAtMs": record.created_at_ms,
+        "expiresAtMs": record.expires_at_ms,
+    }
+    if not record.pending:
+        view.update({"resolvedAtMs": record.resolved_at_ms, "reason": record.terminal_reason})
+        if record.decision is not None:
+            view["decision"] = record.decision
+        view["source"] = {}
+        view["resolver"] = {"kind": "runtime", "id": record.resolved_by} if record.resolved_by else {"kind": "system"}
+    return view
+
+
 class ExecApprovals:
     def __init__(self, clock: IReactorTime, clients: ClientRegistry):
         self._clients = clients
-        self.records = ApprovalRecords(clock, on_terminal=self._announce_resolved)
+        self.records = ApprovalRecords(clock, on_terminal=self._ended)
+        # Decided and expired approvals since this gateway started (newest last), for
+        # ``approval.get``/``approval.history``; bounded, and like pending ones not kept on disk.
+        self._history: "OrderedDict[str, ApprovalRecord]" = OrderedDict()
+
+    def _ended(self, record: ApprovalRecord) -> None:
+        self._history[record.id] = record
+        while len(self._history) > MAX_HISTORY:
+            self._history.popitem(last=False)
+        self._announce_resolved(record)
 
     # -- asking -------------------------------------------------------------------------------
 
@@ -194,6 +238,41 @@ class ExecApprovals:
         who = client.client.get("displayName") or client.client_id or client.conn_id
         self.records.resolve(record, decision, who)
         return {"ok": True}
+
+    # -- the kind-agnostic methods (approval.*) ----------------------------------------------------
+
+    def _known(self, approval_id: str, client: ConnectedClient) -> ApprovalRecord:
+        record = self.records.get(approval_id) or self._history.get(approval_id)
+        if record is None or not may_see(record, client):
+            raise invalid_request("approval not found", {"reason": "APPROVAL_NOT_FOUND"})
+        return record
+
+    def snapshot_of(self, approval_id: str, client: ConnectedClient) -> dict[str, Any]:
+        return {"approval": snapshot(self._known(approval_id, client))}
+
+    def resolve_any(self, approval_id: str, kind: str, decision: str, client: ConnectedClient) -> dict[str, Any]:
+        """First answer wins; every later answer gets the recorded outcome (``applied: false``)."""
+        if kind != "exec":
+            raise invalid_request("approval not found", {"reason": "APPROVAL_NOT_FOUND"})
+        record = self._known(approval_id, client)
+        if not record.pending:
+            return {"applied": False, "approval": snapshot(record), "alreadyResolved": True}
+        self.resolve(approval_id, decision, client)
+        return {"applied": True, "approval": snapshot(record), "alreadyResolved": False}
+
+    def history(self, client: ConnectedClient, cursor: str | None, limit: int, kind: str | None) -> dict[str, Any]:
+        """Newest first; the cursor is an opaque offset into this gateway's in-memory history."""
+        if kind not in (None, "exec"):
+            return {"items": []}
+        items = [snapshot(r) for r in reversed(self._history.values()) if may_see(r, client)]
+        try:
+            start = int(cursor) if cursor else 0
+        except ValueError:
+            raise invalid_request("invalid cursor") from None
+        page: dict[str, Any] = {"items": items[start : start + limit]}
+        if start + limit < len(items):
+            page["nextCursor"] = str(start + limit)
+        return page
 
     def wait_decision(self, approval_id: str, client: ConnectedClient) -> Deferred:
         if not approval_id.strip():

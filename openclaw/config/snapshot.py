@@ -1,7 +1,7 @@
 """A config file as read at one moment: its text, what it parses to, whether it is valid, its hash.
 
-Parsing is JSON5; ``${VAR}`` in string values is replaced from the environment (``$${VAR}``
-keeps a literal ``${VAR}``, see :mod:`.substitution`, which also keeps expanded values out of
+Parsing is JSON5; ``$include`` directives pull in other files (see :mod:`.includes`);
+``${VAR}`` in string values is replaced from the environment (``$${VAR}`` keeps a literal ``${VAR}``, see :mod:`.substitution`, which also keeps expanded values out of
 what is shown); validation is the strict schema in :mod:`.schema`. Every problem is
 an issue ``{path, message}`` so operators see them all at once, not one per restart.
 """
@@ -17,6 +17,7 @@ import jsonschema
 
 from ..protocol.text_checks import UnusableText
 from .accepted import cached_accepted_schema
+from .includes import IncludeError, resolve_includes, uses_includes
 from .parsing import parse_config_text
 from .substitution import Substitutions, as_written, substitute_env
 
@@ -177,13 +178,20 @@ def parse(raw: str, path: str, env: Mapping[str, str], document: Any = None) -> 
             parsed = None
     config: Mapping[str, Any] = {}
     substitutions = Substitutions()
-    if parsed is not None:
-        resolved = substitute_env(parsed, env, substitutions)
+    written = parsed  # with every $include in place, ${VAR} not yet expanded
+    if parsed is not None and uses_includes(raw):
+        try:
+            written = resolve_includes(parsed, path, env)
+        except IncludeError as exc:
+            issues.append(ConfigIssue(exc.where, exc.message))
+            written = None
+    if written is not None:
+        resolved = substitute_env(written, env, substitutions)
         issues.extend(ConfigIssue(where, f"environment variable {name} is not set") for where, name in substitutions.missing)
         issues.extend(ConfigIssue(issue.path, substitutions.scrub(issue.message)) for issue in validate(resolved))
         if not issues:
             config = resolved
-    shown = as_written(parsed, config) if config else {}
+    shown = as_written(written, config) if config else {}
     return ConfigSnapshot(path, True, raw, parsed, config, tuple(issues), content_hash(raw), shown, substitutions)
 
 

@@ -37,6 +37,7 @@ from ..protocol.constants import (
 from ..protocol.errors import SERVER_BUSY, UNAVAILABLE, GatewayError, invalid_request
 from ..protocol.frame_decoding import RefusedFrame, decode_frame
 from ..state.clients import ConnectedClient
+from ..stores.storage_errors import storage_error
 from ._autobahn import write_text_frame
 from .handshake import Admission, ConnectionInfo
 from .outbound import DROPPED, OVERFLOW, OutboundQueue
@@ -300,6 +301,11 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         if failure.check(GatewayError):
             self._fail_handshake(request_id, failure.value)
             return
+        stored = storage_error(failure)
+        if stored is not None:
+            self._log.warn("connect refused: {message}", message=stored.message)
+            self._fail_handshake(request_id, stored)
+            return
         self._log.failure("connect admission crashed", failure)
         error = GatewayError(UNAVAILABLE, "gateway message handler unavailable", close_code=CLOSE_INTERNAL_ERROR)
         self._fail_handshake(request_id, error)
@@ -396,11 +402,12 @@ class GatewayServerProtocol(WebSocketServerProtocol):
 
     def _failed(self, failure: Failure, request_id: str, method: str, started: float) -> None:
         self._in_flight -= 1
-        if failure.check(GatewayError):
-            error = failure.value
-        else:
+        error = failure.value if failure.check(GatewayError) else storage_error(failure)
+        if error is None:
             self._log.failure("method {method} failed", failure, method=method)
             error = GatewayError(UNAVAILABLE, str(failure.value) or failure.type.__name__)
+        elif not failure.check(GatewayError):
+            self._log.warn("method {method} failed: {message}", method=method, message=error.message)
         gateway = self._gateway
         gateway.metrics.request_done(method, error.code, gateway.clock.seconds() - started)
         if isinstance(error, UnauthorizedRole):

@@ -5,7 +5,8 @@ build one per gateway and drive it through ``treq.testing.StubTreq``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import TYPE_CHECKING, Any, Callable
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -47,6 +48,32 @@ def json_body(request: Any, status: int, body: Any) -> bytes:
     return write_json(request, status, body)
 
 
+def openai_route(
+    app: Klein, path: str, method: bytes, scope: str, enabled: Callable[["Gateway"], bool], branch: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A ``/v1`` route: 404 when its endpoint is off (whatever the method, so a disabled API is
+    invisible), 405 for another method (before auth), then the bearer and ``scope`` checks.
+
+    The handler gets the authenticated subject; an :class:`HttpError` it raises is written by
+    ``GatewayHttpApp.http_error`` in the OpenAI shape.
+    """
+
+    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def route(self: "GatewayHttpApp", request: Any, **kwargs: Any) -> Any:
+            if not enabled(self._gateway):
+                return plain_text(request, 404, "Not Found")
+            if request.method != method:
+                request.setHeader(b"Allow", method)
+                return plain_text(request, 405, "Method Not Allowed")
+            subject = authenticate(self._gateway, request, scope)
+            return handler(self, request, subject, **kwargs)
+
+        return app.route(path, branch=False)(route) if not branch else app.route(path)(route)
+
+    return decorate
+
+
 class _NonUtf8PathGuard(Resource):
     """Klein cannot route a path that does not percent-decode to UTF-8: it answers a bare 400 of
     its own and logs an error. Such a path can only be a model id (``/v1/models/%E0%A4``, which
@@ -64,7 +91,10 @@ class _NonUtf8PathGuard(Resource):
             b"/".join(request.postpath).decode("utf-8")
         except UnicodeDecodeError:
             if request.path.startswith(b"/v1/models/"):
-                return self._app.get_model(request, "")
+                try:  # outside Klein, so its error handlers do not apply here
+                    return self._app.get_model(request, rest="")
+                except HttpError as error:
+                    return write_error(request, error)
             return plain_text(request, 404, "Not Found")
         return self._klein.render(request)
 
@@ -102,28 +132,6 @@ class GatewayHttpApp:
             )
         return json_body(request, 503 if failing else 200, body)
 
-    # -- OpenAI-compatible API ---------------------------------------------------------------
-    # Routes take every method: a disabled endpoint must be a plain 404 whatever the method,
-    # and an enabled one answers 405 (before auth) for the wrong method.
-
-    def _gate(self, request: Any, enabled: bool, method: bytes) -> bytes | None:
-        if not enabled:
-            return plain_text(request, 404, "Not Found")
-        if request.method != method:
-            request.setHeader(b"Allow", method)
-            return plain_text(request, 405, "Method Not Allowed")
-        return None
-
-    def _api(self, request: Any, enabled: bool, method: bytes, scope: str, handler: Any) -> Any:
-        refused = self._gate(request, enabled, method)
-        if refused is not None:
-            return refused
-        try:
-            subject = authenticate(self._gateway, request, scope)
-            return handler(subject)
-        except HttpError as error:
-            return write_error(request, error)
-
     @app.route("/metrics", branch=False)
     def metrics(self, request: Any) -> Any:
         """Prometheus text format, behind the gateway auth unless gateway.metrics.auth is false."""
@@ -134,41 +142,35 @@ class GatewayHttpApp:
             request.setHeader(b"Allow", b"GET, HEAD")
             return plain_text(request, 405, "Method Not Allowed")
         if lookup(config, "gateway.metrics.auth", True) is not False:
-            try:
-                authenticate(self._gateway, request, READ)
-            except HttpError as error:
-                return write_error(request, error)
+            authenticate(self._gateway, request, READ)
         body = self._gateway.metrics.render()
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
         return body
 
-    @app.route("/v1/chat/completions", branch=False)
-    def chat_completions(self, request: Any) -> Any:
-        def run(subject: str) -> Any:
-            return chat_completions.handle(self._gateway, request, read_json_body(request))
+    # -- OpenAI-compatible API ---------------------------------------------------------------
 
-        return self._api(request, endpoint_enabled(self._gateway, CHAT_COMPLETIONS), b"POST", WRITE, run)
+    @openai_route(app, "/v1/chat/completions", b"POST", WRITE, lambda gateway: endpoint_enabled(gateway, CHAT_COMPLETIONS))
+    def chat_completions(self, request: Any, subject: str) -> Any:
+        return chat_completions.handle(self._gateway, request, read_json_body(request))
 
-    @app.route("/v1/responses", branch=False)
-    def responses(self, request: Any) -> Any:
-        def run(subject: str) -> Any:
-            return self._responses.handle(request, read_json_body(request), subject)
+    @openai_route(app, "/v1/responses", b"POST", WRITE, lambda gateway: endpoint_enabled(gateway, RESPONSES))
+    def responses(self, request: Any, subject: str) -> Any:
+        return self._responses.handle(request, read_json_body(request), subject)
 
-        return self._api(request, endpoint_enabled(self._gateway, RESPONSES), b"POST", WRITE, run)
+    @openai_route(app, "/v1/models", b"GET", READ, models_enabled)
+    def list_models(self, request: Any, subject: str) -> Any:
+        return write_json(request, 200, models.list_models(self._gateway))
 
-    @app.route("/v1/models", branch=False)
-    def list_models(self, request: Any) -> Any:
-        return self._api(
-            request, models_enabled(self._gateway), b"GET", READ, lambda _: write_json(request, 200, models.list_models(self._gateway))
-        )
-
-    @app.route("/v1/models/<path:rest>")
-    def get_model(self, request: Any, rest: str) -> Any:
+    @openai_route(app, "/v1/models/<path:rest>", b"GET", READ, models_enabled, branch=True)
+    def get_model(self, request: Any, subject: str, rest: str = "") -> Any:
         raw_id = request.path.split(b"?", 1)[0][len(b"/v1/models/") :]
-        return self._api(
-            request, models_enabled(self._gateway), b"GET", READ, lambda _: write_json(request, 200, models.get_model(self._gateway, raw_id))
-        )
+        return write_json(request, 200, models.get_model(self._gateway, raw_id))
+
+    @app.handle_errors(HttpError)
+    def http_error(self, request: Any, failure: Any) -> bytes:
+        """Every ``/v1`` refusal, raised anywhere before the answer starts, in the OpenAI shape."""
+        return write_error(request, failure.value)
 
     # -- Control UI ------------------------------------------------------------------------------
     # It has no route of its own: whatever no API route matched is the UI's (files, SPA routes),

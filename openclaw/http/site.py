@@ -12,6 +12,9 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from ..connection.limits import PreauthLimiter
+from ..protocol.constants import MAX_PREAUTH_CONNECTIONS_PER_IP
+from .channel import HEADER_TIMEOUT_S, GatewayHTTPChannel
 from .headers import apply_security_headers, plain_text
 from .request import BODY_TIMEOUT_S, MAX_BODY_BYTES, GatewayRequest
 
@@ -62,13 +65,20 @@ class GatewayRootResource(Resource):
 
 
 class GatewaySite(Site):
-    """A quiet Site: no access log lines, no tracebacks to clients, bounded request bodies."""
+    """A quiet Site: no access log lines, no tracebacks to clients, bounded request bodies, and
+    request headers with a deadline and a per-address cap on unfinished ones (http/channel.py)."""
 
     noisy = False
     displayTracebacks = False
+    protocol = GatewayHTTPChannel
     requestFactory = GatewayRequest
     max_body_bytes = MAX_BODY_BYTES
     body_timeout_s = BODY_TIMEOUT_S
+    header_timeout_s = HEADER_TIMEOUT_S
+
+    def __init__(self, resource: Any, *args: Any, max_unfinished_per_ip: int = MAX_PREAUTH_CONNECTIONS_PER_IP, **kwargs: Any):
+        super().__init__(resource, *args, **kwargs)
+        self.unfinished = PreauthLimiter(max_unfinished_per_ip)
 
     def log(self, request: Any) -> None:
         """Access logging is off; failures are logged where they happen."""

@@ -60,6 +60,11 @@ def _cron_list(ctx: RequestContext) -> dict[str, Any]:
     return {"jobs": [], "total": 0, "offset": offset, "limit": params.get("limit", 50), "hasMore": False, "nextOffset": None}
 
 
+def _cron_runs(ctx: RequestContext) -> dict[str, Any]:
+    params = ctx.params or {}
+    return {"entries": [], "total": 0, "offset": params.get("offset", 0), "limit": params.get("limit", 50), "hasMore": False, "nextOffset": None}
+
+
 # The reads' truthful answers, in the reference's shapes (captured from it with the Control UI).
 EMPTY_TALK_CATALOG = {
     "modes": [],
@@ -83,6 +88,7 @@ def methods() -> list[MethodSpec]:
         # cron: no scheduler in this gateway
         MethodSpec("cron.list", _cron_list, scope=READ),
         empty_read("cron.status", CRON_STATUS),
+        MethodSpec("cron.runs", _cron_runs, scope=READ),
         *(not_available(name, "cron") for name in ("cron.add", "cron.update", "cron.remove", "cron.run")),
         # background tasks
         empty_read("tasks.list", {"tasks": []}),
@@ -105,6 +111,11 @@ def methods() -> list[MethodSpec]:
         empty_read("progressCard.get", {"card": None}),
         not_available("progressCard.put", "progress cards", scope=WRITE),
         not_available("progressCard.refresh", "progress cards", scope=WRITE),
+        # plugins and the artifacts they would produce
+        empty_read("plugins.list", {"plugins": []}),
+        empty_read("plugins.catalog.browse", {"items": [], "categories": []}),
+        *(not_available(name, "plugins") for name in ("plugins.install", "plugins.uninstall", "plugins.setEnabled")),
+        empty_read("artifacts.list", {"artifacts": []}),
         # transcript branches and the session companion
         empty_read("sessions.branches.list", {"branches": []}),
         not_available("sessions.branches.switch", "session branches", scope=WRITE),

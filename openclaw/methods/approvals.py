@@ -38,6 +38,20 @@ def approval_wait(ctx: RequestContext) -> Any:
     return ctx.gateway.exec_approvals.wait_decision(ctx.params.get("id") or "", ctx.client)
 
 
+def any_get(ctx: RequestContext) -> Any:
+    return ctx.gateway.exec_approvals.snapshot_of(ctx.params["id"], ctx.client)
+
+
+def any_resolve(ctx: RequestContext) -> Any:
+    params = ctx.params
+    return ctx.gateway.exec_approvals.resolve_any(params["id"], params["kind"], params["decision"], ctx.client)
+
+
+def any_history(ctx: RequestContext) -> Any:
+    params = ctx.params
+    return ctx.gateway.exec_approvals.history(ctx.client, params.get("cursor"), params.get("limit") or 50, params.get("kind"))
+
+
 def approvals_get(ctx: RequestContext) -> Any:
     return ctx.gateway.exec_approvals_file.get()
 
@@ -87,6 +101,9 @@ def methods() -> list[MethodSpec]:
         MethodSpec("exec.approval.waitDecision", approval_wait, scope=APPROVALS),
         MethodSpec("exec.approval.grants.list", lambda ctx: {"grants": []}, scope=APPROVALS),
         MethodSpec("exec.approval.grants.revoke", lambda ctx: {"outcome": "not-found"}, scope=APPROVALS),
+        MethodSpec("approval.get", any_get, scope=APPROVALS),
+        MethodSpec("approval.resolve", any_resolve, scope=APPROVALS),
+        MethodSpec("approval.history", any_history, scope=APPROVALS),
         MethodSpec("exec.approvals.get", approvals_get, scope=ADMIN),
         MethodSpec("exec.approvals.set", approvals_set, scope=ADMIN),
         MethodSpec("exec.approvals.node.get", node_approvals_get, scope=ADMIN),

@@ -171,7 +171,10 @@ def chat_history(ctx: RequestContext) -> Any:
     for row_id, line in rows:
         message = line.get("message") if line.get("type") == "message" else None
         if isinstance(message, dict):
-            messages.append({**_clip(message, params.get("maxChars")), "__openclaw": {"id": line.get("id"), "seq": row_id}})
+            meta = {"id": line.get("id"), "seq": row_id}
+            if line.get("runId"):
+                meta["runId"] = line["runId"]
+            messages.append({**_clip(message, params.get("maxChars")), "__openclaw": meta})
             seqs.append(row_id)
     messages, clipped = newest_within(messages, params.get("maxBytes"))
     has_more = has_more or clipped

@@ -2,7 +2,8 @@
 
 The reference's node host calls these right after it connects and again when something changes;
 the gateway keeps the latest of each on the live node and shows it in ``node.describe`` /
-``node.list`` (``hostStats``, ``nodePluginTools``). Everything is bounded: a node cannot make
+``node.list`` (``hostStats``, ``nodePluginTools``); new host stats also go to ``operator.read``
+holders as ``node.hostStats {nodeId, hostStats}``, as the reference sends them. Everything is bounded: a node cannot make
 the gateway hold more than it would send in one frame, and lists are capped.
 
 ``node.event`` answers ``handled: true`` only for events the gateway acts on; other events are
@@ -81,6 +82,7 @@ def node_event(ctx: RequestContext) -> dict[str, Any]:
         stats = {key: payload[key] for key in HOST_STATS_FIELDS if key in payload}
         stats["updatedAtMs"] = ctx.gateway.now_ms()
         node.published["hostStats"] = stats
+        ctx.gateway.clients.broadcast("node.hostStats", {"nodeId": node.node_id, "hostStats": stats}, drop_if_slow=True)
         return {"ok": True, "event": event, "handled": True, "reason": "updated"}
     return {"ok": True, "event": event, "handled": False, "reason": "unsupported-event"}
 

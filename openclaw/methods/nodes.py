@@ -241,7 +241,7 @@ def node_pair_remove(ctx: RequestContext) -> Any:
 @inlineCallbacks
 def node_pair_request(ctx: RequestContext) -> Any:
     """The brief's explicit request (the reference removed it in 2026.7; kept for older nodes)."""
-    request, created = yield ctx.gateway.node_pairing.request(ctx.params, silent=bool(ctx.params.get("silent")))
+    request, created = yield ctx.gateway.node_pairing.request(ctx.params, silent=bool(ctx.params.get("silent")), lapses=True)
     return {"status": "pending", "request": request, "created": created}
 
 

@@ -116,7 +116,8 @@ def sessions_list(ctx: RequestContext) -> Any:
     query = ListQuery(
         limit=limit,
         offset=offset,
-        active_since_ms=gateway.now_ms() - active * 60_000 if active else None,
+        # A window reaching before 1970 is every session (and would overflow SQLite's integers).
+        active_since_ms=max(0, gateway.now_ms() - active * 60_000) if active else None,
         include_global=bool(params.get("includeGlobal")),
         include_unknown=bool(params.get("includeUnknown")),
         label=params.get("label"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import orjson
 
 from .errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_REFUSAL, ProviderError
 from .sse import SSEEvent
@@ -80,11 +79,8 @@ class MessagesInterpreter(TextInterpreter):
         self._output_tokens = 0
 
     def feed(self, event: SSEEvent) -> list[str]:
-        try:
-            payload = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise ProviderError(f"{self._label} sent an event that is not JSON") from None
-        if not isinstance(payload, dict):
+        payload = self._object(event.data)
+        if payload is None:
             return []
         kind = payload.get("type") or event.event
         if kind == "content_block_delta":

@@ -71,7 +71,7 @@ class ModelClient:
                 interpreter = openai_completions.CompletionsInterpreter(target.ref)
             if provider.api_key:
                 headers["Authorization"] = f"Bearer {provider.api_key}"
-        request = StreamRequest(provider.base_url + path, body, headers, target.ref)
+        request = StreamRequest(provider.base_url + path, body, headers, target.ref, provider.api_key)
         return UpstreamStream(self.http, self.clock, request, interpreter, on_delta, self.idle_timeout_s, self.max_bytes, decoder)
 
     def complete(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import orjson
 
 from .errors import KIND_CONTEXT_LENGTH, ProviderError
 from .sse import SSEError, SSEEvent
@@ -55,11 +54,8 @@ class LineDecoder:
 
 class ChatInterpreter(TextInterpreter):
     def feed(self, event: SSEEvent) -> list[str]:
-        try:
-            payload = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise ProviderError(f"{self._label} sent a line that is not JSON") from None
-        if not isinstance(payload, dict):
+        payload = self._object(event.data, 'a line')
+        if payload is None:
             return []
         if payload.get("error"):
             message = str(payload["error"])

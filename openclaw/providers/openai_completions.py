@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import orjson
 
 from .errors import KIND_CONTEXT_LENGTH, KIND_REFUSAL, ProviderError
 from .sse import SSEEvent
@@ -39,11 +38,8 @@ class CompletionsInterpreter(TextInterpreter):
         if data == "[DONE]":
             self._finish()
             return []
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise ProviderError(f"{self._label} sent a chunk that is not JSON") from None
-        if not isinstance(chunk, dict):
+        chunk = self._object(data, 'a chunk')
+        if chunk is None:
             return []
         error = chunk.get("error")
         if error:

@@ -8,6 +8,7 @@ wherever the request is, so an aborted run stops costing upstream tokens at once
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping, Protocol as TypingProtocol
 
 import attrs
@@ -65,6 +66,15 @@ class TextInterpreter:
     def _finish(self) -> None:
         self.finished = True
 
+    def _object(self, data: str, unit: str = "an event") -> dict[str, Any] | None:
+        """One event's JSON object; None for valid JSON that is not an object (ignored, as upstreams
+        do send such keep-alives); ProviderError for text that is not JSON at all."""
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{self._label} sent {unit} that is not JSON") from None
+        return payload if isinstance(payload, dict) else None
+
     def conclude(self) -> StreamResult:
         self.result.text = "".join(self._parts)
         return self.result
@@ -74,8 +84,21 @@ class TextInterpreter:
 class StreamRequest:
     url: str
     body: Mapping[str, Any]
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = attrs.field(repr=False)
     label: str  # e.g. "fake/m1", for messages
+    secret: str | None = attrs.field(default=None, repr=False)  # the API key, kept out of messages
+
+
+# What upstreams put in error text about a key: OpenAI's "Incorrect API key provided:
+# sk-te****2345" quotes a masked fragment. Keys never reach users or logs, not even in part.
+_KEY_FRAGMENT = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
+
+
+def scrub_key(text: str, secret: str | None) -> str:
+    """``text`` without the key or anything that looks like a piece of one."""
+    if secret:
+        text = text.replace(secret, "[key hidden]")
+    return _KEY_FRAGMENT.sub("[key hidden]", text)
 
 
 class _BodyReader(Protocol):
@@ -268,6 +291,9 @@ class UpstreamStream:
         )
 
     def _fail(self, error: Exception) -> None:
+        if isinstance(error, ProviderError):
+            error.message = scrub_key(error.message, self.request.secret)
+            error.args = (error.message,)
         self._settle(failure=Failure(error))
 
     def _settle(self, result: StreamResult | None = None, failure: Failure | None = None) -> None:

@@ -11,7 +11,10 @@ the config as not applied (``rolled-back``).
 """
 from __future__ import annotations
 
+import atexit
+import os
 import signal
+import sys
 from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
@@ -20,6 +23,22 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 RESTART_EXPECTED_MS = 1500
+
+
+def exit_status_at_exit(status: int) -> None:
+    """Make the process end with ``status`` once twistd has finished shutting down.
+
+    twistd has no exit-status API: when the reactor stops it cleans up (logs, pidfile) and
+    returns, and the process exits 0. This hook runs last, at interpreter exit, flushes the
+    standard streams and ends the process with ``status`` instead.
+    """
+
+    def exit_now() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(status)
+
+    atexit.register(exit_now)
 
 
 class ExecutorService(Service):
@@ -76,8 +95,18 @@ class GatewayRuntime(OrderedMultiService):
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, settings: Any, build_tree: Callable[[Any], tuple[Any, list[Service]]], install_signals: bool = False):
+    def __init__(
+        self,
+        reactor: Any,
+        settings: Any,
+        build_tree: Callable[[Any], tuple[Any, list[Service]]],
+        install_signals: bool = False,
+        exit_with: Callable[[int], None] | None = None,
+    ):
+        """``exit_with`` is given when the gateway owns the process (twistd): a failed start
+        then stops the reactor and sets the exit status through it."""
         super().__init__()
+        self._exit_with = exit_with
         self.setName("openclaw")
         self._reactor = reactor
         self._build_tree = build_tree
@@ -114,12 +143,14 @@ class GatewayRuntime(OrderedMultiService):
         """Stop what did start; under twistd also stop the reactor, so the process exits.
 
         Under twistd nobody waits on ``startService``'s Deferred, so the failure is consumed
-        here once logged (otherwise it is logged a second time as an unhandled error);
-        an embedding application gets it back.
+        here once logged (otherwise it is logged a second time as an unhandled error), and the
+        process exits with status 1 so a supervisor sees it; an embedding application gets the
+        failure back.
         """
         self._log.failure("the gateway could not start", failure)
         stopping = self.stopService()
-        if self._install_signals:
+        if self._exit_with is not None:
+            self._exit_with(1)
             stopping.addBoth(lambda _: self._reactor.stop())
             return None
         return failure

@@ -245,15 +245,29 @@ class DeviceStore:
 
     # -- writes (memory now, disk through the worker) ----------------------------------------------
 
+    def _written(self, d: Deferred, table: dict[Any, Any], key: Any, previous: Any) -> Deferred:
+        """On a failed write (a full disk), memory goes back to what the disk still holds."""
+
+        def undo(failure: Any) -> Any:
+            if previous is None:
+                table.pop(key, None)
+            else:
+                table[key] = previous
+            return failure
+
+        return d.addErrback(undo)
+
     def put_paired(self, device: PairedDevice) -> Deferred:
+        previous = self._paired.get(device.device_id)
         self._paired[device.device_id] = device
         record = json.dumps(device.to_record())
-        return self._db.run(
+        d = self._db.run(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO paired_devices (device_id, record) VALUES (?, ?)",
                 (device.device_id, record),
             )
-        ).addCallback(lambda _: device)
+        )
+        return self._written(d, self._paired, device.device_id, previous).addCallback(lambda _: device)
 
     def remove_paired(self, device_id: str) -> Deferred:
         """Forget a device and every token it holds."""
@@ -268,14 +282,17 @@ class DeviceStore:
         return self._db.run(delete).addCallback(lambda _: removed)
 
     def put_token(self, token: DeviceToken) -> Deferred:
-        self._tokens[(token.device_id, token.role)] = token
+        key = (token.device_id, token.role)
+        previous = self._tokens.get(key)
+        self._tokens[key] = token
         record = json.dumps(token.to_record())
-        return self._db.run(
+        d = self._db.run(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO device_tokens (device_id, role, record) VALUES (?, ?, ?)",
                 (token.device_id, token.role, record),
             )
-        ).addCallback(lambda _: token)
+        )
+        return self._written(d, self._tokens, key, previous).addCallback(lambda _: token)
 
     def remove_token(self, device_id: str, role: str) -> Deferred:
         removed = self._tokens.pop((device_id, role), None)
@@ -286,14 +303,16 @@ class DeviceStore:
         ).addCallback(lambda _: removed)
 
     def put_pending(self, request: PendingPairing) -> Deferred:
+        previous = self._pending.get(request.request_id)
         self._pending[request.request_id] = request
         record = json.dumps(request.to_record())
-        return self._db.run(
+        d = self._db.run(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO pending_requests (request_id, device_id, record) VALUES (?, ?, ?)",
                 (request.request_id, request.device_id, record),
             )
-        ).addCallback(lambda _: request)
+        )
+        return self._written(d, self._pending, request.request_id, previous).addCallback(lambda _: request)
 
     def remove_pending(self, request_ids: Iterable[str]) -> Deferred:
         ids = [request_id for request_id in request_ids if self._pending.pop(request_id, None) is not None]

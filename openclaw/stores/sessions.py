@@ -27,7 +27,7 @@ from ..sessions.keys import GLOBAL_KEY, UNKNOWN_KEY, agent_id_of, is_cron_run_ke
 from zope.interface import implementer
 
 from ..seams import ISessionStore
-from . import usage
+from . import session_usage, usage
 from .sqlite import SQLiteDatabase
 
 MIGRATIONS: list[Any] = [
@@ -547,6 +547,10 @@ class SessionStore:
     ) -> Deferred:
         """Fires with the ``usage.cost`` payload from the usage ledger (stores/usage.py)."""
         return self._db.run(usage.cost_summary, now_ms, days, prices, agent_id)
+
+    def usage_report(self, now_ms: int, start: Any, end: Any, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None, limit: int) -> Deferred:
+        """Fires with the ``sessions.usage`` payload for a UTC date range (stores/session_usage.py)."""
+        return self._db.run(session_usage.usage_report, now_ms, start, end, prices, agent_id, limit)
 
     def history(self, session_id: str, limit: int, before_id: int | None = None) -> Deferred:
         """Fires with ``(entries oldest first, has_more)`` for the newest ``limit`` lines."""

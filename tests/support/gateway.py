@@ -106,7 +106,10 @@ def start_gateway(testcase: Any, clock: Any = None, **overrides: Any):
     factory = GatewayWebSocketFactory(gateway, reactor=global_reactor)
     websocket = WebSocketService(gateway, factory, global_reactor)
     websocket.startService()
-    site = GatewaySite(GatewayRootResource(WebSocketResource(factory), GatewayHttpApp(gateway).resource()))
+    site = GatewaySite(
+        GatewayRootResource(WebSocketResource(factory), GatewayHttpApp(gateway).resource()),
+        max_unfinished_per_ip=gateway.settings.max_preauth_per_ip,
+    )
     port = global_reactor.listenTCP(0, site, interface="127.0.0.1")
 
     @inlineCallbacks

@@ -29,7 +29,11 @@ def free_port() -> int:
 
 
 class TwistdGateway(ProcessProtocol):
-    """One ``twistd -n openclaw <args>`` child; killed after the test if still running."""
+    """One ``twistd -n openclaw <args>`` child; killed after the test if still running.
+
+    ``ended`` fires with the reason it ended (``ProcessDone``, or ``ProcessTerminated`` with the
+    exit status).
+    """
 
     def __init__(self, testcase: Any, args: Sequence[str], env: dict[str, str] | None = None):
         self.lines: list[str] = []

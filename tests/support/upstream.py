@@ -28,6 +28,7 @@ class Behaviour:
     status: int = 500
     chunks: tuple[str, ...] = DEFAULT_CHUNKS
     interval_s: float = 0.05
+    message: str | None = None  # the error text of mode "error" (default: "upstream says <status>")
     usage: dict[str, int] = attrs.field(factory=lambda: {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14})
 
 
@@ -54,10 +55,10 @@ class _Endpoint(Resource):
         if behaviour.mode == "error":
             request.setResponseCode(behaviour.status)
             request.setHeader("content-type", "application/json")
+            message = behaviour.message or f"upstream says {behaviour.status}"
             if self._flavour == "anthropic":
-                error = {"type": "error", "error": {"type": "api_error", "message": f"upstream says {behaviour.status}"}}
-                return json.dumps(error).encode()
-            return json.dumps({"error": {"message": f"upstream says {behaviour.status}"}}).encode()
+                return json.dumps({"type": "error", "error": {"type": "api_error", "message": message}}).encode()
+            return json.dumps({"error": {"message": message}}).encode()
         request.setHeader("content-type", "application/x-ndjson" if self._flavour == "ollama" else "text/event-stream")
         self._upstream.open_requests.append(request)
         request.notifyFinish().addBoth(lambda _: self._upstream.open_requests.remove(request))

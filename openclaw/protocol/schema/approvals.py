@@ -112,6 +112,18 @@ APPROVAL_METHOD_PARAMS = {
     "exec.approval.waitDecision": obj({"id": {"type": "string"}}),
     "exec.approval.grants.list": obj({"limit": integer(1, 500)}),
     "exec.approval.grants.revoke": obj({"grantId": NON_EMPTY}, ("grantId",)),
+    "approval.get": APPROVAL_ID,
+    "approval.resolve": obj(
+        {
+            "id": NON_EMPTY,
+            "kind": enum("exec", "plugin", "system-agent"),
+            "decision": enum("allow-once", "allow-always", "deny"),
+            "reviewer": {"type": "object"},
+            "grantExpiresInDays": integer(1, 3650),
+        },
+        ("id", "kind", "decision"),
+    ),
+    "approval.history": obj({"cursor": string(1, 512), "limit": integer(1, 100), "kind": enum("exec", "plugin", "system-agent")}),
     "exec.approvals.get": obj({}),
     "exec.approvals.set": obj({"file": APPROVALS_FILE, "baseHash": NON_EMPTY}, ("file",)),
     "exec.approvals.node.get": obj({"nodeId": NON_EMPTY}, ("nodeId",)),

@@ -65,6 +65,7 @@ NODE_METHOD_PARAMS = {
 }
 
 NODE_EVENT_PAYLOADS = {
+    "node.hostStats": obj({"nodeId": NON_EMPTY, "hostStats": {"type": "object"}}, ("nodeId", "hostStats")),
     "node.pair.requested": obj({"requestId": NON_EMPTY, "nodeId": NON_EMPTY, "ts": integer(0)}, ("requestId", "nodeId", "ts"), closed=False),
     "node.pair.resolved": obj(
         {"requestId": {"type": "string"}, "nodeId": NON_EMPTY, "decision": {"enum": ["approved", "rejected", "removed"]}, "ts": integer(0)},
