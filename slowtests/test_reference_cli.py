@@ -208,6 +208,17 @@ class ReferenceCliTests(TestCase):
         yield self.check(("cron", "list"), None)
 
     @inlineCallbacks
+    def test_config_get_and_patch_through_the_gateway(self):
+        """The reference CLI's own `config get|set` edit its local file; through the gateway it is
+        `gateway call config.get` / `config.patch` (with the hash from the get)."""
+        out = yield self.check(("gateway", "call", "config.get", "--json"), '"hash"')
+        base_hash = json.loads(out[out.index("{"):])["hash"]
+        params = json.dumps({"raw": '{logging: {level: "debug"}}', "baseHash": base_hash})
+        out = yield self.check(("gateway", "call", "config.patch", "--params", params, "--json"), '"changedPaths"')
+        self.assertIn("logging.level", out)
+        out = yield self.check(("gateway", "call", "config.get", "--json"), '"debug"')
+
+    @inlineCallbacks
     def test_dashboard(self):
         if self.clients.control_ui is None:
             raise SkipTest(self.clients.missing_browser() or "no Control UI files")

@@ -233,3 +233,6 @@ class OperatorPageTests(SessionsTestCase):
         self.assertEqual((yield self.ok("plugins.catalog.browse", {"intent": "all", "pageSize": 100}))["items"], [])
         self.assertEqual((yield self.ok("artifacts.list", {"sessionKey": "main", "type": "image", "limit": 4})), {"artifacts": []})
         yield self.error("plugins.install", {"id": "x"}, code="UNAVAILABLE")
+        self.assertEqual((yield self.ok("channels.pairing.list"))["requests"], [])
+        search = yield self.ok("webSearch.status", {"agentId": "main"})
+        self.assertEqual((search["enabled"], search["providers"]), (False, []))

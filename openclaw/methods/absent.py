@@ -65,6 +65,12 @@ def _cron_runs(ctx: RequestContext) -> dict[str, Any]:
     return {"entries": [], "total": 0, "offset": params.get("offset", 0), "limit": params.get("limit", 50), "hasMore": False, "nextOffset": None}
 
 
+def _web_search_status(ctx: RequestContext) -> dict[str, Any]:
+    """Agents here have no tools, so no web search provider is configured or available."""
+    params = ctx.params or {}
+    return {"enabled": False, "provider": None, "agentId": params.get("agentId") or ctx.gateway.catalog.default_agent_id, "providers": []}
+
+
 # The reads' truthful answers, in the reference's shapes (captured from it with the Control UI).
 EMPTY_TALK_CATALOG = {
     "modes": [],
@@ -80,6 +86,7 @@ UPDATE_STATUS = {
     "effectiveChannel": "stable",
     "schedule": {"channel": "stable", "autoEnabled": False},
 }
+CHANNEL_PAIRING = {"accounts": [], "requests": [], "commandOwnerConfigured": False}
 CRON_STATUS = {"enabled": False, "triggersEnabled": False, "jobs": 0, "nextWakeAtMs": None}
 
 
@@ -116,6 +123,9 @@ def methods() -> list[MethodSpec]:
         empty_read("plugins.catalog.browse", {"items": [], "categories": []}),
         *(not_available(name, "plugins") for name in ("plugins.install", "plugins.uninstall", "plugins.setEnabled")),
         empty_read("artifacts.list", {"artifacts": []}),
+        # chat channels (no channel connections here, so nothing to pair) and web search tools
+        empty_read("channels.pairing.list", CHANNEL_PAIRING),
+        MethodSpec("webSearch.status", _web_search_status, scope=READ),
         # transcript branches and the session companion
         empty_read("sessions.branches.list", {"branches": []}),
         not_available("sessions.branches.switch", "session branches", scope=WRITE),

@@ -129,5 +129,10 @@ class PresenceTracker:
         self._queued_texts.append(text)
         del self._queued_texts[:-MAX_QUEUED_SYSTEM_EVENTS]
 
+    def take_queued_system_events(self) -> list[str]:
+        """The queued texts, handed to a heartbeat run once (the queue is emptied)."""
+        taken, self._queued_texts = self._queued_texts, []
+        return taken
+
     def queued_system_events(self) -> list[str]:
         return list(self._queued_texts)

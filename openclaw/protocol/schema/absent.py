@@ -47,6 +47,8 @@ ABSENT_METHOD_PARAMS: dict[str, Schema] = {
         }
     ),
     "plugins.list": obj({}),
+    "channels.pairing.list": obj({"channel": NON_EMPTY, "accountId": NON_EMPTY}),
+    "webSearch.status": obj({"agentId": NON_EMPTY}),
     "plugins.catalog.browse": obj(
         {
             "query": string(0, 200),
