@@ -88,7 +88,14 @@ class LoadTests(SessionsTestCase):
         self.assertEqual((yield self.ok("tasks.list", {})), {"tasks": []})
         self.assertEqual((yield self.ok("sessions.branches.list", {"sessionKey": "main"})), {"branches": []})
         page = yield self.ok("cron.list", {"limit": 20, "offset": 40})
-        self.assertEqual(page, {"jobs": [], "total": 0, "offset": 40, "limit": 20, "hasMore": False, "nextOffset": None})
+        self.assertEqual(
+            page,
+            {
+                "jobs": [], "total": 0, "offset": 40, "limit": 20, "hasMore": False, "nextOffset": None,
+                # what the reference CLI's `cron list` requires of a canonical page
+                "snapshotRevision": "empty:no-scheduler", "deliveryPreviews": {},
+            },
+        )
         status = yield self.ok("update.status")
         self.assertEqual(set(status), {"sentinel", "updateAvailable", "effectiveChannel", "schedule"})
         talk = yield self.ok("talk.catalog")

@@ -53,11 +53,26 @@ def not_available(name: str, feature: str, scope: str | None = ADMIN) -> MethodS
     return MethodSpec(name, handler, scope=scope, advertised=False)
 
 
+# The inventory never changes here (no scheduler), so neither does its revision.
+EMPTY_CRON_REVISION = "empty:no-scheduler"
+
+
 def _cron_list(ctx: RequestContext) -> dict[str, Any]:
     """No scheduler here, so no jobs; the page echoes the window the caller asked for."""
     params = ctx.params or {}
     offset = params.get("offset", 0)
-    return {"jobs": [], "total": 0, "offset": offset, "limit": params.get("limit", 50), "hasMore": False, "nextOffset": None}
+    # The reference CLI (`openclaw cron list`) accepts a page only with all of the canonical
+    # metadata, snapshotRevision included (a non-empty string naming this inventory version).
+    return {
+        "jobs": [],
+        "total": 0,
+        "offset": offset,
+        "limit": params.get("limit", 50),
+        "hasMore": False,
+        "nextOffset": None,
+        "snapshotRevision": EMPTY_CRON_REVISION,
+        "deliveryPreviews": {},
+    }
 
 
 def _cron_runs(ctx: RequestContext) -> dict[str, Any]:
