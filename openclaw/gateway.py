@@ -22,10 +22,10 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
 from .approvals.service import ExecApprovals
-from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, operator_pages, session_views, sessions, system
-from .methods import node_side
 from .methods.registry import MethodRegistry
-from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
+from .protocol.constants import (
+    ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES, SESSIONS_TOPIC, messages_topic,
+)
 from .protocol.errors import invalid_request
 from .protocol.validation import ProtocolValidators
 from .security.rate_limit import AuthRateLimiter, is_loopback
@@ -86,6 +86,8 @@ class Gateway:
         node_store: NodeStore,
         file_executor: Any = None,
         parts: GatewayParts | None = None,
+        *,
+        methods: MethodRegistry,
     ):
         parts = parts if parts is not None else local_parts()
         self.settings = settings
@@ -135,30 +137,14 @@ class Gateway:
         self.exec_approvals = ExecApprovals(clock, self.clients)
         self.exec_approvals_file = ExecApprovalsFile(settings.state_dir, files)
         self.handshake = Handshake(self)
-        self.methods = MethodRegistry()
+        # The method table comes from the composition root (openclaw.methods.default_methods).
+        self.methods = methods
         self.events: list[str] = list(CORE_EVENTS)
-        self.methods.add_all(system.methods())
-        self.methods.add_all(devices.methods())
-        self.methods.add_all(sessions.methods())
-        self.methods.add_all(chat.methods())
-        self.methods.add_all(chat_views.methods())
-        self.methods.add_all(session_views.methods())
-        self.methods.add_all(operator_pages.methods())
-        self.methods.add_all(agent.methods())
-        self.methods.add_all(config.methods())
-        self.methods.add_all(heartbeat.methods())
-        self.methods.add_all(nodes.methods())
-        self.methods.add_all(node_side.methods())
-        self.methods.add_all(diagnostics.methods())
-        self.methods.add_all(inventory.methods())
-        self.methods.add_all(approvals.methods())
-        self.methods.add_all(absent.methods())
         self.metrics = GatewayMetrics(self)
         self.clients.on_delivery = self.metrics.events_delivered
         self.rate_limiter.on_failure = self._auth_failed
         # File reads (logs.tail, the Control UI's files) go through this executor: a worker thread in production.
         self.file_executor = files
-        self.methods.add_all(logs.methods(self.file_executor))
         self.health.add_contributor(self._core_health)
         if parts.health is not None:
             self.health.add_contributor(parts.health)
@@ -415,7 +401,7 @@ class Gateway:
         self.clients.broadcast(
             "session.message",
             {"sessionKey": session_key, "agentId": agent_id_of(session_key), "message": {**message, "__openclaw": {"runId": run_id}}},
-            topic=session_views.messages_topic(session_key),
+            topic=messages_topic(session_key),
         )
 
     def _run_event(self, event: str, payload: Mapping[str, Any]) -> None:
@@ -439,7 +425,7 @@ class Gateway:
         payload: dict[str, Any] = {"sessionKey": session_key, "agentId": agent_id_of(session_key), "reason": reason}
         payload.update(extra)
         payload["ts"] = self.now_ms()
-        self.clients.broadcast("sessions.changed", payload, topic=sessions.SESSIONS_TOPIC)
+        self.clients.broadcast("sessions.changed", payload, topic=SESSIONS_TOPIC)
 
     def reset_session(self, session_key: str, reason: str = "reset", expect: Mapping[str, Any] | None = None) -> Any:
         """Abort anything running in the session, then start it over with a new sessionId."""

@@ -28,6 +28,7 @@ from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
 from .http.app import GatewayHttpApp
 from .http.site import GatewayRootResource, GatewaySite
+from .methods import default_methods
 from .protocol.constants import DEFAULT_PORT
 from .providers.client import ModelClient
 from .providers.pool import QuietConnectionPool
@@ -223,7 +224,7 @@ def build_tree(
     files = ThreadExecutor(reactor, "files")
     gateway = Gateway(
         settings, reactor, store, session_store, ModelClient(http, reactor), node_store, file_executor=files,
-        parts=wiring.parts if wiring is not None else None,
+        parts=wiring.parts if wiring is not None else None, methods=default_methods(files),
     )
     if wiring is not None:
         wiring.attach(gateway)

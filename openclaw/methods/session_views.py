@@ -12,17 +12,13 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
+from ..protocol.constants import MESSAGES_TOPIC_PREFIX, messages_topic
 from ..protocol.errors import invalid_request
 from ..security.scopes import READ, WRITE
 from .registry import MethodSpec, RequestContext
 from .sessions import session_row
 
-MESSAGES_TOPIC_PREFIX = "session.messages:"
 MAX_MESSAGE_SUBSCRIPTIONS = 64  # per connection: a UI watches the open chat and a few side panels
-
-
-def messages_topic(session_key: str) -> str:
-    return MESSAGES_TOPIC_PREFIX + session_key
 
 
 THINKING_OFF = {"thinkingLevels": [{"id": "off", "label": "off"}], "thinkingOptions": ["off"], "thinkingDefault": "off"}

@@ -11,13 +11,13 @@ from typing import Any, Mapping
 
 from twisted.internet.defer import inlineCallbacks
 
+from ..protocol.constants import SESSIONS_TOPIC  # the subscription ``Gateway.sessions_changed`` delivers to
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, READ, WRITE
 from ..sessions.keys import agent_id_of, is_main_session_key, normalize_agent_id, session_kind
 from ..stores.sessions import LabelInUse, ListQuery, SessionConflict, SessionNotFound, model_override
 from .registry import MethodSpec, RequestContext
 
-SESSIONS_TOPIC = "sessions"  # the subscription ``Gateway.sessions_changed`` delivers to
 
 LIST_DEFAULT_LIMIT = 100
 PREVIEW_MAX_KEYS = 64

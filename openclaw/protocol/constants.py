@@ -76,3 +76,13 @@ CLIENT_MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "t
 CHALLENGE_CAPABILITIES = ("model-catalog-snapshot",)
 # ... and in hello-ok features.capabilities; the reference CLI's `models list` requires the second.
 SERVER_CAPABILITIES = ("model-catalog-snapshot", "published-model-catalog")
+
+# Event subscription topics (``ConnectedClient.subscriptions``): ``sessions.changed`` goes to
+# connections that called sessions.subscribe, ``session.message`` to those watching one transcript.
+SESSIONS_TOPIC = "sessions"
+MESSAGES_TOPIC_PREFIX = "session.messages:"
+
+
+def messages_topic(session_key: str) -> str:
+    """The topic ``session.message`` events for one transcript go to (sessions.messages.subscribe)."""
+    return MESSAGES_TOPIC_PREFIX + session_key

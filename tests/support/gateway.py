@@ -15,6 +15,7 @@ from openclaw.connection.factory import GatewayWebSocketFactory
 from openclaw.gateway import Gateway
 from openclaw.http.app import GatewayHttpApp
 from openclaw.http.site import GatewayRootResource, GatewaySite
+from openclaw.methods import default_methods
 from openclaw.security.shared_secret import AuthSettings
 from openclaw.services.websocket import WebSocketService
 from openclaw.settings import GatewaySettings
@@ -63,7 +64,11 @@ def make_gateway(
             testcase.addCleanup(pool.closeCachedConnections)
         model_client = ModelClient(http, clock)
     node_store = nodes.NodeStore(SQLiteDatabase(os.path.join(state_dir, "nodes.sqlite"), nodes.MIGRATIONS, InlineExecutor()))
-    gateway = Gateway(settings, clock, store, session_store, model_client, node_store)
+    files = InlineExecutor()
+    gateway = Gateway(
+        settings, clock, store, session_store, model_client, node_store, file_executor=files,
+        methods=default_methods(files),
+    )
     gateway.node_pairing.startService()
     testcase.addCleanup(lambda: gateway.node_pairing.stopService() if gateway.node_pairing.running else None)
     gateway.pairing.startService()
