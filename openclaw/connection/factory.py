@@ -10,7 +10,7 @@ from ._autobahn import defer_debug_formatting
 from .protocol import GatewayServerProtocol
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 AUTO_PING_INTERVAL_S = 30
 AUTO_PING_TIMEOUT_S = 25
@@ -21,7 +21,7 @@ CLOSE_HANDSHAKE_TIMEOUT_S = 1
 class GatewayWebSocketFactory(WebSocketServerFactory):
     protocol = GatewayServerProtocol
 
-    def __init__(self, gateway: "Gateway", reactor: Any = None):
+    def __init__(self, gateway: "GatewayHub", reactor: Any = None):
         # No ``Server`` banner on the 101 (Autobahn sends ``server`` as that header when set),
         # consistent with the HTTP responses, which strip it.
         super().__init__(server=None, reactor=reactor)

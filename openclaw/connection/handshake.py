@@ -31,7 +31,7 @@ from ..services.pairing import PairingRequestContext
 from ..stores.devices import DeviceToken, PairedDevice
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 RATE_LIMIT_KIND = "shared-secret"
 PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-host")
@@ -157,7 +157,7 @@ def keeps_scopes_without_device(params: dict[str, Any], info: ConnectionInfo) ->
 
 
 class Handshake:
-    def __init__(self, gateway: "Gateway"):
+    def __init__(self, gateway: "GatewayHub"):
         self._gateway = gateway
 
     def _origin_allowed(self, info: ConnectionInfo) -> bool:

@@ -29,7 +29,7 @@ from . import encoding, files, headers, index
 from .settings import INSTALL_HINT, ControlUiSettings
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 IMMUTABLE = b"public, max-age=31536000, immutable"
 NO_CACHE = b"no-cache"
@@ -71,7 +71,7 @@ class ControlUiHandler:
 
     def __init__(
         self,
-        gateway: "Gateway",
+        gateway: "GatewayHub",
         executor: Any,
         config_json: Callable[[str | None], dict[str, Any]],
         authenticate: Callable[[Any], bytes | None],

@@ -37,7 +37,7 @@ from .openai.common import (
 from .openai.responses import ResponsesEndpoint
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 PROBE_METHODS = ("GET", "HEAD")
 
@@ -49,7 +49,7 @@ def json_body(request: Any, status: int, body: Any) -> bytes:
 
 
 def openai_route(
-    app: Klein, path: str, method: bytes, scope: str, enabled: Callable[["Gateway"], bool], branch: bool = False
+    app: Klein, path: str, method: bytes, scope: str, enabled: Callable[["GatewayHub"], bool], branch: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A ``/v1`` route: 404 when its endpoint is off (whatever the method, so a disabled API is
     invisible), 405 for another method (before auth), then the bearer and ``scope`` checks.
@@ -103,7 +103,7 @@ class GatewayHttpApp:
     app = Klein()
     _log = Logger()
 
-    def __init__(self, gateway: "Gateway"):
+    def __init__(self, gateway: "GatewayHub"):
         self._gateway = gateway
         self._responses = ResponsesEndpoint(gateway)
         self.control_ui = ControlUiHandler(gateway, gateway.file_executor, self._control_ui_config, self._ui_auth)

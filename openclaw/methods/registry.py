@@ -20,7 +20,7 @@ from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request, missin
 from ..security.scopes import ADMIN, scope_satisfied
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
     from ..state.clients import ConnectedClient
 
 ROLE_OPERATOR = "operator"
@@ -55,7 +55,7 @@ class MethodSpec:
 class RequestContext:
     """What a handler gets: the gateway, the calling client, and the request."""
 
-    gateway: "Gateway"
+    gateway: "GatewayHub"
     client: "ConnectedClient"
     request_id: str
     method: str

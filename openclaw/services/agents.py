@@ -14,11 +14,11 @@ from twisted.internet.defer import Deferred, DeferredList
 from ..stores.sqlite import refuse_to_start_without
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 
 class AgentService(Service):
-    def __init__(self, gateway: "Gateway", pool: Any = None):
+    def __init__(self, gateway: "GatewayHub", pool: Any = None):
         self._gateway = gateway
         self._pool = pool
 

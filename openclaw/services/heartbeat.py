@@ -33,7 +33,7 @@ from ..agents.runs import STATUS_ABORTED, STATUS_OK, Run
 from ..sessions.keys import agent_id_of, normalize_agent_id
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 DEFAULT_EVERY = "30m"
 DEFAULT_PROMPT = (
@@ -111,7 +111,7 @@ def classify_reply(text: str) -> tuple[str, str | None]:
 class HeartbeatService(Service):
     _log = Logger()
 
-    def __init__(self, gateway: "Gateway", clock: IReactorTime):
+    def __init__(self, gateway: "GatewayHub", clock: IReactorTime):
         self._gateway = gateway
         self._clock = clock
         self._enabled = True

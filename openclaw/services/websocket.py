@@ -18,7 +18,7 @@ from ..protocol.constants import CLOSE_GRACE_MS, CLOSE_SERVICE_RESTART
 
 if TYPE_CHECKING:
     from ..connection.factory import GatewayWebSocketFactory
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 DEFAULT_SHUTDOWN_REASON = "gateway stopping"
 
@@ -26,7 +26,7 @@ DEFAULT_SHUTDOWN_REASON = "gateway stopping"
 class WebSocketService(Service):
     _log = Logger()
 
-    def __init__(self, gateway: "Gateway", factory: "GatewayWebSocketFactory", clock: IReactorTime):
+    def __init__(self, gateway: "GatewayHub", factory: "GatewayWebSocketFactory", clock: IReactorTime):
         self._gateway = gateway
         self.factory = factory
         self._clock = clock

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..hub import GatewayHub
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -20,7 +20,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class _LiveState:
     """Gauges read from the gateway at scrape time (nothing to keep in step)."""
 
-    def __init__(self, gateway: "Gateway"):
+    def __init__(self, gateway: "GatewayHub"):
         self._gateway = gateway
 
     def collect(self) -> Iterator[Any]:
@@ -42,7 +42,7 @@ class _LiveState:
 
 
 class GatewayMetrics:
-    def __init__(self, gateway: "Gateway"):
+    def __init__(self, gateway: "GatewayHub"):
         self._gateway = gateway
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(

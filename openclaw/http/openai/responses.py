@@ -21,7 +21,7 @@ from .sse import SSEWriter
 from .targets import canonical_explicit_key, requested_session_key, resolve_agent, session_key
 
 if TYPE_CHECKING:
-    from ...gateway import Gateway
+    from ...hub import GatewayHub
 
 PREVIOUS_RESPONSE_TTL_S = 30 * 60
 PREVIOUS_RESPONSE_MAX = 500
@@ -118,7 +118,7 @@ class PreviousResponse:
 class ResponsesEndpoint:
     """Holds the schema validator and the ``previous_response_id`` map for one gateway."""
 
-    def __init__(self, gateway: "Gateway"):
+    def __init__(self, gateway: "GatewayHub"):
         self._gateway = gateway
         self._validator = SchemaValidator(REQUEST_SCHEMA)
         self._previous: IdempotencyCache[PreviousResponse] = IdempotencyCache(
@@ -278,7 +278,7 @@ def _respond(request: Any, view: ResponseView) -> bytes:
     return write_json(request, status, body)
 
 
-def _stream(gateway: "Gateway", request: Any, run: Run, view: ResponseView) -> Deferred:
+def _stream(gateway: "GatewayHub", request: Any, run: Run, view: ResponseView) -> Deferred:
     writer = SSEWriter(request, on_overflow=lambda: gateway.runs.connection_lost(run.owner or ""))
 
     def send(event_type: str, **fields: Any) -> None:

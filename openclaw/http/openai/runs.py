@@ -12,13 +12,13 @@ from ...providers.errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_TIMEO
 from .common import HttpError
 
 if TYPE_CHECKING:
-    from ...gateway import Gateway
+    from ...hub import GatewayHub
 
 EMPTY_ANSWER = "No response from OpenClaw."
 
 
 def start_http_run(
-    gateway: "Gateway",
+    gateway: "GatewayHub",
     request: Any,
     *,
     run_id: str,

@@ -16,7 +16,7 @@ from ...sessions.keys import MAX_SESSION_KEY_LENGTH, normalize_agent_id
 from .common import HttpError, header
 
 if TYPE_CHECKING:
-    from ...gateway import Gateway
+    from ...hub import GatewayHub
 
 _AGENT_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 _AGENT_MODEL = re.compile(rf"^(?:openclaw/|openclaw:|agent:)({_AGENT_ID})$", re.IGNORECASE)
@@ -41,7 +41,7 @@ def agent_from_model(model: Any) -> str | None:
     return match.group(1).lower()
 
 
-def resolve_agent(gateway: "Gateway", request: Any, model: Any) -> str:
+def resolve_agent(gateway: "GatewayHub", request: Any, model: Any) -> str:
     """Header ``x-openclaw-agent-id`` (or ``x-openclaw-agent``) over ``model`` over the default."""
     named = agent_from_model(model)  # validated even when a header overrides it
     override = header(request, "x-openclaw-agent-id") or header(request, "x-openclaw-agent")
@@ -64,7 +64,7 @@ def requested_session_key(request: Any) -> str | None:
     return key
 
 
-def canonical_explicit_key(gateway: "Gateway", explicit: str | None, agent_id: str) -> str | None:
+def canonical_explicit_key(gateway: "GatewayHub", explicit: str | None, agent_id: str) -> str | None:
     """The store key for the header's session key; a malformed one (``agent:x``) is a 400."""
     if explicit is None:
         return None
