@@ -7,7 +7,9 @@ with ``task.Clock`` and in-memory transports.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+import attrs
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -28,27 +30,21 @@ from .protocol.constants import (
 )
 from .protocol.errors import invalid_request
 from .protocol.validation import ProtocolValidators
-from .security.rate_limit import AuthRateLimiter, is_loopback
+from .security.rate_limit import is_loopback
 from .security.scopes import ADMIN
 from .services.event_loop import EventLoopMonitor
-from .providers.client import ModelClient
 from .services.pairing import DevicePairingService
 from .sessions.keys import agent_id_of, canonical_session_key, main_session_key
-from .seams import GatewayParts, local_parts
 from .settings import GatewaySettings
 from .state.clients import ClientRegistry, ConnectedClient
 from .state.diagnostics import StabilityRecord
 from .state.health import HealthMonitor
 from .state.process import ProcessMemory
-from .stores.devices import DeviceStore
-from .services.log_file import default_log_path
 from .services.node_pairing import NodePairingService
 from .state.metrics import GatewayMetrics
 from .nodes import policy as node_policy
 from .state.nodes import node_id_of, node_metadata
-from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
-from .stores.sqlite import InlineExecutor
 
 # Events this gateway emits; hello-ok advertises exactly these.
 CORE_EVENTS = (
@@ -73,89 +69,81 @@ CORE_EVENTS = (
 )
 
 
+def configure_rate_limiter(limiter: Any, settings: GatewaySettings) -> None:
+    """Apply ``gateway.auth.rateLimit`` (at build and on a hot reload)."""
+    limiter.configure(
+        exempt_loopback=settings.rate_limit_exempt_loopback,
+        max_attempts=settings.rate_limit.get("maxAttempts"),
+        window_ms=settings.rate_limit.get("windowMs"),
+        lockout_ms=settings.rate_limit.get("lockoutMs"),
+    )
+
+
+def _new_boot_id() -> str:
+    return str(uuid.uuid4())
+
+
+@attrs.define(eq=False, slots=False, kw_only=True)
 class Gateway:
+    """The hub: a record of the parts the composition root (:mod:`openclaw.wiring`) gives it.
+
+    It builds nothing itself except the two views that are about the hub as a whole (the
+    handshake and the metrics) and, when the root asks for one, the heartbeat service
+    (``make_heartbeat``), which works through the hub too. The rest of its fields are runtime
+    flags: ``accepting`` (the WebSocket service), ``sessions_loaded`` (the agents service).
+    """
+
     _log = Logger()
 
-    def __init__(
-        self,
-        settings: GatewaySettings,
-        clock: IReactorTime,
-        device_store: DeviceStore,
-        session_store: SessionStore,
-        model_client: ModelClient,
-        node_store: NodeStore,
-        file_executor: Any = None,
-        parts: GatewayParts | None = None,
-        *,
-        methods: MethodRegistry,
-    ):
-        parts = parts if parts is not None else local_parts()
-        self.settings = settings
-        self.clock = clock
-        self.version = __version__
-        self.boot_id = str(uuid.uuid4())
-        self.instance_id = parts.instance_id
-        self.started_at_ms = self.now_ms()
-        self.accepting = True
-        # "sha256:AA:..." of the served certificate when the listener uses TLS (set by tap.build_tree).
-        self.tls_fingerprint: str | None = None
-        self.validators = ProtocolValidators()
-        self.clients = ClientRegistry(relay=parts.relay)
-        self.preauth = PreauthLimiter(settings.max_preauth_per_ip)
-        # Refused connects are logged, a few lines per address per minute (connection.limits).
-        self.refusal_log = RefusalLogBudget(clock)
-        self.rate_limiter = parts.rate_limiter(clock) if parts.rate_limiter is not None else AuthRateLimiter(clock)
-        self._configure_rate_limiter(settings)
-        self.process_memory = ProcessMemory(clock)
-        # What `openclaw gateway stability` reads: runs, event-loop trouble, reloads, refusals.
-        self.stability = StabilityRecord(clock, memory=self.process_memory.current)
-        self.stability.record("gateway.started", version=self.version)
-        self.presence = parts.presence(
-            clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
-        )
-        self.catalog = Catalog.from_config(settings.config, settings.provider_env)
-        self.health = HealthMonitor(clock, default_agent_id=self.catalog.default_agent_id)
-        self.event_loop = EventLoopMonitor(clock)
-        self.event_loop.on_change = self._event_loop_changed
-        self.pairing = DevicePairingService(
-            device_store, clock, self.clients, auto_approve_local=lambda: self.settings.auto_approve_local
-        )
-        self.sessions = session_store
-        self.sessions_loaded = False
-        self.dedupe: IdempotencyCache = IdempotencyCache(clock)
-        self.runs = RunManager(
-            clock, session_store, lambda: self.catalog, model_client, self._run_event, self.sessions_changed,
-            leases=parts.leases,
-        )
-        self.heartbeat: Any = None  # the heartbeat service, when the tree has one
-        self.log_file: Any = None  # the log file service, when the tree has one
-        self.log_file_path = default_log_path(settings.state_dir)
-        self.config_control: Any = None  # the reload service, for the config.* methods
-        self.node_pairing = NodePairingService(node_store, clock, self.clients.broadcast)
-        self.nodes = parts.nodes(clock)
-        files = file_executor if file_executor is not None else InlineExecutor()
-        self.exec_approvals = ExecApprovals(clock, self.clients)
-        self.exec_approvals_file = ExecApprovalsFile(settings.state_dir, files)
-        self.handshake = Handshake(self)
-        # The method table comes from the composition root (openclaw.methods.default_methods).
-        self.methods = methods
-        self.events: list[str] = list(CORE_EVENTS)
-        self.metrics = GatewayMetrics(self)
-        self.clients.on_delivery = self.metrics.events_delivered
-        self.rate_limiter.on_failure = self._auth_failed
-        # File reads (logs.tail, the Control UI's files) go through this executor: a worker thread in production.
-        self.file_executor = files
-        self.health.add_contributor(self._core_health)
-        if parts.health is not None:
-            self.health.add_contributor(parts.health)
+    settings: GatewaySettings
+    clock: IReactorTime
+    instance_id: str
+    validators: ProtocolValidators
+    clients: ClientRegistry
+    preauth: PreauthLimiter
+    # Refused connects are logged, a few lines per address per minute (connection.limits).
+    refusal_log: RefusalLogBudget
+    rate_limiter: Any  # IRateLimiter: AuthRateLimiter, or the cluster's shared one
+    process_memory: ProcessMemory
+    # What `openclaw gateway stability` reads: runs, event-loop trouble, reloads, refusals.
+    stability: StabilityRecord
+    presence: Any  # IPresence
+    catalog: Catalog
+    health: HealthMonitor
+    event_loop: EventLoopMonitor
+    pairing: DevicePairingService
+    sessions: SessionStore
+    dedupe: IdempotencyCache
+    runs: RunManager
+    node_pairing: NodePairingService
+    nodes: Any  # INodeRegistry
+    exec_approvals: ExecApprovals
+    exec_approvals_file: ExecApprovalsFile
+    # The method table (openclaw.methods.default_methods).
+    methods: MethodRegistry
+    # File reads (logs.tail, the Control UI's files) go through this executor: a worker thread in production.
+    file_executor: Any
+    log_file_path: str
+    log_file: Any = None  # the log file service (services.log_file), when the tree has one
+    config_control: Any = None  # the reload service, for the config.* methods, when there is one
+    # "sha256:AA:..." of the served certificate when the listener uses TLS.
+    tls_fingerprint: str | None = None
+    make_heartbeat: Callable[[Gateway], Any] | None = attrs.field(default=None, repr=False)
+    version: str = __version__
+    boot_id: str = attrs.field(factory=_new_boot_id)
+    events: list[str] = attrs.field(factory=lambda: list(CORE_EVENTS))
+    accepting: bool = True
+    sessions_loaded: bool = False
+    started_at_ms: int = attrs.field(init=False)
+    handshake: Handshake = attrs.field(init=False)
+    metrics: GatewayMetrics = attrs.field(init=False)
+    heartbeat: Any = attrs.field(init=False)  # services.heartbeat.HeartbeatService, or None
 
-    def _configure_rate_limiter(self, settings: GatewaySettings) -> None:
-        self.rate_limiter.configure(
-            exempt_loopback=settings.rate_limit_exempt_loopback,
-            max_attempts=settings.rate_limit.get("maxAttempts"),
-            window_ms=settings.rate_limit.get("windowMs"),
-            lockout_ms=settings.rate_limit.get("lockoutMs"),
-        )
+    def __attrs_post_init__(self) -> None:
+        self.started_at_ms = self.now_ms()
+        self.handshake = Handshake(self)
+        self.metrics = GatewayMetrics(self)
+        self.heartbeat = self.make_heartbeat(self) if self.make_heartbeat is not None else None
 
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None:
         """Take a hot-reloaded config into use (the planner chose the ``actions``)."""
@@ -165,7 +153,7 @@ class Gateway:
             # Built before anything changes: a config that cannot load leaves the old catalog.
             self.catalog = Catalog.from_config(settings.config, settings.provider_env)
         if plan_actions.RELOAD_RATE_LIMIT in actions:
-            self._configure_rate_limiter(settings)
+            configure_rate_limiter(self.rate_limiter, settings)
         if plan_actions.RESTART_HEARTBEAT in actions and self.heartbeat is not None:
             self.heartbeat.reschedule()
         if plan_actions.RELOAD_LOGGING in actions and self.log_file is not None:
@@ -227,7 +215,7 @@ class Gateway:
             "contextTokens": target.model.context_window,
         }
 
-    def _core_health(self) -> dict[str, Any]:
+    def core_health(self) -> dict[str, Any]:
         summary = self.sessions.summary(self.now_ms())
         sessions = {"path": self.sessions.path, "count": summary.count, "recent": summary.recent}
         default_id = self.catalog.default_agent_id
@@ -404,17 +392,17 @@ class Gateway:
             topic=messages_topic(session_key),
         )
 
-    def _run_event(self, event: str, payload: Mapping[str, Any]) -> None:
+    def run_event(self, event: str, payload: Mapping[str, Any]) -> None:
         """Run events go to clients; their lifecycle also goes to the stability record."""
         if event == "agent":
             self.stability.run_event(payload)
         self.broadcast_event(event, payload)
 
-    def _auth_failed(self, kind: str) -> None:
+    def auth_failed(self, kind: str) -> None:
         self.metrics.auth_failed(kind)
         self.stability.record("auth.failed", level="warn", reason=kind)
 
-    def _event_loop_changed(self, degraded: bool, p99_ms: float) -> None:
+    def event_loop_changed(self, degraded: bool, p99_ms: float) -> None:
         self.stability.record(
             "eventLoop.degraded" if degraded else "eventLoop.recovered", level="warn" if degraded else None,
             reason="event-loop-delay" if degraded else None, delayP99Ms=round(p99_ms, 1),

@@ -26,15 +26,15 @@ from .config.overrides import masked_paths
 from .config.reload_plan import listing
 from .connection.factory import GatewayWebSocketFactory
 from .gateway import Gateway
+from .wiring import build_gateway
 from .http.app import GatewayHttpApp
 from .http.site import GatewayRootResource, GatewaySite
-from .methods import default_methods
 from .protocol.constants import DEFAULT_PORT
 from .providers.client import ModelClient
 from .providers.pool import QuietConnectionPool
 from .services.agents import AgentService
 from .services.heartbeat import HeartbeatService
-from .services.log_file import GatewayLogFile, log_level_name
+from .services.log_file import GatewayLogFile, default_log_path, log_level_name
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
 from .services.runtime import ExecutorService, GatewayRuntime, OrderedMultiService, exit_status_at_exit
@@ -194,53 +194,36 @@ class Listeners(OrderedMultiService):
 
 
 def build_tree(
-    reactor: Any, settings: GatewaySettings, cluster: Any = None, reuse_port: bool = False
+    reactor: Any, settings: GatewaySettings, cluster: Any = None, reuse_port: bool = False, config_control: Any = None
 ) -> tuple[Gateway, list[Any]]:
     """A gateway and its services, in start order (state first, listeners last).
 
     With ``cluster`` (ClusterOptions) the stores live on PostgreSQL and presence, nodes and
     events are shared over Redis (openclaw/cluster); otherwise everything is local, as always.
+    ``config_control`` is the reload service the config.* methods talk to, when there is one.
     """
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
-    wiring = None
-    if cluster is not None:
-        from .cluster.wiring import ClusterWiring
-
-        wiring = ClusterWiring(reactor, cluster, settings.state_dir)
-        store, session_store, node_store = wiring.device_store, wiring.session_store, wiring.node_store
-    else:
-        store = devices.DeviceStore(
-            SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, DEVICE_DB_NAME), devices.MIGRATIONS)
-        )
-        session_store = sessions.SessionStore(
-            SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, SESSION_DB_NAME), sessions.MIGRATIONS),
-            settings.state_dir,
-        )
-        node_store = nodes.NodeStore(
-            SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, NODE_DB_NAME), nodes.MIGRATIONS)
-        )
+    cluster_wiring, stores = _stores(reactor, settings, cluster)
     pool = QuietConnectionPool(reactor, persistent=True)
     http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=UPSTREAM_CONNECT_TIMEOUT_S))
     files = ThreadExecutor(reactor, "files")
-    gateway = Gateway(
-        settings, reactor, store, session_store, ModelClient(http, reactor), node_store, file_executor=files,
-        parts=wiring.parts if wiring is not None else None, methods=default_methods(files),
+    log_file = GatewayLogFile(
+        default_log_path(settings.state_dir), level=LogLevel.levelWithName(_log_level(settings.config)),
+        executor=files, clock=reactor,
     )
-    if wiring is not None:
-        wiring.attach(gateway)
-    log_file = gateway.log_file = GatewayLogFile(
-        gateway.log_file_path, level=LogLevel.levelWithName(_log_level(settings.config)), executor=files, clock=reactor
+    tls = _tls_material(settings) if settings.tls_enabled else None
+    gateway = build_gateway(
+        reactor, settings, **stores, model_client=ModelClient(http, reactor), file_executor=files,
+        parts=cluster_wiring.parts if cluster_wiring is not None else None, log_file=log_file,
+        config_control=config_control, make_heartbeat=partial(_heartbeat, reactor),
+        tls_fingerprint=tls_certificates.fingerprint_sha256(tls[0]) if tls is not None else None,
     )
-    gateway.heartbeat = HeartbeatService(gateway, reactor)
-
-    def named(name: str, service: Any) -> Any:
-        service.setName(name)
-        return service
-
+    if cluster_wiring is not None:
+        cluster_wiring.attach(gateway)
     children = [
         named("files", ExecutorService(files)),
         named("log-file", log_file),
-        *([named("cluster", wiring.service)] if wiring is not None else []),
+        *([named("cluster", cluster_wiring.service)] if cluster_wiring is not None else []),
         named("pairing", gateway.pairing),
         named("node-pairing", gateway.node_pairing),
         named("agents", AgentService(gateway, pool)),
@@ -252,10 +235,46 @@ def build_tree(
                 reactor, settings.health_refresh_interval_ms / 1000.0, gateway.broadcast_health, what="health refresh"
             ),
         ),
+        named("heartbeat", gateway.heartbeat),
     ]
-    children.append(named("heartbeat", gateway.heartbeat))
     factory = GatewayWebSocketFactory(gateway, reactor=reactor)
     children.append(named("websocket", WebSocketService(gateway, factory, reactor)))
+    children.append(named("listeners", _listeners(reactor, gateway, factory, tls, reuse_port)))
+    return gateway, children
+
+
+def named(name: str, service: Any) -> Any:
+    service.setName(name)
+    return service
+
+
+def _heartbeat(reactor: Any, gateway: Gateway) -> HeartbeatService:
+    return HeartbeatService(gateway, reactor)
+
+
+def _stores(reactor: Any, settings: GatewaySettings, cluster: Any) -> tuple[Any, dict[str, Any]]:
+    """The device, session and node stores: SQLite files on worker threads, or the cluster's."""
+    if cluster is not None:
+        from .cluster.wiring import ClusterWiring
+
+        wiring = ClusterWiring(reactor, cluster, settings.state_dir)
+        return wiring, {
+            "device_store": wiring.device_store, "session_store": wiring.session_store, "node_store": wiring.node_store
+        }
+
+    def database(name: str, migrations: Any) -> SQLiteDatabase:
+        return SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, name), migrations)
+
+    return None, {
+        "device_store": devices.DeviceStore(database(DEVICE_DB_NAME, devices.MIGRATIONS)),
+        "session_store": sessions.SessionStore(database(SESSION_DB_NAME, sessions.MIGRATIONS), settings.state_dir),
+        "node_store": nodes.NodeStore(database(NODE_DB_NAME, nodes.MIGRATIONS)),
+    }
+
+
+def _listeners(reactor: Any, gateway: Gateway, factory: Any, tls: Any, reuse_port: bool) -> Listeners:
+    """The Site (TLS-wrapped when set) on every interface; the start-up lines once all listen."""
+    settings = gateway.settings
     site = GatewaySite(
         GatewayRootResource(
             WebSocketResource(factory),
@@ -271,9 +290,8 @@ def build_tree(
         partial(_announce_unused, settings.config),
         partial(_announce_model_warnings, gateway),
     ]
-    if settings.tls_enabled:
-        cert_pem, key_pem, tls_files = _tls_material(settings)
-        gateway.tls_fingerprint = tls_certificates.fingerprint_sha256(cert_pem)
+    if tls is not None:
+        cert_pem, key_pem, tls_files = tls
         # Logged once the listeners are up, so the log-file service (started earlier in the
         # tree) writes it to gateway.log as well as twistd's log.
         announcements.append(partial(_announce_fingerprint, gateway.tls_fingerprint, tls_files.cert_path))
@@ -285,8 +303,7 @@ def build_tree(
         listener._raiseSynchronously = index == 0
         listener.setName(interface)
         listener.setServiceParent(listeners)
-    children.append(named("listeners", listeners))
-    return gateway, children
+    return listeners
 
 
 def _announce_unused(config: Mapping[str, Any]) -> None:
@@ -328,23 +345,27 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
             raise  # an embedding application handles it
         # Under twistd: the message on stderr and exit status 1, before anything listens.
         raise SystemExit(f"openclaw: the gateway could not start: {exc}") from None
-    root = GatewayRuntime(
-        reactor,
-        settings,
-        lambda current: build_tree(reactor, current, cluster, reuse_port),
-        install_signals=install_signals,
-        exit_with=exit_status_at_exit if install_signals else None,
-    )
+    reloader = None
     if settings.config_path:
+        # Built first so each gateway tree is given it (the config.* methods talk to it); its
+        # hot-apply and restart go to the root, which exists by the time a change is seen.
         reloader = ConfigReloader(
             reactor,
             ThreadExecutor(reactor, "config-file"),
             initial,
             settings_for=lambda snapshot: resolve_settings(options, env, snapshot),
-            apply_hot=root.apply_hot,
-            restart=root.restart,
+            apply_hot=lambda settings, plan: root.apply_hot(settings, plan),
+            restart=lambda reason: root.restart(reason),
             env=env,
             masked=masked_paths(options, env),
         )
+    root = GatewayRuntime(
+        reactor,
+        settings,
+        lambda current: build_tree(reactor, current, cluster, reuse_port, config_control=reloader),
+        install_signals=install_signals,
+        exit_with=exit_status_at_exit if install_signals else None,
+    )
+    if reloader is not None:
         root.attach_reloader(reloader)
     return root

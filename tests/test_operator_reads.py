@@ -205,9 +205,9 @@ class StabilityFromTheGatewayTests(SynchronousTestCase):
         from .support.gateway import make_gateway
 
         gateway = make_gateway(self, state_dir=tempfile.mkdtemp(prefix="openclaw-stab-"))
-        gateway._event_loop_changed(True, 512.0)
-        gateway._event_loop_changed(False, 3.0)
-        gateway._auth_failed("token_mismatch")
+        gateway.event_loop_changed(True, 512.0)
+        gateway.event_loop_changed(False, 3.0)
+        gateway.auth_failed("token_mismatch")
         types = [(e["type"], e.get("reason")) for e in gateway.stability.snapshot()["events"]]
         self.assertEqual(
             types[1:],

@@ -126,7 +126,6 @@ class GatewayRuntime(OrderedMultiService):
         self.services.remove(reloader)
         self.services.insert(0, reloader)
         self.reloader = reloader
-        self.gateway.config_control = reloader
         reloader.on_change = lambda payload: self.gateway.clients.broadcast("config.changed", payload)
 
     def startService(self) -> Deferred:
@@ -226,8 +225,6 @@ class GatewayRuntime(OrderedMultiService):
         """Build a tree from ``settings``, add it, and start it in order (if the root runs)."""
         self.settings = settings
         self.gateway, children = self._build_tree(settings)
-        if self.reloader is not None:
-            self.gateway.config_control = self.reloader
         # Add without MultiService's start-on-add, then start in order and wait for each.
         was_running, self.running = self.running, 0
         for child in children:

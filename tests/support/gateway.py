@@ -15,7 +15,6 @@ from openclaw.connection.factory import GatewayWebSocketFactory
 from openclaw.gateway import Gateway
 from openclaw.http.app import GatewayHttpApp
 from openclaw.http.site import GatewayRootResource, GatewaySite
-from openclaw.methods import default_methods
 from openclaw.security.shared_secret import AuthSettings
 from openclaw.services.websocket import WebSocketService
 from openclaw.settings import GatewaySettings
@@ -25,6 +24,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from openclaw.providers.client import ModelClient
 from openclaw.stores import devices, nodes, sessions
 from openclaw.stores.sqlite import InlineExecutor, SQLiteDatabase
+from openclaw.wiring import build_gateway
 
 TOKEN = "test-token-123"
 
@@ -44,6 +44,8 @@ def make_gateway(
     **overrides: Any,
 ) -> Gateway:
     """A gateway whose stores run inline (synchronously) in a fresh temp directory.
+
+    Built by :func:`openclaw.wiring.build_gateway`, the same function ``tap.build_tree`` uses.
 
     Model requests go through ``model_client``, or a ModelClient over ``http`` (a treq
     HTTPClient or StubTreq), or by default through treq on the real reactor.
@@ -65,9 +67,9 @@ def make_gateway(
         model_client = ModelClient(http, clock)
     node_store = nodes.NodeStore(SQLiteDatabase(os.path.join(state_dir, "nodes.sqlite"), nodes.MIGRATIONS, InlineExecutor()))
     files = InlineExecutor()
-    gateway = Gateway(
-        settings, clock, store, session_store, model_client, node_store, file_executor=files,
-        methods=default_methods(files),
+    gateway = build_gateway(
+        clock, settings, device_store=store, session_store=session_store, node_store=node_store,
+        model_client=model_client, file_executor=files,
     )
     gateway.node_pairing.startService()
     testcase.addCleanup(lambda: gateway.node_pairing.stopService() if gateway.node_pairing.running else None)
