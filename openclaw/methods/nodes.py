@@ -131,8 +131,11 @@ def node_invoke(ctx: RequestContext) -> Any:
     node = gateway.nodes.get(node_id)
     if node is None:
         raise GatewayError(UNAVAILABLE, "node not connected", {"code": "NOT_CONNECTED"})
+    # A node connected to another cluster instance is checked there, against that instance's
+    # view of its pairing (openclaw/cluster/bus.py).
     approved = gateway.node_pairing.store.paired(node_id)
-    refusal = node_policy.refusal(gateway.current_config(), node_metadata(node.client), approved.get("commands") if approved else None, command)
+    routed = getattr(node, "routed", False)
+    refusal = None if routed else node_policy.refusal(gateway.current_config(), node_metadata(node.client), approved.get("commands") if approved else None, command)
     if refusal is not None:
         raise invalid_request(refusal[1], {"reason": refusal[0], "command": command})
     forwarded = params.get("params")
