@@ -56,20 +56,7 @@ def build_gateway(
     (:mod:`openclaw.seams`); ``make_heartbeat`` builds the heartbeat service from the hub.
     """
     parts = parts if parts is not None else local_parts()
-    hub: list[Gateway] = []  # the hub, once built: the parts below read it when they run
-
-    def current_settings() -> GatewaySettings:
-        return hub[0].settings
-
-    def current_catalog() -> Catalog:
-        return hub[0].catalog
-
-    def run_event(event: str, payload: Mapping[str, Any]) -> None:
-        hub[0].run_event(event, payload)
-
-    def sessions_changed(session_key: str, reason: str, **extra: Any) -> None:
-        hub[0].sessions_changed(session_key, reason, **extra)
-
+    hub = _HubReader()
     clients = ClientRegistry(relay=parts.relay)
     gateway = Gateway(
         settings=settings,
@@ -82,12 +69,12 @@ def build_gateway(
         rate_limiter=parts.rate_limiter(clock) if parts.rate_limiter is not None else AuthRateLimiter(clock),
         **_live_state(clock, settings, parts),
         pairing=DevicePairingService(
-            device_store, clock, clients, auto_approve_local=lambda: current_settings().auto_approve_local
+            device_store, clock, clients, auto_approve_local=hub.auto_approve_local
         ),
         sessions=session_store,
         dedupe=IdempotencyCache(clock),
         runs=RunManager(
-            clock, session_store, current_catalog, model_client, run_event, sessions_changed, leases=parts.leases
+            clock, session_store, hub.catalog, model_client, hub.run_event, hub.sessions_changed, leases=parts.leases
         ),
         node_pairing=NodePairingService(node_store, clock, clients.broadcast),
         nodes=parts.nodes(clock),
@@ -101,9 +88,28 @@ def build_gateway(
         make_heartbeat=make_heartbeat,
         tls_fingerprint=tls_fingerprint,
     )
-    hub.append(gateway)
+    hub.gateway = gateway
     _connect(gateway, parts)
     return gateway
+
+
+class _HubReader:
+    """For parts built before the hub: reads its current settings and catalog (a hot reload
+    replaces both) and hands run events to it, when called."""
+
+    gateway: Gateway
+
+    def auto_approve_local(self) -> bool:
+        return self.gateway.settings.auto_approve_local
+
+    def catalog(self) -> Catalog:
+        return self.gateway.catalog
+
+    def run_event(self, event: str, payload: Mapping[str, Any]) -> None:
+        self.gateway.run_event(event, payload)
+
+    def sessions_changed(self, session_key: str, reason: str, **extra: Any) -> None:
+        self.gateway.sessions_changed(session_key, reason, **extra)
 
 
 def _live_state(clock: Any, settings: GatewaySettings, parts: GatewayParts) -> dict[str, Any]:
