@@ -46,6 +46,9 @@ from .nodes import policy as node_policy
 from .state.nodes import node_id_of, node_metadata
 from .stores.sessions import SessionStore
 
+# Client modes the reference CLI uses for one-shot RPC connections (logged at debug, not info).
+ONE_SHOT_CLIENT_MODES = ("backend", "probe")
+
 # Events this gateway emits; hello-ok advertises exactly these.
 CORE_EVENTS = (
     "connect.challenge",
@@ -308,7 +311,11 @@ class Gateway:
             self._enter_presence(client)
         if client.role == "node":
             self._node_connected(client)
-        self._log.info(
+        # The reference CLI opens a short "backend"/"probe" connection per RPC: `openclaw logs
+        # --follow` polls once a second, so logging those at info would make the log it follows
+        # grow by a line per poll. They go to debug; interactive clients and nodes stay at info.
+        emit = self._log.debug if client.mode in ONE_SHOT_CLIENT_MODES else self._log.info
+        emit(
             "{role} {client_id} connected from {ip} (conn {conn_id}, auth {auth})",
             role=client.role,
             client_id=client.client_id,
