@@ -50,6 +50,9 @@ from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
 from .stores.sqlite import InlineExecutor
 
+# Client modes the reference CLI uses for one-shot RPC connections (logged at debug, not info).
+ONE_SHOT_CLIENT_MODES = ("backend", "probe")
+
 # Events this gateway emits; hello-ok advertises exactly these.
 CORE_EVENTS = (
     "connect.challenge",
@@ -334,7 +337,11 @@ class Gateway:
             self._enter_presence(client)
         if client.role == "node":
             self._node_connected(client)
-        self._log.info(
+        # The reference CLI opens a short "backend"/"probe" connection per RPC: `openclaw logs
+        # --follow` polls once a second, so logging those at info would make the log it follows
+        # grow by a line per poll. They go to debug; interactive clients and nodes stay at info.
+        emit = self._log.debug if client.mode in ONE_SHOT_CLIENT_MODES else self._log.info
+        emit(
             "{role} {client_id} connected from {ip} (conn {conn_id}, auth {auth})",
             role=client.role,
             client_id=client.client_id,

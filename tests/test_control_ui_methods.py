@@ -170,6 +170,12 @@ class ChatPageTests(SessionsTestCase):
         again = yield self.ok("sessions.create", {"key": created["key"]})
         self.assertIs(again["created"], False)
         yield self.error("sessions.create", {"agentId": "nobody"})
+        # "New chat" in the UI: the session and its first turn in one call.
+        first = yield self.ok("sessions.create", {"agentId": "main", "message": "Second chat"})
+        self.assertIs(first["runStarted"], True)
+        self.assertEqual(first["resolved"], {"modelProvider": "fake", "model": "m1"})
+        final = yield self.client.next_matching(lambda f: f.get("event") == "chat" and f["payload"].get("state") == "final" and f["payload"]["runId"] == first["runId"])
+        self.assertEqual(final["payload"]["sessionKey"], first["key"])
         yield self.error("sessions.create", {"worktree": True})
 
     @inlineCallbacks
@@ -243,3 +249,16 @@ class OperatorPageTests(SessionsTestCase):
         self.assertEqual((yield self.ok("channels.pairing.list"))["requests"], [])
         search = yield self.ok("webSearch.status", {"agentId": "main"})
         self.assertEqual((search["enabled"], search["providers"]), (False, []))
+
+
+class DeleteFromUiTests(SessionsTestCase):
+    @inlineCallbacks
+    def test_delete_with_the_ui_guards(self):
+        created = yield self.ok("sessions.create", {"label": "Scratch"})
+        entry = created["entry"]
+        error = yield self.error("sessions.delete", {"key": created["key"], "expectedSessionUpdatedAt": entry["updatedAt"] - 1})
+        self.assertEqual(error["details"]["code"], "SESSION_CONFLICT")
+        deleted = yield self.ok(
+            "sessions.delete", {"key": created["key"], "expectedSessionUpdatedAt": entry["updatedAt"], "emitLifecycleHooks": True}
+        )
+        self.assertIs(deleted["deleted"], True)
