@@ -46,9 +46,18 @@ def base_urls(settings: Any) -> tuple[str, str]:
 
 def dashboard_url(settings: Any) -> str:
     """The Control UI's address (``gateway.controlUi.basePath``, default ``/``)."""
-    base_path = lookup(settings.config, "gateway.controlUi.basePath") or ""
-    base_path = "/" + "/".join(part for part in str(base_path).split("/") if part)
-    return base_urls(settings)[1] + (base_path if base_path.endswith("/") else base_path + "/")
+    return base_urls(settings)[1] + settings.control_ui.base_path + "/"
+
+
+def dashboard_line(settings: Any) -> str:
+    """The URL, or why the Control UI is not served there (docs/control-ui.md says how to fix it)."""
+    control_ui = settings.control_ui
+    if not control_ui.enabled:
+        return "off (gateway.controlUi.enabled is false)"
+    if not control_ui.usable:
+        problem = control_ui.problem or "no Control UI root is configured"
+        return f"{dashboard_url(settings)} (not served: {problem}; see docs/control-ui.md)"
+    return dashboard_url(settings)
 
 
 def model_ready(gateway: "Gateway") -> bool:
@@ -78,7 +87,7 @@ def banner_lines(gateway: "Gateway") -> tuple[list[str], list[str]]:
         f"OpenClaw gateway {gateway.version} ready",
         f"  WebSocket: {ws_url}",
         f"  HTTP:      {http_url}",
-        f"  Dashboard: {dashboard_url(settings)}",
+        f"  Dashboard: {dashboard_line(settings)}",
         f"  Auth:      {auth}",
         f"  Config:    {config}",
         f"  State:     {settings.state_dir}",

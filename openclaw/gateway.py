@@ -23,7 +23,7 @@ from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
 from .approvals.service import ExecApprovals
-from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, session_views, sessions, system
+from .methods import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory, logs, nodes, operator_pages, session_views, sessions, system
 from .methods import node_side
 from .methods.registry import MethodRegistry
 from .protocol.constants import ATTACHMENTS_MAX_BYTES, ATTACHMENTS_MAX_IMAGE_BYTES, SERVER_CAPABILITIES
@@ -35,18 +35,18 @@ from .services.event_loop import EventLoopMonitor
 from .providers.client import ModelClient
 from .services.pairing import DevicePairingService
 from .sessions.keys import agent_id_of, canonical_session_key, main_session_key
+from .seams import GatewayParts, local_parts
 from .settings import GatewaySettings
 from .state.clients import ClientRegistry, ConnectedClient
 from .state.diagnostics import StabilityRecord
 from .state.health import HealthMonitor
-from .state.presence import PresenceTracker
 from .state.process import ProcessMemory
 from .stores.devices import DeviceStore
 from .services.log_file import default_log_path
 from .services.node_pairing import NodePairingService
 from .state.metrics import GatewayMetrics
 from .nodes import policy as node_policy
-from .state.nodes import NodeRegistry, node_id_of, node_metadata
+from .state.nodes import node_id_of, node_metadata
 from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
 from .stores.sqlite import InlineExecutor
@@ -91,28 +91,30 @@ class Gateway:
         model_client: ModelClient,
         node_store: NodeStore,
         file_executor: Any = None,
+        parts: GatewayParts | None = None,
     ):
+        parts = parts if parts is not None else local_parts()
         self.settings = settings
         self.clock = clock
         self.version = __version__
         self.boot_id = str(uuid.uuid4())
-        self.instance_id = str(uuid.uuid4())
+        self.instance_id = parts.instance_id
         self.started_at_ms = self.now_ms()
         self.accepting = True
         # "sha256:AA:..." of the served certificate when the listener uses TLS (set by tap.build_tree).
         self.tls_fingerprint: str | None = None
         self.validators = ProtocolValidators()
-        self.clients = ClientRegistry()
+        self.clients = ClientRegistry(relay=parts.relay)
         self.preauth = PreauthLimiter(settings.max_preauth_per_ip)
         # Refused connects are logged, a few lines per address per minute (connection.limits).
         self.refusal_log = RefusalLogBudget(clock)
-        self.rate_limiter = AuthRateLimiter(clock)
+        self.rate_limiter = parts.rate_limiter(clock) if parts.rate_limiter is not None else AuthRateLimiter(clock)
         self._configure_rate_limiter(settings)
         self.process_memory = ProcessMemory(clock)
         # What `openclaw gateway stability` reads: runs, event-loop trouble, reloads, refusals.
         self.stability = StabilityRecord(clock, memory=self.process_memory.current)
         self.stability.record("gateway.started", version=self.version)
-        self.presence = PresenceTracker(
+        self.presence = parts.presence(
             clock, version=self.version, instance_id=self.instance_id, ip="127.0.0.1" if settings.bind == "loopback" else None
         )
         self.catalog = Catalog.from_config(settings.config, settings.provider_env)
@@ -126,14 +128,15 @@ class Gateway:
         self.sessions_loaded = False
         self.dedupe: IdempotencyCache = IdempotencyCache(clock)
         self.runs = RunManager(
-            clock, session_store, lambda: self.catalog, model_client, self._run_event, self.sessions_changed
+            clock, session_store, lambda: self.catalog, model_client, self._run_event, self.sessions_changed,
+            leases=parts.leases,
         )
         self.heartbeat: Any = None  # the heartbeat service, when the tree has one
         self.log_file: Any = None  # the log file service, when the tree has one
         self.log_file_path = default_log_path(settings.state_dir)
         self.config_control: Any = None  # the reload service, for the config.* methods
         self.node_pairing = NodePairingService(node_store, clock, self.clients.broadcast)
-        self.nodes = NodeRegistry(clock)
+        self.nodes = parts.nodes(clock)
         files = file_executor if file_executor is not None else InlineExecutor()
         self.exec_approvals = ExecApprovals(clock, self.clients)
         self.exec_approvals_file = ExecApprovalsFile(settings.state_dir, files)
@@ -148,6 +151,7 @@ class Gateway:
         self.methods.add_all(chat.methods())
         self.methods.add_all(chat_views.methods())
         self.methods.add_all(session_views.methods())
+        self.methods.add_all(operator_pages.methods())
         self.methods.add_all(agent.methods())
         self.methods.add_all(config.methods())
         self.methods.add_all(heartbeat.methods())
@@ -164,6 +168,8 @@ class Gateway:
         self.file_executor = files
         self.methods.add_all(logs.methods(self.file_executor))
         self.health.add_contributor(self._core_health)
+        if parts.health is not None:
+            self.health.add_contributor(parts.health)
 
     def _configure_rate_limiter(self, settings: GatewaySettings) -> None:
         self.rate_limiter.configure(

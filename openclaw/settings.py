@@ -136,10 +136,27 @@ def resolve_settings(
         problems = "\n  ".join(str(issue) for issue in snapshot.issues)
         raise ConfigError(f"{config_path} is not a valid config:\n  {problems}")
     try:
-        return _settings_for_config(options, env, state_dir, config_path, snapshot.config)
+        config = with_model_override(snapshot.config, options.get("model"))
+        return _settings_for_config(options, env, state_dir, config_path, config)
     except ConfigError as exc:
         # Messages quote values (an unknown model, say); one taken from ${VAR} reads as written.
         raise ConfigError(snapshot.scrub(str(exc))) from None
+
+
+def with_model_override(config: Mapping[str, Any], model: str | None) -> Mapping[str, Any]:
+    """``--model provider/model`` as the default agent's primary model (fallbacks kept).
+
+    It lets a newcomer start with a built-in provider and its key in the environment and no
+    config file at all. The file itself is not changed (``config.get`` shows it as written).
+    """
+    if not model:
+        return config
+    agents = dict(config.get("agents") or {})
+    defaults = dict(agents.get("defaults") or {})
+    current = defaults.get("model")
+    defaults["model"] = {**current, "primary": model} if isinstance(current, Mapping) else model
+    agents["defaults"] = defaults
+    return {**config, "agents": agents}
 
 
 def _secret(config: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Any:

@@ -81,6 +81,7 @@ class Options(usage.Options):
         ["auth", None, None, "auth mode: none, token or password [default: token if a token is set]"],
         ["token", "t", None, "shared gateway token (or OPENCLAW_GATEWAY_TOKEN)"],
         ["password", None, None, "shared gateway password (or OPENCLAW_GATEWAY_PASSWORD)"],
+        ["model", "m", None, "default model as provider/model, e.g. openai/gpt-4.1-mini [or agents.defaults.model]"],
         ["state-dir", None, None, "state directory [default: ~/.openclaw or OPENCLAW_STATE_DIR]"],
         ["config", "c", None, "JSON5 config file [default: <state-dir>/openclaw.json or OPENCLAW_CONFIG_PATH]"],
         ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with; needs --tls-key [or gateway.tls.certPath]"],
@@ -92,6 +93,13 @@ class Options(usage.Options):
             "the built Control UI to serve (an installed openclaw package's dist/control-ui) "
             "[or OPENCLAW_CONTROL_UI_ROOT, gateway.controlUi.root]",
         ],
+        ["cluster-postgres", None, None, "cluster mode: PostgreSQL connection string (or OPENCLAW_CLUSTER_POSTGRES); needs --cluster-redis"],
+        ["cluster-redis", None, None, "cluster mode: redis://host:port/db (or OPENCLAW_CLUSTER_REDIS); needs --cluster-postgres"],
+        ["cluster-schema", None, None, "cluster mode: PostgreSQL schema and Redis key prefix [default: openclaw]"],
+        ["cluster-instance-id", None, None, "cluster mode: this instance's id [default: host-pid-random]"],
+    ]
+    optFlags = [
+        ["reuse-port", None, "listen with SO_REUSEPORT so several gateway processes share the port"],
     ]
 
     def postOptions(self) -> None:
@@ -105,6 +113,21 @@ class Options(usage.Options):
                 _tls_material(settings)  # a bad certificate file is a usage error, not a traceback
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
+        self["cluster"] = _cluster_options(self, os.environ)
+
+
+def _cluster_options(options: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    """Cluster options (None in the default single-process mode); only then is cluster code imported."""
+    if not any(options.get(name) for name in ("cluster-postgres", "cluster-redis")) and not any(
+        env.get(name) for name in ("OPENCLAW_CLUSTER_POSTGRES", "OPENCLAW_CLUSTER_REDIS")
+    ):
+        return None
+    from .cluster.options import ClusterConfigError, cluster_options
+
+    try:
+        return cluster_options(options, env)
+    except ClusterConfigError as exc:
+        raise usage.UsageError(str(exc)) from None
 
 
 TWISTD_DEFAULT_PIDFILE = "twistd.pid"
@@ -141,7 +164,11 @@ def _tls_material(settings: GatewaySettings) -> tuple[bytes, bytes, Any]:
     )
 
 
-def _endpoint(reactor: Any, port: int, interface: str) -> Any:
+def _endpoint(reactor: Any, port: int, interface: str, reuse_port: bool = False) -> Any:
+    if reuse_port:
+        from .cluster.reuseport import ReusePortEndpoint
+
+        return ReusePortEndpoint(reactor, port, interface)
     if ":" in interface:
         return TCP6ServerEndpoint(reactor, port, interface=interface)
     return TCP4ServerEndpoint(reactor, port, interface=interface)
@@ -165,25 +192,41 @@ class Listeners(OrderedMultiService):
         return d
 
 
-def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[Any]]:
-    """A gateway and its services, in start order (state first, listeners last)."""
+def build_tree(
+    reactor: Any, settings: GatewaySettings, cluster: Any = None, reuse_port: bool = False
+) -> tuple[Gateway, list[Any]]:
+    """A gateway and its services, in start order (state first, listeners last).
+
+    With ``cluster`` (ClusterOptions) the stores live on PostgreSQL and presence, nodes and
+    events are shared over Redis (openclaw/cluster); otherwise everything is local, as always.
+    """
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
-    store = devices.DeviceStore(
-        SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, DEVICE_DB_NAME), devices.MIGRATIONS)
-    )
-    session_store = sessions.SessionStore(
-        SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, SESSION_DB_NAME), sessions.MIGRATIONS),
-        settings.state_dir,
-    )
+    wiring = None
+    if cluster is not None:
+        from .cluster.wiring import ClusterWiring
+
+        wiring = ClusterWiring(reactor, cluster, settings.state_dir)
+        store, session_store, node_store = wiring.device_store, wiring.session_store, wiring.node_store
+    else:
+        store = devices.DeviceStore(
+            SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, DEVICE_DB_NAME), devices.MIGRATIONS)
+        )
+        session_store = sessions.SessionStore(
+            SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, SESSION_DB_NAME), sessions.MIGRATIONS),
+            settings.state_dir,
+        )
+        node_store = nodes.NodeStore(
+            SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, NODE_DB_NAME), nodes.MIGRATIONS)
+        )
     pool = QuietConnectionPool(reactor, persistent=True)
     http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=UPSTREAM_CONNECT_TIMEOUT_S))
     files = ThreadExecutor(reactor, "files")
-    node_store = nodes.NodeStore(
-        SQLiteDatabase.threaded(reactor, os.path.join(settings.state_dir, NODE_DB_NAME), nodes.MIGRATIONS)
-    )
     gateway = Gateway(
-        settings, reactor, store, session_store, ModelClient(http, reactor), node_store, file_executor=files
+        settings, reactor, store, session_store, ModelClient(http, reactor), node_store, file_executor=files,
+        parts=wiring.parts if wiring is not None else None,
     )
+    if wiring is not None:
+        wiring.attach(gateway)
     log_file = gateway.log_file = GatewayLogFile(
         gateway.log_file_path, level=LogLevel.levelWithName(_log_level(settings.config)), executor=files, clock=reactor
     )
@@ -196,6 +239,7 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
     children = [
         named("files", ExecutorService(files)),
         named("log-file", log_file),
+        *([named("cluster", wiring.service)] if wiring is not None else []),
         named("pairing", gateway.pairing),
         named("node-pairing", gateway.node_pairing),
         named("agents", AgentService(gateway, pool)),
@@ -235,7 +279,7 @@ def build_tree(reactor: Any, settings: GatewaySettings) -> tuple[Gateway, list[A
         served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
     listeners = Listeners(lambda: [announce() for announce in announcements] and None)
     for index, interface in enumerate(settings.interfaces):
-        listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface), served)
+        listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface, reuse_port), served)
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
         listener._raiseSynchronously = index == 0
         listener.setName(interface)
@@ -273,8 +317,11 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
         from twisted.internet import reactor
     env = dict(os.environ if env is None else env)
     settings, initial = _settings_from(options, env)
+    cluster = options.get("cluster") if "cluster" in options else _cluster_options(options, env)
+    reuse_port = bool(options.get("reuse-port"))
     try:
-        check_state(settings.state_dir, STORES)
+        # Cluster mode keeps its stores on PostgreSQL (checked when the cluster service starts).
+        check_state(settings.state_dir, STORES if cluster is None else ())
     except GatewayStartError as exc:
         if not install_signals:
             raise  # an embedding application handles it
@@ -283,7 +330,7 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
     root = GatewayRuntime(
         reactor,
         settings,
-        lambda current: build_tree(reactor, current),
+        lambda current: build_tree(reactor, current, cluster, reuse_port),
         install_signals=install_signals,
         exit_with=exit_status_at_exit if install_signals else None,
     )

@@ -2,6 +2,9 @@
 loopback WebSocket, with the shapes captured from the reference gateway driving the same UI."""
 from __future__ import annotations
 
+import os
+from datetime import datetime, timezone
+
 from twisted.internet.defer import inlineCallbacks
 
 from .test_sessions_methods import SessionsTestCase, is_sessions_changed
@@ -85,7 +88,14 @@ class LoadTests(SessionsTestCase):
         self.assertEqual((yield self.ok("tasks.list", {})), {"tasks": []})
         self.assertEqual((yield self.ok("sessions.branches.list", {"sessionKey": "main"})), {"branches": []})
         page = yield self.ok("cron.list", {"limit": 20, "offset": 40})
-        self.assertEqual(page, {"jobs": [], "total": 0, "offset": 40, "limit": 20, "hasMore": False, "nextOffset": None})
+        self.assertEqual(
+            page,
+            {
+                "jobs": [], "total": 0, "offset": 40, "limit": 20, "hasMore": False, "nextOffset": None,
+                # what the reference CLI's `cron list` requires of a canonical page
+                "snapshotRevision": "empty:no-scheduler", "deliveryPreviews": {},
+            },
+        )
         status = yield self.ok("update.status")
         self.assertEqual(set(status), {"sentinel", "updateAvailable", "effectiveChannel", "schedule"})
         talk = yield self.ok("talk.catalog")
@@ -184,3 +194,52 @@ class ChatPageTests(SessionsTestCase):
         pinned = yield self.ok("sessions.list", {"pinned": True})
         self.assertEqual(pinned["sessions"], [])
 
+
+
+class OperatorPageTests(SessionsTestCase):
+    """Systems, Usage, Debug, Automations, Plugins and Activity pages."""
+
+    @inlineCallbacks
+    def test_system_info_reports_this_host(self):
+        info = yield self.ok("system.info")
+        self.assertEqual(info["pid"], os.getpid())
+        self.assertGreaterEqual(info["cpuCount"], 1)
+        self.assertGreater(info["processMemory"]["rssBytes"], 0)
+        self.assertEqual(info["diskPath"], self.gateway.settings.state_dir)
+        self.assertEqual(info["processInstanceId"], self.gateway.instance_id)
+        environments = yield self.ok("environments.list", {"includeDesktopSetup": True})
+        self.assertEqual([env["id"] for env in environments["environments"]], ["gateway"])
+
+    @inlineCallbacks
+    def test_sessions_usage_comes_from_answered_runs(self):
+        yield self.chat("main", "hi")
+        today = datetime.fromtimestamp(self.gateway.now_ms() / 1000, timezone.utc).date().isoformat()
+        report = yield self.ok(
+            "sessions.usage", {"startDate": today, "endDate": today, "agentId": "main", "mode": "specific", "groupBy": "family", "limit": 1000}
+        )
+        (session,) = report["sessions"]
+        self.assertEqual(session["key"], "agent:main:main")
+        self.assertEqual((session["usage"]["input"], session["usage"]["output"], session["usage"]["totalTokens"]), (11, 3, 14))
+        self.assertEqual(session["usage"]["missingCostEntries"], 1)  # no price configured: not guessed
+        self.assertEqual(report["totals"]["totalTokens"], 14)
+        self.assertEqual(report["aggregates"]["byModel"][0]["model"], "m1")
+        earlier = yield self.ok("sessions.usage", {"startDate": "2020-01-01", "endDate": "2020-01-31"})
+        self.assertEqual((earlier["sessions"], earlier["totals"]["totalTokens"]), ([], 0))
+        error = yield self.error("sessions.usage", {"startDate": "2026-13-45"})
+        self.assertIn("YYYY-MM-DD", error["message"])
+        yield self.error("sessions.usage", {"startDate": "2026-02-01", "endDate": "2026-01-01"})
+
+    @inlineCallbacks
+    def test_usage_status_lanes_and_empty_pages(self):
+        self.assertEqual((yield self.ok("usage.status"))["providers"], [])
+        lanes = yield self.ok("diagnostics.lanes")
+        self.assertEqual([(lane["lane"], lane["activeCount"], lane["queuedCount"]) for lane in lanes["lanes"]], [("main", 0, 0)])
+        runs = yield self.ok("cron.runs", {"agentId": "main", "scope": "all", "limit": 50, "offset": 0, "status": "all", "sortDir": "desc"})
+        self.assertEqual(runs["entries"], [])
+        self.assertEqual((yield self.ok("plugins.list")), {"plugins": []})
+        self.assertEqual((yield self.ok("plugins.catalog.browse", {"intent": "all", "pageSize": 100}))["items"], [])
+        self.assertEqual((yield self.ok("artifacts.list", {"sessionKey": "main", "type": "image", "limit": 4})), {"artifacts": []})
+        yield self.error("plugins.install", {"id": "x"}, code="UNAVAILABLE")
+        self.assertEqual((yield self.ok("channels.pairing.list"))["requests"], [])
+        search = yield self.ok("webSearch.status", {"agentId": "main"})
+        self.assertEqual((search["enabled"], search["providers"]), (False, []))

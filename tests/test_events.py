@@ -484,6 +484,12 @@ class HelloSnapshotTests(TestCase):
                 "sessions.observer.visibility",
                 "agent.identity.get",
                 "models.authStatus",
+                # its Systems, Usage and Debug pages
+                "system.info",
+                "environments.list",
+                "usage.status",
+                "sessions.usage",
+                "diagnostics.lanes",
             }
             # truthfully empty reads of families this gateway lacks (their writes are not advertised)
             | {spec.name for spec in absent.methods() if spec.advertised},

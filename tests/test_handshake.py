@@ -931,6 +931,21 @@ class HandshakeRateLimitTests(SynchronousTestCase):
         self.fail_auth(20, remote_ip="127.0.0.1")
         self.successResultOf(self.admit(connect_params(), remote_ip="127.0.0.1"))
 
+    def test_browser_origin_on_loopback_is_locked(self):
+        """A web page can script ws://127.0.0.1: guesses carrying an Origin count even on loopback."""
+        headers = {"host": "127.0.0.1:18789", "origin": "http://127.0.0.1:18789"}
+
+        def browser(params):
+            info = ConnectionInfo(conn_id="conn-1", nonce="nonce-1", remote_ip="127.0.0.1", headers=headers)
+            return self.gateway.handshake.admit(info, params)
+
+        for _ in range(10):
+            error = self.failureResultOf(browser(connect_params(token="wrong")), GatewayError).value
+            self.assertEqual(error.details["code"], "AUTH_TOKEN_MISMATCH")
+        self.assertRateLimited(browser(connect_params()), 300_000)
+        # The local CLI (no Origin) is not locked out by what a browser page did.
+        self.successResultOf(self.admit(connect_params(), remote_ip="127.0.0.1"))
+
 
 # -- close reason truncation -----------------------------------------------------------------
 

@@ -304,6 +304,16 @@ class HeartbeatTurnTests(_LoopbackBase):
         self.assertEqual(body["messages"][-1], {"role": "user", "content": DEFAULT_PROMPT})
 
     @inlineCallbacks
+    def test_queued_system_events_go_into_the_next_heartbeat_once(self):
+        """``wake``/``system event`` texts wait for the next heartbeat, which carries them once."""
+        self.gateway.presence.queue_system_text("deploy finished")
+        self.upstream.behaviour = Behaviour(chunks=("NO_REPLY",))
+        yield self.beat()
+        content = self.upstream.requests[-1]["body"]["messages"][-1]["content"]
+        self.assertEqual(content, DEFAULT_PROMPT + "\n\nSystem events since the last heartbeat:\n- deploy finished")
+        self.assertEqual(self.gateway.presence.queued_system_events(), [])
+
+    @inlineCallbacks
     def test_heartbeat_ok_is_ok_token(self):
         self.upstream.behaviour = Behaviour(chunks=(" HEARTBEAT_OK ",))
         frame = yield self.beat()

@@ -327,18 +327,32 @@ class PendingExpiryTests(NodeTestBase):
         return super().setUp()
 
     @inlineCallbacks
-    def test_pending_request_expires_after_five_minutes(self):
+    def test_a_connected_nodes_request_waits_for_an_answer(self):
+        """As in the reference: the node is connected and retrying; its request does not lapse."""
         observer = yield self.operator()
         node = yield self.node()
         requested = yield event_seen(observer, is_event("node.pair.requested", nodeId=node.key.device_id))
-        request_id = requested["payload"]["requestId"]
+        self.assertNotIn("expiresAtMs", requested["payload"])
+        for _ in range(30):  # 30 minutes
+            self.clock.advance(60)
+        listed = yield observer.request("node.pair.list", {})
+        self.assertEqual([r["requestId"] for r in listed["payload"]["pending"]], [requested["payload"]["requestId"]])
+        approved = yield observer.request("node.pair.approve", {"requestId": requested["payload"]["requestId"]})
+        self.assertTrue(approved["ok"], approved)
+
+    @inlineCallbacks
+    def test_explicit_request_expires_after_five_minutes(self):
+        observer = yield self.operator()
+        created = yield observer.request("node.pair.request", {"nodeId": "explicit", "commands": ["echo"]})
+        request_id = created["payload"]["request"]["requestId"]
+        self.assertEqual(created["payload"]["request"]["expiresAtMs"], created["payload"]["request"]["ts"] + 300_000)
         for _ in range(4):  # 240 s: still pending
             self.clock.advance(60)
         listed = yield observer.request("node.pair.list", {})
         self.assertEqual([r["requestId"] for r in listed["payload"]["pending"]], [request_id])
         for _ in range(2):  # 360 s: the pruner has run past the five-minute mark
             self.clock.advance(60)
-        resolved = yield event_seen(observer, is_event("node.pair.resolved", nodeId=node.key.device_id))
+        resolved = yield event_seen(observer, is_event("node.pair.resolved", nodeId="explicit"))
         self.assertEqual(resolved["payload"]["decision"], "rejected")
         self.assertEqual(resolved["payload"]["requestId"], request_id)
         self.assertEqual(resolved["payload"].get("reason"), "expired")

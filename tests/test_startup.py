@@ -13,6 +13,7 @@ from twisted.web.client import Agent, readBody
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from openclaw.control_ui.settings import ControlUiSettings
 from openclaw.banner import HTTP_API_DISABLED, NO_PROVIDER, banner_lines, dashboard_url
 from openclaw.providers.pool import QuietConnectionPool
 from openclaw.security.shared_secret import AuthSettings
@@ -31,7 +32,7 @@ class BannerTests(SynchronousTestCase):
         text = "\n".join(lines)
         self.assertIn("WebSocket: ws://127.0.0.1:18790", text)
         self.assertIn("HTTP:      http://127.0.0.1:18790", text)
-        self.assertIn("Dashboard: http://127.0.0.1:18790/", text)
+        self.assertIn("Dashboard: http://127.0.0.1:18790/ (not served: no Control UI root is configured", text)
         self.assertIn("Auth:      token", text)
         self.assertIn("Config:    none (built-in defaults)", text)
         self.assertIn(f"State:     {gateway.settings.state_dir}", text)
@@ -42,13 +43,18 @@ class BannerTests(SynchronousTestCase):
             "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:9/v1", "models": [{"id": "m"}]}}},
             "agents": {"defaults": {"model": "local/m"}},
         }
-        config["gateway"] = {"http": {"endpoints": {"chatCompletions": {"enabled": True}}}, "controlUi": {"basePath": "/ui/"}}
-        gateway = self.gateway(config=config, tls_enabled=True, bind="lan", auth=AuthSettings(mode="none"))
+        config["gateway"] = {"http": {"endpoints": {"chatCompletions": {"enabled": True}}}}
+        root = tempfile.mkdtemp()
+        with open(os.path.join(root, "index.html"), "w") as handle:
+            handle.write("<html></html>")
+        control_ui = ControlUiSettings(base_path="/ui", root=root)
+        gateway = self.gateway(config=config, tls_enabled=True, bind="lan", auth=AuthSettings(mode="none"), control_ui=control_ui)
         lines, warnings = banner_lines(gateway)
         self.assertEqual(warnings, [])
         self.assertIn("WebSocket: wss://127.0.0.1:18789", lines[1])
         self.assertIn("anyone who can reach the port", "\n".join(lines))
         self.assertEqual(dashboard_url(gateway.settings), "https://127.0.0.1:18789/ui/")
+        self.assertIn("  Dashboard: https://127.0.0.1:18789/ui/", lines)
 
     def test_a_named_config_file_that_is_missing_says_so(self):
         path = os.path.join(tempfile.mkdtemp(), "openclaw.json")
@@ -97,3 +103,31 @@ class _Hello(Resource):
 
     def render_GET(self, request):
         return b"hello"
+
+
+class ModelOptionTests(SynchronousTestCase):
+    """``twistd openclaw --model openai/gpt-4.1-mini`` with the key in the environment: no file needed."""
+
+    def settings(self, *argv, env=None):
+        from openclaw.settings import resolve_settings
+        from openclaw.tap import Options
+
+        options = Options()
+        options.parseOptions(["--state-dir", tempfile.mkdtemp(), "--token", "t", *argv])
+        return resolve_settings(options, env or {})
+
+    def test_model_option_sets_the_default_model(self):
+        settings = self.settings("--model", "openai/gpt-4.1-mini", env={"OPENAI_API_KEY": "sk-test"})
+        gateway = make_gateway(self, config=settings.config, provider_env=settings.provider_env)
+        self.assertEqual(gateway.catalog.candidates(None)[0], "openai/gpt-4.1-mini")
+        self.assertNotIn(NO_PROVIDER, banner_lines(gateway)[1])
+
+    def test_model_option_keeps_configured_fallbacks(self):
+        from openclaw.config.overrides import masked_paths
+        from openclaw.settings import with_model_override
+
+        config = {"agents": {"defaults": {"model": {"primary": "a/b", "fallbacks": ["c/d"]}}}}
+        changed = with_model_override(config, "x/y")
+        self.assertEqual(changed["agents"]["defaults"]["model"], {"primary": "x/y", "fallbacks": ["c/d"]})
+        self.assertEqual(config["agents"]["defaults"]["model"]["primary"], "a/b")  # the file's view is untouched
+        self.assertEqual(masked_paths({"model": "x/y"}, {})["agents.defaults.model"], "--model")

@@ -10,6 +10,9 @@ from collections import OrderedDict
 from typing import Generic, TypeVar
 
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from ..seams import IIdempotencyCache
 
 DEDUPE_TTL_S = 300.0
 DEDUPE_MAX_ENTRIES = 1000
@@ -17,6 +20,7 @@ DEDUPE_MAX_ENTRIES = 1000
 V = TypeVar("V")
 
 
+@implementer(IIdempotencyCache)
 class IdempotencyCache(Generic[V]):
     def __init__(self, clock: IReactorTime, ttl_s: float = DEDUPE_TTL_S, max_entries: int = DEDUPE_MAX_ENTRIES):
         self._clock = clock

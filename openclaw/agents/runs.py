@@ -19,11 +19,13 @@ from collections import deque
 from typing import Any, Callable, Mapping
 
 import attrs
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from ..seams import ISessionLeases
 from ..providers.client import Completion, FallbackStream, ModelClient
 from ..providers.errors import KIND_TIMEOUT, ProviderError, StreamAborted
 from ..stores.sessions import SessionStore, message_text, model_override
@@ -60,6 +62,17 @@ def _failover_reason(error: ProviderError) -> str:
     if error.retryable:
         return "network"
     return error.kind
+
+
+@implementer(ISessionLeases)
+class LocalLeases:
+    """One process runs every session it is asked to: the lease is always free."""
+
+    def hold(self, session_key: str) -> Deferred:
+        return succeed(None)
+
+    def release(self, session_key: str) -> None:
+        pass
 
 
 class QueueFull(Exception):
@@ -102,6 +115,8 @@ class Run:
     _stream: FallbackStream | None = attrs.field(default=None, repr=False)
     _timer: IDelayedCall | None = attrs.field(default=None, repr=False)
     _abort_reason: str | None = attrs.field(default=None, repr=False)
+    # While waiting for the session's lease (cluster mode: another instance runs this session).
+    _lease: Deferred | None = attrs.field(default=None, repr=False)
     # The answer so far, joined when read: re-joining per chunk made a long answer quadratic.
     _text_parts: list[str] = attrs.field(factory=list, repr=False)
 
@@ -157,6 +172,8 @@ class Run:
         if self.finished or self._abort_reason is not None:
             return False
         self._abort_reason = reason
+        if self._lease is not None:
+            self._lease.cancel()  # still waiting for the session's lease: stop waiting
         if self._stream is not None:
             self._stream.cancel(reason)
         return True
@@ -213,8 +230,11 @@ class RunManager:
         model_client: ModelClient,
         emit: Callable[[str, Mapping[str, Any]], None],
         sessions_changed: Callable[..., None],
+        leases: Any = None,
     ):
         self._clock = clock
+        # ISessionLeases: one instance runs a session at a time (a no-op in one process).
+        self._leases = leases if leases is not None else LocalLeases()
         self._store = store
         self._catalog = catalog
         self._client = model_client
@@ -347,7 +367,19 @@ class RunManager:
     def _start(self, run: Run) -> None:
         self._active[run.session_key] = run
         run.begin(self.now_ms(), self._clock, self._timed_out)
-        self._drive(run).addErrback(self._crashed, run)
+        lease = run._lease = self._leases.hold(run.session_key)
+        lease.addCallbacks(self._leased, self._lease_refused, callbackArgs=(run,), errbackArgs=(run,))
+        lease.addErrback(self._crashed, run)
+
+    def _leased(self, _: Any, run: Run) -> Deferred:
+        run._lease = None
+        return self._drive(run)
+
+    def _lease_refused(self, failure: Failure, run: Run) -> None:
+        """Cancelled while waiting for the lease (abort, timeout): the run ends as aborted."""
+        failure.trap(CancelledError)
+        run._lease = None
+        self._conclude_aborted(run)
 
     def _timed_out(self, run: Run) -> None:
         self._cancel(run, "timeout")
@@ -578,6 +610,7 @@ class RunManager:
             d.callback(run.wait_summary())
         if self._active.get(run.session_key) is run:
             del self._active[run.session_key]
+            self._leases.release(run.session_key)
             self._sessions_changed(run.session_key, reason="agent.run.ended", runId=run.run_id)
             queue = self._queues.get(run.session_key)
             if queue:

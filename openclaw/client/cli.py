@@ -8,6 +8,7 @@
     openclaw-gateway sessions list --search work
     openclaw-gateway devices approve <requestId>
     openclaw-gateway --url wss://gw.example:18789 --tls-fingerprint sha256:AB:CD:… nodes pending
+    openclaw-gateway state migrate --cluster-postgres DSN   (cluster mode; see openclaw/cluster/migrate.py)
 
 Friendly commands print tables with local times and yes/no; ``--json`` prints the response
 payload as JSON instead. Command handlers live in ``commands`` and ``conversation``. The CLI
@@ -274,6 +275,11 @@ def _exit_with(status: int) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["state"]:
+        # Offline storage tools (cluster schema, SQLite import): no gateway connection involved.
+        from ..cluster.migrate import main as state_main
+
+        raise SystemExit(state_main(sys.argv[2:]))
     from twisted.internet import task
 
     task.react(lambda reactor: run(sys.argv[1:], reactor).addCallback(_exit_with))

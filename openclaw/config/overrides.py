@@ -15,6 +15,7 @@ _OVERRIDABLE: tuple[tuple[str, str, str | None], ...] = (
     ("gateway.auth.mode", "auth", None),
     ("gateway.auth.token", "token", "OPENCLAW_GATEWAY_TOKEN"),
     ("gateway.auth.password", "password", "OPENCLAW_GATEWAY_PASSWORD"),
+    ("agents.defaults.model", "model", None),
 )
 
 

@@ -191,6 +191,11 @@ class Handshake:
         attempt = _Attempt(info, params, role, self._check_lockout(info))
         if params.get("device") is None:
             return self._admit_without_device(attempt, protocol)
+        claimed = (attempt.params.get("device") or {}).get("id")
+        if isinstance(claimed, str):
+            # In a cluster another instance may just have paired this device or issued its
+            # token; a single process's store is never behind, and answers at once.
+            yield self._gateway.pairing.store.refresh(claimed)
         device, device_token = self._authenticate_device(attempt)
         paired = yield self._gateway.pairing.ensure_access(device, attempt.pairing_context())
         token = yield self._gateway.pairing.issue_token(paired, role)

@@ -53,11 +53,37 @@ def not_available(name: str, feature: str, scope: str | None = ADMIN) -> MethodS
     return MethodSpec(name, handler, scope=scope, advertised=False)
 
 
+# The inventory never changes here (no scheduler), so neither does its revision.
+EMPTY_CRON_REVISION = "empty:no-scheduler"
+
+
 def _cron_list(ctx: RequestContext) -> dict[str, Any]:
     """No scheduler here, so no jobs; the page echoes the window the caller asked for."""
     params = ctx.params or {}
     offset = params.get("offset", 0)
-    return {"jobs": [], "total": 0, "offset": offset, "limit": params.get("limit", 50), "hasMore": False, "nextOffset": None}
+    # The reference CLI (`openclaw cron list`) accepts a page only with all of the canonical
+    # metadata, snapshotRevision included (a non-empty string naming this inventory version).
+    return {
+        "jobs": [],
+        "total": 0,
+        "offset": offset,
+        "limit": params.get("limit", 50),
+        "hasMore": False,
+        "nextOffset": None,
+        "snapshotRevision": EMPTY_CRON_REVISION,
+        "deliveryPreviews": {},
+    }
+
+
+def _cron_runs(ctx: RequestContext) -> dict[str, Any]:
+    params = ctx.params or {}
+    return {"entries": [], "total": 0, "offset": params.get("offset", 0), "limit": params.get("limit", 50), "hasMore": False, "nextOffset": None}
+
+
+def _web_search_status(ctx: RequestContext) -> dict[str, Any]:
+    """Agents here have no tools, so no web search provider is configured or available."""
+    params = ctx.params or {}
+    return {"enabled": False, "provider": None, "agentId": params.get("agentId") or ctx.gateway.catalog.default_agent_id, "providers": []}
 
 
 # The reads' truthful answers, in the reference's shapes (captured from it with the Control UI).
@@ -75,6 +101,7 @@ UPDATE_STATUS = {
     "effectiveChannel": "stable",
     "schedule": {"channel": "stable", "autoEnabled": False},
 }
+CHANNEL_PAIRING = {"accounts": [], "requests": [], "commandOwnerConfigured": False}
 CRON_STATUS = {"enabled": False, "triggersEnabled": False, "jobs": 0, "nextWakeAtMs": None}
 
 
@@ -83,6 +110,7 @@ def methods() -> list[MethodSpec]:
         # cron: no scheduler in this gateway
         MethodSpec("cron.list", _cron_list, scope=READ),
         empty_read("cron.status", CRON_STATUS),
+        MethodSpec("cron.runs", _cron_runs, scope=READ),
         *(not_available(name, "cron") for name in ("cron.add", "cron.update", "cron.remove", "cron.run")),
         # background tasks
         empty_read("tasks.list", {"tasks": []}),
@@ -105,6 +133,14 @@ def methods() -> list[MethodSpec]:
         empty_read("progressCard.get", {"card": None}),
         not_available("progressCard.put", "progress cards", scope=WRITE),
         not_available("progressCard.refresh", "progress cards", scope=WRITE),
+        # plugins and the artifacts they would produce
+        empty_read("plugins.list", {"plugins": []}),
+        empty_read("plugins.catalog.browse", {"items": [], "categories": []}),
+        *(not_available(name, "plugins") for name in ("plugins.install", "plugins.uninstall", "plugins.setEnabled")),
+        empty_read("artifacts.list", {"artifacts": []}),
+        # chat channels (no channel connections here, so nothing to pair) and web search tools
+        empty_read("channels.pairing.list", CHANNEL_PAIRING),
+        MethodSpec("webSearch.status", _web_search_status, scope=READ),
         # transcript branches and the session companion
         empty_read("sessions.branches.list", {"branches": []}),
         not_available("sessions.branches.switch", "session branches", scope=WRITE),

@@ -131,8 +131,11 @@ def node_invoke(ctx: RequestContext) -> Any:
     node = gateway.nodes.get(node_id)
     if node is None:
         raise GatewayError(UNAVAILABLE, "node not connected", {"code": "NOT_CONNECTED"})
+    # A node connected to another cluster instance is checked there, against that instance's
+    # view of its pairing (openclaw/cluster/bus.py).
     approved = gateway.node_pairing.store.paired(node_id)
-    refusal = node_policy.refusal(gateway.current_config(), node_metadata(node.client), approved.get("commands") if approved else None, command)
+    routed = getattr(node, "routed", False)
+    refusal = None if routed else node_policy.refusal(gateway.current_config(), node_metadata(node.client), approved.get("commands") if approved else None, command)
     if refusal is not None:
         raise invalid_request(refusal[1], {"reason": refusal[0], "command": command})
     forwarded = params.get("params")
@@ -238,7 +241,7 @@ def node_pair_remove(ctx: RequestContext) -> Any:
 @inlineCallbacks
 def node_pair_request(ctx: RequestContext) -> Any:
     """The brief's explicit request (the reference removed it in 2026.7; kept for older nodes)."""
-    request, created = yield ctx.gateway.node_pairing.request(ctx.params, silent=bool(ctx.params.get("silent")))
+    request, created = yield ctx.gateway.node_pairing.request(ctx.params, silent=bool(ctx.params.get("silent")), lapses=True)
     return {"status": "pending", "request": request, "created": created}
 
 

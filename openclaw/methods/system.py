@@ -51,6 +51,8 @@ def status(ctx: RequestContext) -> dict[str, Any]:
         "processMemory": gateway.process_memory.current(),
         "uptimeMs": gateway.uptime_ms(),
         "pid": os.getpid(),
+        # Cluster mode: this instance's id, its live peers and the bus state (health's section).
+        **({"cluster": snapshot["cluster"]} if "cluster" in snapshot else {}),
     }
     if params.get("includeCliProjection"):
         result["cliProjection"] = _cli_projection(gateway)

@@ -11,7 +11,9 @@ from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
+from ..seams import IAuthRateLimiter
 from ..protocol.constants import (
     AUTH_RATE_LIMIT_LOCKOUT_MS,
     AUTH_RATE_LIMIT_MAX_ATTEMPTS,
@@ -51,6 +53,7 @@ class _Window:
 BROWSER_ORIGIN_KIND = "browser-origin"
 
 
+@implementer(IAuthRateLimiter)
 class AuthRateLimiter:
     """Counts failed attempts; ``retry_after_ms`` says how long a locked-out key must wait."""
 

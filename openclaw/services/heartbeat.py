@@ -223,7 +223,10 @@ class HeartbeatService(Service):
             run_id=f"heartbeat-{uuid.uuid4()}",
             session_key=session_key,
             agent_id=agent_id,
-            message=prompt if isinstance(prompt, str) and prompt.strip() else DEFAULT_PROMPT,
+            message=with_system_events(
+                prompt if isinstance(prompt, str) and prompt.strip() else DEFAULT_PROMPT,
+                gateway.presence.take_queued_system_events(),
+            ),
             accepted_at=gateway.now_ms(),
             kind="heartbeat",
             timeout_s=float(timeout if _positive_number(timeout) else gateway.catalog.run_timeout_s),
@@ -252,6 +255,13 @@ class HeartbeatService(Service):
         self._last = event
         self._gateway.clients.broadcast("heartbeat", event, drop_if_slow=True)
         return event
+
+
+def with_system_events(prompt: str, events: list[str]) -> str:
+    """The heartbeat prompt plus the texts queued since the last one (``wake``, ``system-event``)."""
+    if not events:
+        return prompt
+    return prompt + "\n\nSystem events since the last heartbeat:\n" + "\n".join(f"- {text}" for text in events)
 
 
 def _positive_number(value: Any) -> bool:

@@ -7,8 +7,10 @@ operator (``openclaw nodes approve``): device pairing alone must not grant comma
 carries only the declared commands the platform allowlist lets a node ask for
 (``openclaw.nodes.policy``). Approving needs more scope
 the more the node can do: no commands → ``operator.pairing``; ordinary commands → also
-``operator.write``; dangerous ones (``system.run`` …) → also ``operator.admin``. Pending requests
-lapse after five minutes. The brief's explicit ``node.pair.request`` / ``node.pair.verify`` flow
+``operator.write``; dangerous ones (``system.run`` …) → also ``operator.admin``. As in the
+reference, a request created by a node's connect waits until an operator answers it (the node is
+connected and retrying; a lapsed request would leave it stuck until it reconnects); requests
+from the explicit ``node.pair.request`` flow carry ``expiresAtMs`` and lapse after five minutes. The brief's explicit ``node.pair.request`` / ``node.pair.verify`` flow
 uses the same records.
 """
 from __future__ import annotations
@@ -126,7 +128,7 @@ class NodePairingService(Service):
         return result
 
     @inlineCallbacks
-    def request(self, metadata: Mapping[str, Any], *, silent: bool = False, local: bool = False) -> Any:
+    def request(self, metadata: Mapping[str, Any], *, silent: bool = False, local: bool = False, lapses: bool = False) -> Any:
         """Create (or return the existing) pending request; fires with ``(request, created)``.
 
         ``local`` marks the request ``silent`` (same host), which approves nothing by itself.
@@ -151,15 +153,19 @@ class NodePairingService(Service):
         if metadata.get("permissions"):
             request["permissions"] = dict(metadata["permissions"])
         request["requiredApproveScopes"] = approval_scopes(request["commands"])
+        if lapses:
+            request["expiresAtMs"] = request["ts"] + PENDING_TTL_MS
         if silent or local:
             request["silent"] = True
         yield self.store.put_pending(request)
         self._broadcast("node.pair.requested", request)
         return request, True
 
+    def _lapsed(self, request: Mapping[str, Any]) -> bool:
+        return request.get("expiresAtMs") is not None and request["expiresAtMs"] <= self._now_ms()
+
     def list(self) -> dict[str, Any]:
-        cutoff = self._now_ms() - PENDING_TTL_MS
-        pending = sorted((r for r in self.store.all_pending() if r["ts"] >= cutoff), key=lambda r: -r["ts"])
+        pending = sorted((r for r in self.store.all_pending() if not self._lapsed(r)), key=lambda r: -r["ts"])
         paired = sorted(self.store.all_paired(), key=lambda r: -r.get("approvedAtMs", 0))
         return {"pending": pending, "paired": [self.public(record) for record in paired]}
 
@@ -170,7 +176,7 @@ class NodePairingService(Service):
 
     def _live_pending(self, request_id: str) -> dict[str, Any]:
         request = self.store.pending(request_id)
-        if request is None or request["ts"] < self._now_ms() - PENDING_TTL_MS:
+        if request is None or self._lapsed(request):
             raise invalid_request("unknown requestId")
         return request
 
@@ -190,7 +196,11 @@ class NodePairingService(Service):
     def _approve(self, request: dict[str, Any], silent: bool = False) -> Any:
         now = self._now_ms()
         previous = self.store.paired(request["nodeId"]) or {}
-        node = {key: value for key, value in request.items() if key not in ("requestId", "ts", "isRepair", "silent", "requiredApproveScopes")}
+        node = {
+            key: value
+            for key, value in request.items()
+            if key not in ("requestId", "ts", "isRepair", "silent", "requiredApproveScopes", "expiresAtMs")
+        }
         node.update(
             {
                 "token": secrets.token_urlsafe(32),
@@ -252,6 +262,5 @@ class NodePairingService(Service):
 
     @inlineCallbacks
     def prune_expired(self) -> Any:
-        cutoff = self._now_ms() - PENDING_TTL_MS
-        for request in [r for r in self.store.all_pending() if r["ts"] < cutoff]:
+        for request in [r for r in self.store.all_pending() if self._lapsed(r)]:
             yield self._resolve(request, "rejected", reason="expired")

@@ -24,6 +24,10 @@ class EventSink(Protocol):
 
 EPHEMERAL_CLIENT_MODES = frozenset({"cli", "backend", "probe"})
 
+# Events about one instance only, never relayed to other instances: each instance sends its own
+# tick, health and shutdown, and builds its own (cluster-wide) presence list.
+LOCAL_EVENTS = frozenset({"connect.challenge", "tick", "health", "presence", "shutdown", "heartbeat"})
+
 
 @attrs.define(eq=False)
 class ConnectedClient:
@@ -98,8 +102,10 @@ class ClientRegistry:
     # Called once per broadcast with (event, sent, dropped): the metrics hook.
     on_delivery: Any = None
 
-    def __init__(self) -> None:
+    def __init__(self, relay: Any = None) -> None:
         self._clients: dict[str, ConnectedClient] = {}
+        # An IEventRelay (cluster mode): broadcasts also reach the other instances' connections.
+        self._relay = relay
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -134,7 +140,16 @@ class ClientRegistry:
         only: Callable[[ConnectedClient], bool] | None = None,
     ) -> int:
         """Send ``event`` to every client allowed to see it (and, with ``topic``, subscribed to
-        it; with ``only``, picked by it); returns how many were addressed."""
+        it; with ``only``, picked by it); returns how many were addressed here.
+
+        With a relay, events that are not about this instance alone (:data:`LOCAL_EVENTS`) are
+        also handed to it, already encoded, for the other instances' connections. Broadcasts
+        picked by ``only`` (a predicate on this instance's connections) stay on this instance.
+        """
+        if self._relay is not None and event not in LOCAL_EVENTS and only is None:
+            payload_json = orjson.dumps(payload)
+            self._relay.relay(event, payload_json, drop_if_slow, topic)
+            return self.deliver_encoded(event, payload_json, drop_if_slow=drop_if_slow, topic=topic)
         recipients = self._clients.values()
         if topic is not None:
             recipients = [client for client in recipients if topic in client.subscriptions]
@@ -142,8 +157,22 @@ class ClientRegistry:
             recipients = [client for client in recipients if only(client)]
         if (topic is not None or only is not None) and not recipients:
             return 0  # nothing to encode
+        return self._deliver(event, recipients, orjson.dumps(payload), drop_if_slow, state_version)
+
+    def deliver_encoded(
+        self, event: str, payload_json: bytes, *, drop_if_slow: bool = False, topic: str | None = None
+    ) -> int:
+        """Deliver an already encoded event to this instance's connections only (what a relay
+        received from another instance); ``seq`` is this instance's, per connection."""
+        recipients = self._clients.values()
+        if topic is not None:
+            recipients = [client for client in recipients if topic in client.subscriptions]
+        return self._deliver(event, recipients, payload_json, drop_if_slow, None)
+
+    def _deliver(
+        self, event: str, recipients: Any, payload_json: bytes, drop_if_slow: bool, state_version: dict[str, int] | None
+    ) -> int:
         name_json = orjson.dumps(event)
-        payload_json = orjson.dumps(payload)
         version_json = orjson.dumps(state_version) if state_version is not None else None
         addressed = delivered = 0
         for client in list(recipients):

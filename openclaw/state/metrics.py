@@ -35,6 +35,10 @@ class _LiveState:
         runs.add_metric(["active"], gateway.runs.active_count)
         runs.add_metric(["queued"], gateway.runs.queued_count)
         yield runs
+        # Which process answered the scrape (several share one address in cluster mode).
+        instance = GaugeMetricFamily("openclaw_instance_info", "This gateway instance (value is always 1)", labels=["instance_id"])
+        instance.add_metric([gateway.instance_id], 1)
+        yield instance
 
 
 class GatewayMetrics:

@@ -15,7 +15,10 @@ import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from zope.interface import implementer
+
 from ..protocol.errors import UNAVAILABLE, GatewayError
+from ..seams import INodeRegistry
 from .clients import ConnectedClient
 
 DEFAULT_INVOKE_TIMEOUT_MS = 30_000
@@ -74,6 +77,7 @@ class ConnectedNode:
         return self.client.sink.deliver_frame(frame, droppable=False)
 
 
+@implementer(INodeRegistry)
 class NodeRegistry:
     def __init__(self, clock: IReactorTime, on_change: Callable[[str, bool], None] = lambda node_id, connected: None):
         self._clock = clock

@@ -12,6 +12,9 @@ from collections import OrderedDict
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from ..seams import IPresence
 
 MAX_SYSTEM_ENTRIES = 100
 SYSTEM_ENTRY_TTL_MS = 10 * 60 * 1000
@@ -38,6 +41,7 @@ def _describe(label: str, host: str, ip: str | None, version: str | None, mode: 
     return " · ".join(parts)
 
 
+@implementer(IPresence)
 class PresenceTracker:
     def __init__(self, clock: IReactorTime, *, version: str, instance_id: str, ip: str | None = None):
         self._clock = clock
@@ -124,6 +128,11 @@ class PresenceTracker:
         """Queue a text for the next heartbeat without a presence entry (``wake``)."""
         self._queued_texts.append(text)
         del self._queued_texts[:-MAX_QUEUED_SYSTEM_EVENTS]
+
+    def take_queued_system_events(self) -> list[str]:
+        """The queued texts, handed to a heartbeat run once (the queue is emptied)."""
+        taken, self._queued_texts = self._queued_texts, []
+        return taken
 
     def queued_system_events(self) -> list[str]:
         return list(self._queued_texts)

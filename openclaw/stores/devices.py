@@ -14,6 +14,9 @@ from typing import Any, Iterable
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
+from zope.interface import implementer
+
+from ..seams import IDeviceStore
 from .sqlite import SQLiteDatabase
 
 MIGRATIONS = [
@@ -169,6 +172,7 @@ class PendingPairing(_Record):
         )
 
 
+@implementer(IDeviceStore)
 class DeviceStore:
     """In-memory view of the device tables, written through to SQLite."""
 
@@ -208,6 +212,10 @@ class DeviceStore:
 
     def close(self) -> Deferred:
         return self._db.close()
+
+    def refresh(self, device_id: str) -> Deferred:
+        """Nothing to do in a single process: memory is written first, so it is never behind."""
+        return succeed(None)
 
     # -- reads (memory only) -------------------------------------------------------------------
 

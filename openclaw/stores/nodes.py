@@ -12,6 +12,9 @@ from typing import Any, Iterable
 import orjson
 from twisted.internet.defer import Deferred
 
+from zope.interface import implementer
+
+from ..seams import INodeStore
 from .sqlite import SQLiteDatabase
 
 MIGRATIONS = [
@@ -22,6 +25,7 @@ MIGRATIONS = [
 ]
 
 
+@implementer(INodeStore)
 class NodeStore:
     def __init__(self, database: SQLiteDatabase):
         self._db = database

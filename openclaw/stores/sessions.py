@@ -24,7 +24,10 @@ import orjson
 from twisted.internet.defer import Deferred
 
 from ..sessions.keys import GLOBAL_KEY, UNKNOWN_KEY, agent_id_of, is_cron_run_key
-from . import usage
+from zope.interface import implementer
+
+from ..seams import ISessionStore
+from . import session_usage, usage
 from .sqlite import SQLiteDatabase
 
 MIGRATIONS: list[Any] = [
@@ -239,7 +242,11 @@ class StoreSummary:
     recent: list[dict[str, Any]]
 
 
+@implementer(ISessionStore)
 class SessionStore:
+    # The LIMIT value meaning "no limit" in this dialect (SQLite: -1; PostgreSQL: NULL).
+    NO_LIMIT: int | None = -1
+
     def __init__(self, database: SQLiteDatabase, state_dir: str):
         self._db = database
         self._archive_dir = os.path.join(state_dir, ARCHIVE_DIR)
@@ -541,6 +548,10 @@ class SessionStore:
         """Fires with the ``usage.cost`` payload from the usage ledger (stores/usage.py)."""
         return self._db.run(usage.cost_summary, now_ms, days, prices, agent_id)
 
+    def usage_report(self, now_ms: int, start: Any, end: Any, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None, limit: int) -> Deferred:
+        """Fires with the ``sessions.usage`` payload for a UTC date range (stores/session_usage.py)."""
+        return self._db.run(session_usage.usage_report, now_ms, start, end, prices, agent_id, limit)
+
     def history(self, session_id: str, limit: int, before_id: int | None = None) -> Deferred:
         """Fires with ``(entries oldest first, has_more)`` for the newest ``limit`` lines."""
 
@@ -617,7 +628,7 @@ class SessionStore:
                 "SELECT key, entry, first_user_text, last_message_preview FROM sessions"
                 f" WHERE {' AND '.join(page_where)} ORDER BY updated_at DESC, key LIMIT ? OFFSET ?"
             )
-            limit = query.limit if query.limit is not None else -1
+            limit = query.limit if query.limit is not None else self.NO_LIMIT
             rows = []
             for key, text, first_user, last_preview in connection.execute(page_sql, page_args + [limit, query.offset]):
                 row = {"key": key, "entry": _loads(text)}

@@ -31,6 +31,40 @@ ABSENT_METHOD_PARAMS: dict[str, Schema] = {
         }
     ),
     "cron.status": EMPTY_PARAMS,
+    "cron.runs": obj(
+        {
+            "agentId": NON_EMPTY,
+            "jobId": NON_EMPTY,
+            "id": NON_EMPTY,
+            "scope": {"type": "string"},
+            "limit": integer(1, 500),
+            "offset": integer(0),
+            "status": {"type": "string"},
+            "statuses": array({"type": "string"}),
+            "deliveryStatus": {"type": "string"},
+            "query": {"type": "string"},
+            "sortDir": enum("asc", "desc"),
+        }
+    ),
+    "plugins.list": obj({}),
+    "channels.pairing.list": obj({"channel": NON_EMPTY, "accountId": NON_EMPTY}),
+    "webSearch.status": obj({"agentId": NON_EMPTY}),
+    "plugins.catalog.browse": obj(
+        {
+            "query": string(0, 200),
+            "searchSource": {"const": "openclaw-control-ui"},
+            "intent": {"type": "string"},
+            "category": string(1, 64),
+            "cursor": string(1, 4096),
+            "pageSize": integer(1, 100),
+        }
+    ),
+    "plugins.install": ANY_OBJECT,
+    "plugins.uninstall": ANY_OBJECT,
+    "plugins.setEnabled": ANY_OBJECT,
+    "artifacts.list": obj(
+        {"sessionKey": NON_EMPTY, "agentId": NON_EMPTY, "runId": NON_EMPTY, "type": {"type": "string"}, "limit": integer(1, 500), "cursor": {"type": "string"}}
+    ),
     "cron.add": ANY_OBJECT,
     "cron.update": ANY_OBJECT,
     "cron.remove": ANY_OBJECT,

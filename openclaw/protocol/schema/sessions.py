@@ -270,4 +270,22 @@ SESSION_METHOD_PARAMS = {
     "sessions.messages.subscribe": obj({"key": SESSION_KEY, "agentId": NON_EMPTY, "includeApprovals": {"const": True}}, ("key",)),
     "sessions.messages.unsubscribe": SESSION_BY_KEY,
     "sessions.observer.visibility": obj({"visible": BOOLEAN}, ("visible",)),
+    "system.info": obj({}),
+    "environments.list": obj({"includeDesktopSetup": BOOLEAN}),
+    "usage.status": obj({}),
+    "diagnostics.lanes": obj({}),
+    "sessions.usage": obj(
+        {
+            "startDate": string(10, 10),
+            "endDate": string(10, 10),
+            "agentId": NON_EMPTY,
+            "mode": enum("specific", "all"),
+            "timeZone": {"type": "string"},
+            "utcOffset": {"type": "string"},
+            "groupBy": enum("family", "session"),
+            "limit": integer(1, 10_000),
+            "includeContextWeight": BOOLEAN,
+            "key": SESSION_KEY,
+        }
+    ),
 }
