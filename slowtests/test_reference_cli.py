@@ -26,7 +26,6 @@ from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
-from openclaw.client import ClientOptions, GatewayClient
 from tests.support.reference import find_clients
 from tests.support.twistd import TwistdGateway, free_port
 from tests.support.upstream import FakeUpstream
@@ -187,23 +186,7 @@ class ReferenceCliTests(TestCase):
                 self.assertEqual([line for line in body if "{" in line and '"message"' in line], [], out)
 
     @inlineCallbacks
-    def advertised(self) -> Any:
-        """The methods this gateway's ``hello-ok`` advertises."""
-        client = GatewayClient(ClientOptions(url=f"ws://127.0.0.1:{self.port}", token=TOKEN, reconnect=False), reactor=reactor)
-        hello = yield client.connect()
-        yield client.close()
-        return set(hello["features"]["methods"])
-
-    @inlineCallbacks
-    def require(self, *methods: str) -> Any:
-        """Skip, naming them, while methods another issue adds (issue 14) are not here yet."""
-        missing = sorted(set(methods) - (yield self.advertised()))
-        if missing:
-            raise SkipTest(f"not on this gateway yet (issue 14): {', '.join(missing)}")
-
-    @inlineCallbacks
     def test_cron_commands(self):
-        yield self.require("cron.list", "cron.status")
         yield self.check(("cron", "status"), None)
         yield self.check(("cron", "list"), None)
 
@@ -226,7 +209,6 @@ class ReferenceCliTests(TestCase):
 
     @inlineCallbacks
     def test_tui_starts_without_an_error_line(self):
-        yield self.require("question.list", "plugin.approval.list", "sessions.describe")
         node = _Node()
         command = [str(self.clients.node), str(self.clients.cli), "tui"]
         process = reactor.spawnProcess(node, command[0], command, env=self.env(), usePTY=True)

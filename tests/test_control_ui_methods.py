@@ -170,6 +170,12 @@ class ChatPageTests(SessionsTestCase):
         again = yield self.ok("sessions.create", {"key": created["key"]})
         self.assertIs(again["created"], False)
         yield self.error("sessions.create", {"agentId": "nobody"})
+        # "New chat" in the UI: the session and its first turn in one call.
+        first = yield self.ok("sessions.create", {"agentId": "main", "message": "Second chat"})
+        self.assertIs(first["runStarted"], True)
+        self.assertEqual(first["resolved"], {"modelProvider": "fake", "model": "m1"})
+        final = yield self.client.next_matching(lambda f: f.get("event") == "chat" and f["payload"].get("state") == "final" and f["payload"]["runId"] == first["runId"])
+        self.assertEqual(final["payload"]["sessionKey"], first["key"])
         yield self.error("sessions.create", {"worktree": True})
 
     @inlineCallbacks

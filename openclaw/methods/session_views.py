@@ -14,6 +14,8 @@ from twisted.internet.defer import inlineCallbacks
 
 from ..protocol.errors import invalid_request
 from ..security.scopes import READ, WRITE
+from ..sessions.keys import agent_id_of
+from .chat import chat_send
 from .registry import MethodSpec, RequestContext
 from .sessions import session_row
 
@@ -66,7 +68,7 @@ def sessions_describe(ctx: RequestContext) -> Any:
 
 @inlineCallbacks
 def sessions_create(ctx: RequestContext) -> Any:
-    """A new session (or the one at ``key``), optionally labelled; ``message`` starts no turn here."""
+    """A new session (or the one at ``key``), optionally labelled; with ``message``, its first turn."""
     params = ctx.params
     gateway = ctx.gateway
     agent_id = params.get("agentId") or gateway.catalog.default_agent_id
@@ -84,7 +86,24 @@ def sessions_create(ctx: RequestContext) -> Any:
     entry = yield gateway.sessions.ensure(key, gateway.now_ms(), defaults)
     if existing is None:
         gateway.sessions_changed(key, reason="create")
-    return {"ok": True, "key": key, "sessionId": entry.get("sessionId"), "created": existing is None, "entry": entry}
+    result: dict[str, Any] = {"ok": True, "key": key, "sessionId": entry.get("sessionId"), "created": existing is None, "entry": entry}
+    message = params.get("message")
+    if isinstance(message, str) and message.strip():
+        # The UI's "new chat" sends its first message here: start that turn as chat.send would.
+        turn = {"sessionKey": key, "message": message, "idempotencyKey": params.get("idempotencyKey") or str(uuid.uuid4())}
+        if params.get("timeoutMs"):
+            turn["timeoutMs"] = params["timeoutMs"]
+        started = chat_send(RequestContext(gateway, ctx.client, ctx.request_id, "chat.send", turn))
+        defaults_now = gateway.model_defaults(agent_id_of(key))
+        result.update(
+            {
+                "runStarted": True,
+                "runId": started["runId"],
+                "status": started["status"],
+                "resolved": {"modelProvider": defaults_now.get("modelProvider"), "model": defaults_now.get("model")},
+            }
+        )
+    return result
 
 
 def sessions_messages_subscribe(ctx: RequestContext) -> dict[str, Any]:

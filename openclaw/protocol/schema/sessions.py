@@ -171,15 +171,8 @@ CHAT_HISTORY = obj(
     ("sessionKey",),
 )
 
-CHAT_STARTUP = obj(
-    {
-        "sessionKey": SESSION_KEY,
-        "agentId": NON_EMPTY,
-        "limit": integer(1, 1000),
-        "maxBytes": integer(1024),
-    },
-    ("sessionKey",),
-)
+# chat.startup takes chat.history's params (the reference's schema is the same object).
+CHAT_STARTUP = CHAT_HISTORY
 
 CHAT_METADATA = obj(
     {"agentId": NON_EMPTY, "authProfileId": string(1, 256), "sessionKey": SESSION_KEY},
@@ -236,6 +229,8 @@ SESSIONS_CREATE = obj(
         "titleSource": string(0, 1000),
         "category": string(1, 512),
         "model": NON_EMPTY,
+        "message": {"type": "string"},
+        "timeoutMs": integer(0),
     },
     # The reference takes many more (worktrees, projects, forks, a first message); they are
     # features this gateway lacks, and an unknown key names itself in the error.
