@@ -171,3 +171,34 @@ class ConnectLogLevelTests(SynchronousTestCase):
             ))
         levels = {event["conn_id"]: event["log_level"] for event in events if "conn_id" in event}
         self.assertEqual(levels, {"c-cli": LogLevel.debug, "c-ui": LogLevel.info, "c-probe": LogLevel.debug})
+
+
+class BroadcastFrameTests(SynchronousTestCase):
+    """Broadcast frames are event_frame's bytes, each with the recipient's own seq."""
+
+    def test_frames_match_event_frame(self) -> None:
+        from openclaw.state.clients import ClientRegistry, event_frame
+
+        class Keep(_Sink):
+            def __init__(self) -> None:
+                self.frames: list[bytes] = []
+
+            def deliver_frame(self, frame: bytes, *, droppable: bool) -> bool:
+                self.frames.append(frame)
+                return True
+
+        registry = ClientRegistry()
+        sinks = [Keep(), Keep()]
+        for index, sink in enumerate(sinks):
+            registry.add(ConnectedClient(
+                conn_id=f"c{index}", role="operator", scopes=frozenset({"operator.read"}), client=dict(CLI_CLIENT),
+                sink=sink, connected_at_ms=0, seq=index * 7,
+            ))
+        payload = {"presence": [{"text": "é"}]}
+        registry.broadcast("presence", payload, state_version={"presence": 3, "health": 1})
+        registry.broadcast("tick", {"ts": 1})
+        for index, sink in enumerate(sinks):
+            self.assertEqual(sink.frames, [
+                event_frame(b'"presence"', orjson.dumps(payload), index * 7 + 1, b'{"presence":3,"health":1}'),
+                event_frame(b'"tick"', b'{"ts":1}', index * 7 + 2, None),
+            ])
