@@ -51,6 +51,9 @@ from .stores.nodes import NodeStore
 from .stores.sessions import SessionStore
 from .stores.sqlite import InlineExecutor
 
+# Client modes the reference CLI uses for one-shot RPC connections (logged at debug, not info).
+ONE_SHOT_CLIENT_MODES = ("backend", "probe")
+
 # Events this gateway emits; hello-ok advertises exactly these.
 CORE_EVENTS = (
     "connect.challenge",
@@ -373,10 +376,10 @@ class Gateway:
             self._enter_presence(client)
         if client.role == "node":
             self._node_connected(client)
-        # Ephemeral control-plane sockets (a CLI call, a backend, a probe) log at debug, as they
-        # get no presence entry: with twistd's stdout observer and gateway.log, the line was the
-        # largest cost of such a connect (a formatted line and a flushed write per observer).
-        emit = self._log.info if client.in_presence else self._log.debug
+        # The reference CLI opens a short "backend"/"probe" connection per RPC: `openclaw logs
+        # --follow` polls once a second, so logging those at info would make the log it follows
+        # grow by a line per poll. They go to debug; interactive clients and nodes stay at info.
+        emit = self._log.debug if client.mode in ONE_SHOT_CLIENT_MODES else self._log.info
         emit(
             "{role} {client_id} connected from {ip} (conn {conn_id}, auth {auth})",
             role=client.role,

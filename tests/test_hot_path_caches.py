@@ -155,24 +155,6 @@ class LoopbackShortcutTests(SynchronousTestCase):
             self.assertEqual(is_loopback(address), expected, address)
 
 
-class ConnectLogLevelTests(SynchronousTestCase):
-    """The per-connect line: info for clients that enter presence, debug for ephemeral sockets."""
-
-    def test_levels(self) -> None:
-        from twisted.logger import LogLevel, Logger
-
-        gateway = make_gateway(self)
-        events: list[dict] = []
-        gateway._log = Logger(observer=events.append)
-        for conn_id, mode in (("c-cli", "cli"), ("c-ui", "webchat"), ("c-probe", "probe")):
-            gateway.client_admitted(ConnectedClient(
-                conn_id=conn_id, role="operator", scopes=frozenset(), client=dict(CLI_CLIENT, mode=mode),
-                sink=_Sink(), connected_at_ms=0, remote_ip="127.0.0.1",
-            ))
-        levels = {event["conn_id"]: event["log_level"] for event in events if "conn_id" in event}
-        self.assertEqual(levels, {"c-cli": LogLevel.debug, "c-ui": LogLevel.info, "c-probe": LogLevel.debug})
-
-
 class BroadcastFrameTests(SynchronousTestCase):
     """Broadcast frames are event_frame's bytes, each with the recipient's own seq."""
 

@@ -213,3 +213,28 @@ class StabilityFromTheGatewayTests(SynchronousTestCase):
             types[1:],
             [("eventLoop.degraded", "event-loop-delay"), ("eventLoop.recovered", None), ("auth.failed", "token_mismatch")],
         )
+
+
+class ConnectLogLevelTests(SynchronousTestCase):
+    """`openclaw logs --follow` reconnects per poll as a "backend" client: those connects must not
+    feed the log it follows at info level; interactive clients still log at info."""
+
+    def test_one_shot_backend_connects_log_at_debug(self):
+        from twisted.logger import globalLogPublisher
+
+        from openclaw.state.clients import ConnectedClient
+
+        from .support.gateway import make_gateway
+
+        gateway = make_gateway(self, state_dir=tempfile.mkdtemp(prefix="openclaw-connlog-"))
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        for conn_id, mode in (("c1", "backend"), ("c2", "probe"), ("c3", "cli"), ("c4", "ui")):
+            client = ConnectedClient(
+                conn_id=conn_id, role="operator", scopes=frozenset(), client={"id": "x", "mode": mode},
+                sink=lambda frame: None, connected_at_ms=0,
+            )
+            gateway.client_admitted(client)
+        levels = {event["conn_id"]: event["log_level"].name for event in seen if "conn_id" in event and "connected from" in event["log_format"]}
+        self.assertEqual(levels, {"c1": "debug", "c2": "debug", "c3": "info", "c4": "info"})
