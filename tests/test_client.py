@@ -1,6 +1,7 @@
 """GatewayClient against our gateway over real loopback sockets."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -483,3 +484,35 @@ class IdentityFileTests(SynchronousTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         store.put("dev", "operator", None)
         self.assertIsNone(DeviceTokenStore(path).get("dev", "operator"))
+
+
+class RequestTimeoutTests(SynchronousTestCase):
+    """A request the gateway never answers fails TIMEOUT at its deadline, on the owner's clock."""
+
+    def _protocol(self):
+        from openclaw.client.client import GatewayClientProtocol
+
+        protocol = GatewayClientProtocol()
+        protocol.owner = type("Owner", (), {"clock": Clock()})()
+        protocol.pending = {}
+        protocol.sent = []
+        protocol.sendMessage = lambda payload, isBinary: protocol.sent.append(json.loads(payload))
+        return protocol
+
+    def test_unanswered_request_times_out_and_a_late_answer_is_ignored(self) -> None:
+        protocol = self._protocol()
+        d = protocol.request("health", None, timeout_s=5)
+        protocol.owner.clock.advance(4.9)
+        self.assertNoResult(d)
+        protocol.owner.clock.advance(0.1)
+        error = self.failureResultOf(d, GatewayCallError).value
+        self.assertEqual((error.code, error.message), ("TIMEOUT", "health timed out"))
+        self.assertEqual(protocol.pending, {})
+        protocol._response({"type": "res", "id": protocol.sent[0]["id"], "ok": True, "payload": {}})
+
+    def test_an_answer_in_time_leaves_no_timer(self) -> None:
+        protocol = self._protocol()
+        d = protocol.request("health", None, timeout_s=5)
+        protocol._response({"type": "res", "id": protocol.sent[0]["id"], "ok": True, "payload": {"ok": True}})
+        self.assertEqual(self.successResultOf(d), {"ok": True})
+        self.assertEqual(protocol.owner.clock.getDelayedCalls(), [])

@@ -249,3 +249,16 @@ class OperatorPageTests(SessionsTestCase):
         self.assertEqual((yield self.ok("channels.pairing.list"))["requests"], [])
         search = yield self.ok("webSearch.status", {"agentId": "main"})
         self.assertEqual((search["enabled"], search["providers"]), (False, []))
+
+
+class DeleteFromUiTests(SessionsTestCase):
+    @inlineCallbacks
+    def test_delete_with_the_ui_guards(self):
+        created = yield self.ok("sessions.create", {"label": "Scratch"})
+        entry = created["entry"]
+        error = yield self.error("sessions.delete", {"key": created["key"], "expectedSessionUpdatedAt": entry["updatedAt"] - 1})
+        self.assertEqual(error["details"]["code"], "SESSION_CONFLICT")
+        deleted = yield self.ok(
+            "sessions.delete", {"key": created["key"], "expectedSessionUpdatedAt": entry["updatedAt"], "emitLifecycleHooks": True}
+        )
+        self.assertIs(deleted["deleted"], True)

@@ -111,9 +111,8 @@ class ClientOptions:
 
 
 class _Pending:
-    def __init__(self, deferred: Deferred, timer: IDelayedCall, expect_final: bool):
+    def __init__(self, deferred: Deferred, expect_final: bool):
         self.deferred = deferred
-        self.timer = timer
         self.expect_final = expect_final
 
 
@@ -146,19 +145,21 @@ class GatewayClientProtocol(WebSocketClientProtocol):
 
     def request(self, method: str, params: Any, timeout_s: float, expect_final: bool = False) -> Deferred:
         request_id = str(uuid.uuid4())
-        d: Deferred = Deferred()
-        timer = self.owner.clock.callLater(timeout_s, self._timed_out, request_id, method)
-        self.pending[request_id] = _Pending(d, timer, expect_final)
+
+        def forget(cancelled: Deferred) -> None:
+            """Cancelled (by the timeout or the caller): a late answer is then ignored."""
+            self.pending.pop(request_id, None)
+
+        def timed_out(result: Any, timeout: float) -> Any:
+            raise GatewayCallError("TIMEOUT", f"{method} timed out")
+
+        d: Deferred = Deferred(forget)
+        self.pending[request_id] = _Pending(d, expect_final)
         frame = {"type": "req", "id": request_id, "method": method}
         if params is not None:
             frame["params"] = params
         self.sendMessage(json.dumps(frame).encode("utf-8"), isBinary=False)
-        return d
-
-    def _timed_out(self, request_id: str, method: str) -> None:
-        pending = self.pending.pop(request_id, None)
-        if pending is not None:
-            pending.deferred.errback(GatewayCallError("TIMEOUT", f"{method} timed out"))
+        return d.addTimeout(timeout_s, self.owner.clock, onTimeoutCancel=timed_out)
 
     def _response(self, frame: dict[str, Any]) -> None:
         pending = self.pending.get(frame.get("id"))
@@ -168,8 +169,6 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         if frame.get("ok") and pending.expect_final and isinstance(payload, dict) and payload.get("status") == "accepted":
             return  # two-phase methods (agent): wait for the second response
         del self.pending[frame["id"]]
-        if pending.timer.active():
-            pending.timer.cancel()
         if frame.get("ok"):
             pending.deferred.callback(payload)
         else:
@@ -258,8 +257,6 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         if getattr(self, "_watchdog", None) is not None and self._watchdog.active():
             self._watchdog.cancel()
         for pending in list(getattr(self, "pending", {}).values()):
-            if pending.timer.active():
-                pending.timer.cancel()
             pending.deferred.errback(GatewayCallError("UNAVAILABLE", f"connection closed ({code})"))
         if hasattr(self, "pending"):
             self.pending.clear()

@@ -33,7 +33,9 @@ PATCH_WRITE_KEYS = frozenset(
     + ("label", "autoLabel", "icon", "color", "category", "boardFace", "boardPresentation", "pinned", "archived", "unread")
     + ("model", "agentRuntime", "thinkingLevel", "fastMode", "permissionMode")
 )
-DELETE_WRITE_KEYS = frozenset(("key", "agentId", "deleteTranscript", "expectedSessionId", "archivedOnly"))
+DELETE_WRITE_KEYS = frozenset(
+    ("key", "agentId", "deleteTranscript", "expectedSessionId", "expectedSessionUpdatedAt", "emitLifecycleHooks", "archivedOnly")
+)
 _NOT_ENTRY_FIELDS = frozenset(("key", "agentId")) | frozenset(PATCH_GUARDS) | {"expectedSandboxMode", "expectedNativeRuntimeConsent", "expectedToolOverrides"}
 
 
@@ -212,6 +214,8 @@ def _expectations(params: Mapping[str, Any]) -> dict[str, Any]:
         expect["sessionId"] = params["expectedSessionId"]
     if params.get("expectedLifecycleRevision") is not None:
         expect["lifecycleRevision"] = params["expectedLifecycleRevision"]
+    if params.get("expectedSessionUpdatedAt") is not None:
+        expect["updatedAt"] = params["expectedSessionUpdatedAt"]
     return expect
 
 

@@ -122,6 +122,9 @@ SESSIONS_DELETE = obj(
         "deleteTranscript": BOOLEAN,
         "expectedSessionId": NON_EMPTY,
         "expectedLifecycleRevision": NON_EMPTY,
+        "expectedSessionUpdatedAt": {"type": "number", "minimum": 0},
+        # No lifecycle hooks run here; accepted as the reference's UI sends it.
+        "emitLifecycleHooks": BOOLEAN,
         "archivedOnly": BOOLEAN,
     },
     ("key",),
