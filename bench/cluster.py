@@ -77,13 +77,17 @@ def wait_ready(port: int, limit_s: float = 30.0) -> Any:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         try:
-            connection = yield connect(f"ws://127.0.0.1:{port}", Credentials(TOKEN, ADMIN), timeout=2)
+            connection = yield connect(f"ws://127.0.0.1:{port}", Credentials(TOKEN, ADMIN), timeout=2).addTimeout(5, reactor)
         except Exception:
             yield sleep(0.2)
             continue
         connection.close()
         return
     raise RuntimeError(f"no gateway on {port}")
+
+
+def progress(text: str) -> None:
+    print(f"# {text}", file=sys.stderr, flush=True)
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
@@ -181,7 +185,9 @@ def run(options: argparse.Namespace) -> Any:
             row: dict[str, float] = {}
             one = [start("solo", port, schema, state_root)]
             yield wait_ready(port)
+            progress("one process ready")
             row["health_rps_1proc"] = yield health_rps(port, options.seconds)
+            progress(f"one process: {row['health_rps_1proc']:.0f} health/s")
             stop(one)
             two = [start("a", port, schema, state_root), start("b", port, schema, state_root)]
             yield wait_ready(port)

@@ -10,7 +10,7 @@ import uuid
 from typing import Any, Callable, Mapping
 
 import attrs
-
+import orjson
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -70,6 +70,11 @@ CORE_EVENTS = (
     "exec.approval.requested",
     "exec.approval.resolved",
 )
+
+
+def _fresh(value: Any) -> Any:
+    """A deep copy of plain JSON data, so a caller of ``hello_ok`` cannot alter the cached parts."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def configure_rate_limiter(limiter: Any, settings: GatewaySettings) -> None:
@@ -141,6 +146,8 @@ class Gateway:
     handshake: Handshake = attrs.field(init=False)
     metrics: GatewayMetrics = attrs.field(init=False)
     heartbeat: Any = attrs.field(init=False)  # services.heartbeat.HeartbeatService, or None
+    # hello-ok's parts that every client gets: {"features" | "policy": (key, data, its JSON)}.
+    _hello_cache: dict[str, tuple[Any, dict[str, Any], orjson.Fragment]] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.started_at_ms = self.now_ms()
@@ -259,10 +266,11 @@ class Gateway:
     def state_version(self) -> dict[str, int]:
         return {"presence": self.presence.version, "health": self.health.version}
 
-    def snapshot(self, client: ConnectedClient) -> dict[str, Any]:
+    def snapshot(self, client: ConnectedClient, *, encoded: bool = False) -> dict[str, Any]:
         snapshot: dict[str, Any] = {
             "presence": self.presence.entries(),
-            "health": self.health.current(),
+            # Encoded once per health snapshot (rebuilt at most every 2 s), not on every connect.
+            "health": self.health.current_json() if encoded else self.health.current(),
             "stateVersion": self.state_version(),
             "uptimeMs": self.uptime_ms(),
             "sessionDefaults": self.session_defaults(),
@@ -276,28 +284,58 @@ class Gateway:
         return snapshot
 
     def hello_ok(self, client: ConnectedClient, admission: Admission) -> dict[str, Any]:
+        """hello-ok as plain data (what tests and tools inspect)."""
+        return self._hello(client, admission, encoded=False)
+
+    def hello_ok_for_wire(self, client: ConnectedClient, admission: Admission) -> dict[str, Any]:
+        """hello-ok for ``orjson.dumps``: the same bytes as :meth:`hello_ok`, but the parts every
+        client gets (features, policy, the health snapshot) are pre-encoded ``orjson.Fragment``s."""
+        return self._hello(client, admission, encoded=True)
+
+    def _hello(self, client: ConnectedClient, admission: Admission, *, encoded: bool) -> dict[str, Any]:
         auth: dict[str, Any] = {"method": admission.auth_method, "role": client.role, "scopes": list(admission.scopes)}
         if admission.device_token is not None:
             auth["deviceToken"] = admission.device_token.token
             auth["issuedAtMs"] = admission.device_token.issued_at_ms
+        features, policy = self._hello_features(), self._hello_policy()
         return {
             "type": "hello-ok",
             "protocol": admission.protocol,
             "server": {"version": self.version, "bootId": self.boot_id, "connId": client.conn_id},
-            "features": {
+            "features": features[1] if encoded else features[0],
+            "snapshot": self.snapshot(client, encoded=encoded),
+            "auth": auth,
+            "policy": policy[1] if encoded else policy[0],
+        }
+
+    def _hello_features(self) -> tuple[dict[str, Any], orjson.Fragment]:
+        """hello-ok's ``features``, the same for every client: built and encoded once, again only
+        when the method registry or the event list changes (the key), so one entry is all it holds."""
+        key = (self.methods.version, tuple(self.events))
+        cached = self._hello_cache.get("features")
+        if cached is None or cached[0] != key:
+            features = {
                 "methods": self.methods.advertised(),
                 "events": list(self.events),
                 "capabilities": list(SERVER_CAPABILITIES),
-            },
-            "snapshot": self.snapshot(client),
-            "auth": auth,
-            "policy": {
-                "maxPayload": self.settings.max_payload,
-                "maxBufferedBytes": self.settings.max_buffered_bytes,
-                "tickIntervalMs": self.settings.tick_interval_ms,
+            }
+            cached = self._hello_cache["features"] = (key, features, orjson.Fragment(orjson.dumps(features)))
+        return _fresh(cached[1]), cached[2]
+
+    def _hello_policy(self) -> tuple[dict[str, Any], orjson.Fragment]:
+        """hello-ok's ``policy``, encoded once per value of the settings it shows (a reload may change them)."""
+        settings = self.settings
+        key = (settings.max_payload, settings.max_buffered_bytes, settings.tick_interval_ms)
+        cached = self._hello_cache.get("policy")
+        if cached is None or cached[0] != key:
+            policy = {
+                "maxPayload": key[0],
+                "maxBufferedBytes": key[1],
+                "tickIntervalMs": key[2],
                 "attachments": {"maxBytes": ATTACHMENTS_MAX_BYTES, "maxImageBytes": ATTACHMENTS_MAX_IMAGE_BYTES},
-            },
-        }
+            }
+            cached = self._hello_cache["policy"] = (key, policy, orjson.Fragment(orjson.dumps(policy)))
+        return _fresh(cached[1]), cached[2]
 
     # -- connection lifecycle ----------------------------------------------------------------
 

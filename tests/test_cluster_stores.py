@@ -112,6 +112,7 @@ class PostgresOnlyTests(PostgresStoreMixin, SynchronousTestCase):
         keys = lambda search: [row["key"] for row in self.ok(self.store.list(ListQuery(search=search))).rows]
         self.assertEqual(keys("0% d"), ["agent:main:a"])
         self.assertEqual(keys("a_b"), ["agent:main:c"])
+        self.assertEqual(keys("a\x00b"), [])  # no PostgreSQL text holds NUL: a clean empty answer
 
 
 def orjson_loads(text):

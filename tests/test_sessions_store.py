@@ -539,6 +539,12 @@ class SearchIndexTests(StoreTestMixin, SynchronousTestCase):
         self.assertEqual([row["key"] for row in page.rows], ["agent:main:rare-2"])
         self.assertEqual(self.search("haystack").total, 1)
 
+    def test_search_text_with_nul_or_quotes_is_a_plain_substring(self):
+        """FTS5 cannot take NUL in a query: such a search scans instead of failing."""
+        self.assertEqual(self.search("Needle\x00 0").total, 0)
+        self.assertEqual(self.search('Nee"dle').total, 0)
+        self.assertEqual(self.search("edle 1").total, 1)
+
     def test_selective_and_broad_searches(self):
         page = self.search("needle")
         self.assertEqual(page.total, 3)

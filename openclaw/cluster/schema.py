@@ -103,9 +103,11 @@ MIGRATIONS: list[str] = [
 SQLITE_ONLY_TABLES = frozenset({"session_search", "session_search_data", "session_search_idx", "session_search_docsize", "session_search_config", "session_search_content"})
 SCHEMA_VERSION = len(MIGRATIONS)
 # Substring search uses a trigram index when the server has pg_trgm; without it, it scans.
+# The extension goes in ``public``: created inside a cluster schema, dropping that schema would
+# drop the extension and, by cascade, every other schema's index on it.
 TRIGRAM_INDEX = (
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX IF NOT EXISTS sessions_search_trgm ON sessions USING gin (search_text gin_trgm_ops)",
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public",
+    "CREATE INDEX IF NOT EXISTS sessions_search_trgm ON sessions USING gin (search_text public.gin_trgm_ops)",
 )
 
 

@@ -56,6 +56,9 @@ class PostgresSessionStore(SessionStore):
 
     def _search_terms(self, connection: Any, search: str) -> tuple[tuple[str, Any], tuple[str, Any]]:
         """A substring test PostgreSQL answers from the trigram index when it has one."""
+        if "\x00" in search:
+            never = ("0 = ?", 1)  # PostgreSQL text holds no NUL, so nothing can contain one
+            return never, never
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         term = ("search_text LIKE ?", pattern)
         return term, term

@@ -245,7 +245,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             self.close_with(CLOSE_NORMAL, "")
             return
         validators = self._gateway.validators
-        if not isinstance(frame, dict) or not validators.request_frame.is_valid(frame):
+        if not isinstance(frame, dict) or not validators.request_frame_ok(frame):
             self.close_with(CLOSE_POLICY_VIOLATION, "invalid request frame")
             return
         request_id = frame["id"]
@@ -333,7 +333,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             permissions=dict(params.get("permissions") or {}),
             path_env=params.get("pathEnv") if isinstance(params.get("pathEnv"), str) else None,
         )
-        hello = gateway.hello_ok(self._client, admission)
+        hello = gateway.hello_ok_for_wire(self._client, admission)
         self.maxMessagePayloadSize = gateway.settings.max_payload
         self.maxFramePayloadSize = gateway.settings.max_payload
         self._phase = PHASE_OPEN
@@ -357,7 +357,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             self._log.debug("ignoring non-JSON frame from {conn}", conn=self._conn_id)
             return
         gateway = self._gateway
-        if not isinstance(frame, dict) or not gateway.validators.request_frame.is_valid(frame):
+        if not isinstance(frame, dict) or not gateway.validators.request_frame_ok(frame):
             request_id = frame.get("id") if isinstance(frame, dict) else None
             if not isinstance(request_id, str) or not request_id:
                 request_id = "invalid"

@@ -70,11 +70,16 @@ class UnauthorizedRole(GatewayError):
 class MethodRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, MethodSpec] = {}
+        # Bumped by every registration: what hello-ok pre-encodes from this registry is keyed on it.
+        self.version = 0
+        self._advertised: list[str] | None = None
 
     def add(self, spec: MethodSpec) -> None:
         if spec.name in self._specs:
             raise ValueError(f"method {spec.name} registered twice")
         self._specs[spec.name] = spec
+        self.version += 1
+        self._advertised = None
 
     def add_all(self, specs: Iterable[MethodSpec]) -> None:
         for spec in specs:
@@ -87,7 +92,10 @@ class MethodRegistry:
         return list(self._specs)
 
     def advertised(self) -> list[str]:
-        return [name for name, spec in self._specs.items() if spec.advertised]
+        """The names hello-ok lists (a fresh list; the filtered one is kept until the next ``add``)."""
+        if self._advertised is None:
+            self._advertised = [name for name, spec in self._specs.items() if spec.advertised]
+        return list(self._advertised)
 
     def authorize(self, client: "ConnectedClient", method: str, params: Any) -> MethodSpec:
         """Apply the role and scope gates; return the spec, or raise the protocol's error."""

@@ -25,6 +25,9 @@ class SchemaValidator:
         self._schema = with_definitions(schema)
         self._compiled: Callable[[Any], Any] | None = None
         self._explainer: jsonschema.Draft7Validator | None = None
+        # Whether ``{}`` passes: most read methods are called with empty params, and the answer
+        # for one schema never changes (one bool per validator, so nothing to bound or expire).
+        self._empty_valid: bool | None = None
 
     def _check(self, value: Any) -> Any:
         # Compiled on first use: a gateway has dozens of schemas and most never see a frame.
@@ -33,6 +36,13 @@ class SchemaValidator:
         return self._compiled(value)
 
     def is_valid(self, value: Any) -> bool:
+        if type(value) is dict and not value:
+            if self._empty_valid is None:
+                self._empty_valid = self._passes({})
+            return self._empty_valid
+        return self._passes(value)
+
+    def _passes(self, value: Any) -> bool:
         try:
             self._check(value)
         except fastjsonschema.JsonSchemaValueException:
@@ -62,6 +72,22 @@ class SchemaValidator:
         return self._schema.get(ERROR_MESSAGE_KEY) or "; ".join(errors)
 
 
+_PLAIN_REQUEST_KEYS = frozenset({"type", "id", "method", "params"})
+
+
+def is_plain_request(frame: Any) -> bool:
+    """A request frame that RequestFrame certainly accepts, decided without running the schema.
+
+    Only ``type``/``id``/``method``/``params`` with ``type == "req"`` and non-empty string id
+    and method: everything else (``traceparent``, wrong types, extra keys) goes to the schema,
+    so the answer and the error text for any frame are the schema's.
+    """
+    if type(frame) is not dict or not _PLAIN_REQUEST_KEYS.issuperset(frame):
+        return False
+    request_id, method = frame.get("id"), frame.get("method")
+    return frame.get("type") == "req" and type(request_id) is str and type(method) is str and bool(request_id) and bool(method)
+
+
 class ProtocolValidators:
     """Every validator the connection needs, compiled once per gateway."""
 
@@ -76,6 +102,10 @@ class ProtocolValidators:
             for name, schema in (method_params if method_params is not None else METHOD_PARAMS).items()
         }
         self._events = {name: SchemaValidator(schema) for name, schema in EVENT_PAYLOADS.items()}
+
+    def request_frame_ok(self, frame: Any) -> bool:
+        """RequestFrame's verdict, with the common shape answered without the schema."""
+        return is_plain_request(frame) or self.request_frame.is_valid(frame)
 
     def has_params_schema(self, method: str) -> bool:
         return method in self._params

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import orjson
 from twisted.internet.interfaces import IReactorTime
 
 Contributor = Callable[[], dict[str, Any]]
@@ -22,6 +23,8 @@ class HealthMonitor:
         self._default_agent_id = default_agent_id
         self._contributors: list[Contributor] = []
         self._snapshot: dict[str, Any] | None = None
+        # The cached snapshot as JSON, for hello-ok (one per snapshot: dropped when it is rebuilt).
+        self._encoded: orjson.Fragment | None = None
         self._built_at_ms = 0
         self.version = 0
 
@@ -48,6 +51,7 @@ class HealthMonitor:
             snapshot.update(contributor())
         snapshot["durationMs"] = int((time.perf_counter() - started) * 1000)
         self._snapshot = snapshot
+        self._encoded = None
         self._built_at_ms = self._now_ms()
         return snapshot
 
@@ -56,6 +60,13 @@ class HealthMonitor:
         if probe or self._snapshot is None or self._now_ms() - self._built_at_ms > CACHE_MAX_AGE_MS:
             return self.build()
         return self._snapshot
+
+    def current_json(self) -> orjson.Fragment:
+        """:meth:`current` already encoded: every hello-ok within the cache's life embeds the same bytes."""
+        snapshot = self.current()
+        if self._encoded is None or self._snapshot is not snapshot:
+            self._encoded = orjson.Fragment(orjson.dumps(snapshot))
+        return self._encoded
 
     def refresh(self) -> tuple[dict[str, Any], int]:
         """Rebuild and advance the health ``stateVersion`` (the periodic broadcast)."""

@@ -649,7 +649,8 @@ class SessionStore:
         everything scans.
         """
         scan = ("instr(search_text, ?) > 0", search)
-        if len(search) < MIN_TRIGRAM_SEARCH or not self._has_search_index(connection):
+        # FTS5's query parser ends a string at NUL ("unterminated string"): such text is scanned.
+        if len(search) < MIN_TRIGRAM_SEARCH or "\x00" in search or not self._has_search_index(connection):
             return scan, scan
         phrase = '"' + search.replace('"', '""') + '"'
         (hits,) = connection.execute(
