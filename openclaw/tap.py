@@ -13,7 +13,6 @@ from typing import Any, Callable, Mapping
 
 import treq.client
 from autobahn.twisted.resource import WebSocketResource
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import Logger, LogLevel
 from twisted.python import usage
@@ -34,6 +33,7 @@ from .providers.client import ModelClient
 from .providers.pool import QuietConnectionPool
 from .services.agents import AgentService
 from .services.heartbeat import HeartbeatService
+from .services.listener import EndpointListener
 from .services.log_file import GatewayLogFile, default_log_path, log_level_name
 from .services.maintenance import PeriodicBroadcast
 from .services.reload import ConfigReloader
@@ -298,9 +298,8 @@ def _listeners(reactor: Any, gateway: Gateway, factory: Any, tls: Any, reuse_por
         served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
     listeners = Listeners(lambda: [announce() for announce in announcements] and None)
     for index, interface in enumerate(settings.interfaces):
-        listener = StreamServerEndpointService(_endpoint(reactor, settings.port, interface, reuse_port), served)
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
-        listener._raiseSynchronously = index == 0
+        listener = EndpointListener(_endpoint(reactor, settings.port, interface, reuse_port), served, required=index == 0)
         listener.setName(interface)
         listener.setServiceParent(listeners)
     return listeners
@@ -365,7 +364,6 @@ def makeService(options: Mapping[str, Any], reactor: Any = None, env: Mapping[st
         lambda current: build_tree(reactor, current, cluster, reuse_port, config_control=reloader),
         install_signals=install_signals,
         exit_with=exit_status_at_exit if install_signals else None,
+        reloader=reloader,
     )
-    if reloader is not None:
-        root.attach_reloader(reloader)
     return root

@@ -111,7 +111,8 @@ class RestartTests(TestCase):
     def test_restart_says_goodbye_and_comes_back(self):
         client, first = yield self.operator()
         old_gateway = self.root.gateway
-        names = [service.name for service in self.root]
+        names = [service.name for service in self.root.tree]
+        old_tree = self.root.tree
         before = gateway_threads()
         threads = sorted(thread.name for thread in before)
         # devices, sessions, the config file (at least)
@@ -124,10 +125,15 @@ class RestartTests(TestCase):
         self.assertIsNot(self.root.gateway, old_gateway)
         self.assertIs(self.root.gateway.config_control, self.reloader)
         self.assertTrue(self.reloader.running)
-        self.assertEqual([service.name for service in self.root], names)
-        self.assertEqual(names[0], "reload")
+        # A new child tree replaced the old one (stopped, with no parent); the reload service stayed.
+        self.assertEqual([service.name for service in self.root], ["reload", "gateway"])
+        self.assertIsNot(self.root.tree, old_tree)
+        self.assertIsNone(old_tree.parent)
+        self.assertFalse(any(service.running for service in old_tree))
+        self.assertEqual([service.name for service in self.root.tree], names)
         self.assertEqual(names[-2:], ["websocket", "listeners"])
         self.assertTrue(all(service.running for service in self.root))
+        self.assertTrue(all(service.running for service in self.root.tree))
         # The old tree's workers were joined (only the reload service's own worker lives on);
         # the new tree has its own store workers. Its file worker starts on first use, so it may
         # not be there yet.
@@ -192,6 +198,7 @@ class RestartTests(TestCase):
         self.assertEqual(self.root.settings.port, self.port)
         self.assertEqual(self.reloader.snapshot.hash, running_hash)
         self.assertTrue(all(service.running for service in self.root))
+        self.assertTrue(all(service.running for service in self.root.tree))
         decision = self.reloader.last_decision
         self.assertEqual(decision["decision"], "rolled-back")
         self.assertIn("Address already in use", decision["error"])

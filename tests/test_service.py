@@ -12,7 +12,6 @@ import queue
 import threading
 from typing import Any, Callable
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker, MultiService, Service
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorFromThreads
@@ -26,6 +25,7 @@ from openclaw import tap
 from openclaw.gateway import Gateway
 from openclaw.http.site import GatewaySite
 from openclaw.settings import GatewaySettings
+from openclaw.services.listener import EndpointListener
 from openclaw.services.runtime import GatewayRuntime
 from openclaw.stores.preflight import GatewayStartError
 from openclaw.stores.sqlite import StoreUnavailable
@@ -137,35 +137,36 @@ class ServiceTreeTests(_TreeMixin, SynchronousTestCase):
     def test_children_in_start_order(self):
         """State first, listeners last: nothing is accepted before the services it needs run."""
         root, _ = self.build("--token", "secret")
+        self.assertEqual([service.name for service in root], ["reload", "gateway"])
         self.assertEqual(
-            [service.name for service in root],
-            ["reload", "files", "log-file", "pairing", "node-pairing", "agents", "event-loop", "tick", "health", "heartbeat", "websocket", "listeners"],
+            [service.name for service in root.tree],
+            ["files", "log-file", "pairing", "node-pairing", "agents", "event-loop", "tick", "health", "heartbeat", "websocket", "listeners"],
         )
 
     def test_loopback_has_ipv4_and_ipv6_listeners(self):
         root, _ = self.build("--token", "secret")
-        listeners = root.getServiceNamed("listeners")
+        listeners = root.tree.getServiceNamed("listeners")
         self.assertEqual([service.name for service in listeners], ["127.0.0.1", "::1"])
         for service in listeners:
-            self.assertIsInstance(service, StreamServerEndpointService)
+            self.assertIsInstance(service, EndpointListener)
             self.assertIsInstance(service.factory, GatewaySite)
 
     def test_both_listeners_share_one_site(self):
         """One Site means one set of routes and one WebSocket factory whichever address is used."""
         root, _ = self.build("--token", "secret")
-        sites = {id(service.factory) for service in root.getServiceNamed("listeners")}
+        sites = {id(service.factory) for service in root.tree.getServiceNamed("listeners")}
         self.assertEqual(len(sites), 1)
 
     def test_lan_has_one_wildcard_listener(self):
         root, _ = self.build("--bind", "lan", "--token", "secret")
-        self.assertEqual([service.name for service in root.getServiceNamed("listeners")], ["0.0.0.0"])
+        self.assertEqual([service.name for service in root.tree.getServiceNamed("listeners")], ["0.0.0.0"])
 
     def test_gateway_is_exposed_for_embedding(self):
         root, _ = self.build("--token", "secret", "--port", "4321")
         self.assertIsInstance(root.gateway, Gateway)
         self.assertEqual(root.gateway.settings.port, 4321)
-        self.assertIs(root.getServiceNamed("pairing"), root.gateway.pairing)
-        self.assertIs(root.getServiceNamed("event-loop"), root.gateway.event_loop)
+        self.assertIs(root.tree.getServiceNamed("pairing"), root.gateway.pairing)
+        self.assertIs(root.tree.getServiceNamed("event-loop"), root.gateway.event_loop)
 
     def test_state_dir_is_created_private(self):
         """Device keys and tokens live there: only the owner may read it."""
@@ -194,7 +195,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
     def test_start_listens_on_the_port_for_each_interface(self):
         root, reactor = self.build("--token", "secret", "--port", "19999")
         self.start(root, reactor)
-        site = root.getServiceNamed("listeners").getServiceNamed("127.0.0.1").factory
+        site = root.tree.getServiceNamed("listeners").getServiceNamed("127.0.0.1").factory
         self.assertEqual(
             [(port, factory, interface) for port, factory, _backlog, interface in reactor.tcpServers],
             [(19999, site, "127.0.0.1"), (19999, site, "::1")],
@@ -233,8 +234,9 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         reactor.run_thread_results(lambda: stopped.called)
         self.successResultOf(stopped)
         self.assertFalse(root.gateway.accepting)
-        self.assertEqual([service.running for service in root.getServiceNamed("listeners")], [0, 0])
-        self.assertEqual([service.running for service in root], [0] * 12)
+        self.assertEqual([service.running for service in root.tree.getServiceNamed("listeners")], [0, 0])
+        self.assertEqual([service.running for service in root], [0, 0])
+        self.assertEqual([service.running for service in root.tree], [0] * 11)
 
     def test_periodic_services_run_on_the_injected_reactor(self):
         """Ticks are scheduled on the reactor given to makeService, never the global one."""
@@ -296,7 +298,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
             self.assertTrue(outcome[0].check(StoreUnavailable), outcome[0])
             self.assertIn(f"could not open the {label} at {corrupt}", outcome[0].getErrorMessage())
             self.flushLoggedErrors(StoreUnavailable)
-            reactor.run_thread_results(lambda: not root.running and not root.getServiceNamed("agents").running)
+            reactor.run_thread_results(lambda: not root.running and not root.tree.getServiceNamed("agents").running)
             reactor.run_thread_results(lambda: not pool_threads())
             self.assertEqual(pool_threads(), [])  # every store and executor that started was stopped
             self.assertEqual(reactor.tcpServers, [])  # never listened
@@ -311,7 +313,7 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
         root.startService().addBoth(outcome.append)
         reactor.run_thread_results(lambda: outcome)
         self.assertTrue(outcome[0].check(CannotListenError), outcome[0])
-        reactor.run_thread_results(lambda: not root.getServiceNamed("agents").running)
+        reactor.run_thread_results(lambda: not root.tree.getServiceNamed("agents").running)
         self.flushLoggedErrors(CannotListenError)
         self.assertFalse(root.running)
         reactor.run_thread_results(lambda: not pool_threads())

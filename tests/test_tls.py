@@ -225,7 +225,7 @@ class TLSTreeTests(_TreeMixin, SynchronousTestCase):
     def test_plain_tcp_when_off(self):
         root, _ = self.build("--token", "secret")
         self.assertIsNone(root.gateway.tls_fingerprint)
-        for service in root.getServiceNamed("listeners"):
+        for service in root.tree.getServiceNamed("listeners"):
             self.assertIsInstance(service.factory, GatewaySite)
 
     def test_tls_listeners_and_fingerprint(self):
@@ -236,7 +236,7 @@ class TLSTreeTests(_TreeMixin, SynchronousTestCase):
         events = self.capture_log()
         root, _ = self.build("--token", "secret", "--tls-cert", cert_path, "--tls-key", key_path)
         self.assertEqual(root.gateway.tls_fingerprint, fingerprint_sha256(cert_pem))
-        listeners = list(root.getServiceNamed("listeners"))
+        listeners = list(root.tree.getServiceNamed("listeners"))
         self.assertEqual([service.name for service in listeners], ["127.0.0.1", "::1"])
         for service in listeners:
             self.assertIsInstance(service.factory, TLSMemoryBIOFactory)
@@ -317,7 +317,7 @@ class TLSLoopbackTests(TestCase):
 
     @inlineCallbacks
     def test_https_over_ipv6(self):
-        if not socket.has_ipv6 or "::1" not in [s.name for s in self.root.getServiceNamed("listeners")]:
+        if not socket.has_ipv6 or "::1" not in [s.name for s in self.root.tree.getServiceNamed("listeners")]:
             raise self.skipTest("no IPv6 loopback")
         probe = socket.socket(socket.AF_INET6)
         try:

@@ -4,7 +4,9 @@ Children start one after another, each waiting for the previous one's asynchrono
 load before the listeners open), and stop in reverse order the same way (the port closes first,
 the stores last). A restart stops the tree (clients get ``shutdown`` with ``restartExpectedMs``
 and close 1012), builds a new one from the current settings, and starts it: same process, same
-port when unchanged, the reload service untouched. When the new tree cannot start (its port is
+port when unchanged, the reload service untouched. The tree is one child ``MultiService`` (``gateway``): a restart is
+``disownServiceParent()`` (which stops it), a new tree, ``setServiceParent()`` (which starts it),
+with no edits to ``MultiService`` internals. When the new tree cannot start (its port is
 taken, say), what did start of it is stopped and a tree from the last good settings (those that
 were running) is started instead, so the gateway stays reachable; the reload service records
 the config as not applied (``rolled-back``).
@@ -53,14 +55,25 @@ class ExecutorService(Service):
             self._executor.stop()
 
 
+def _raised_instead(failure: Failure) -> None:
+    """A child's failed start that was raised to the caller: nothing more to report here."""
+
+
 class OrderedMultiService(MultiService):
-    """A MultiService whose start and stop wait for each child before the next."""
+    """A MultiService whose start and stop wait for each child before the next.
+
+    ``started`` is the Deferred of the last ``startService``: ``MultiService.addService`` starts
+    a child added to a running parent but drops what its start returns, so whoever adds one
+    waits on this instead (buildbot's AsyncMultiService returns it from ``addService``).
+    """
 
     _log = Logger()
+    started: Deferred | None = None
 
     def startService(self) -> Deferred:
         Service.startService(self)
-        return self._start_from(list(self), 0)
+        self.started = self._start_from(list(self), 0)
+        return self.started
 
     def _start_from(self, children: list[Any], index: int) -> Deferred:
         # Synchronous failures (the first listener failing to bind) raise right here, so twistd
@@ -70,7 +83,9 @@ class OrderedMultiService(MultiService):
             index += 1
             if isinstance(result, Deferred):
                 if result.called and isinstance(result.result, Failure):
-                    result.result.raiseException()
+                    failure = result.result
+                    result.addErrback(_raised_instead)
+                    failure.raiseException()
                 if not result.called:
                     return result.addCallback(lambda _, i=index: self._start_from(children, i))
         return succeed(None)
@@ -90,8 +105,25 @@ class OrderedMultiService(MultiService):
                 self._log.failure("stopping {name} failed", name=child.name)
 
 
+class GatewayTree(OrderedMultiService):
+    """One gateway's services (``build_tree``'s list), started in order by ``startService``.
+
+    Nothing starts at privileged start: the listeners open in ``startService``, after the
+    stores they need have loaded, at start-up as on a restart.
+    """
+
+    def __init__(self, children: list[Service]):
+        super().__init__()
+        self.setName("gateway")
+        for child in children:
+            child.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        pass
+
+
 class GatewayRuntime(OrderedMultiService):
-    """``reload`` first, then the tree ``build_tree(settings)`` returns, swappable on restart."""
+    """``reload`` first, then the ``gateway`` tree that ``build_tree(settings)`` gives, swapped on restart."""
 
     _log = Logger()
 
@@ -102,9 +134,11 @@ class GatewayRuntime(OrderedMultiService):
         build_tree: Callable[[Any], tuple[Any, list[Service]]],
         install_signals: bool = False,
         exit_with: Callable[[int], None] | None = None,
+        reloader: Any = None,
     ):
         """``exit_with`` is given when the gateway owns the process (twistd): a failed start
-        then stops the reactor and sets the exit status through it."""
+        then stops the reactor and sets the exit status through it. ``reloader`` (the config
+        reload service) is the first child: it starts before the tree and stops after it."""
         super().__init__()
         self._exit_with = exit_with
         self.setName("openclaw")
@@ -114,20 +148,17 @@ class GatewayRuntime(OrderedMultiService):
         self._previous_handlers: dict[int, Any] = {}
         self.settings = settings
         self.restarts = 0
-        self.gateway, children = build_tree(settings)
-        for child in children:
-            child.setServiceParent(self)
-        self.reloader: Any = None
-
-    def attach_reloader(self, reloader: Service) -> None:
-        reloader.setName("reload")
-        # First child: it starts before the tree and stops after it.
-        reloader.setServiceParent(self)
-        self.services.remove(reloader)
-        self.services.insert(0, reloader)
         self.reloader = reloader
-        reloader.on_change = lambda payload: self.gateway.clients.broadcast("config.changed", payload)
+        if reloader is not None:
+            reloader.setName("reload")
+            reloader.setServiceParent(self)
+            reloader.on_change = self._config_changed
+        self.gateway, children = build_tree(settings)
+        self.tree: GatewayTree | None = GatewayTree(children)
+        self.tree.setServiceParent(self)
 
+    def _config_changed(self, payload: Any) -> None:
+        self.gateway.clients.broadcast("config.changed", payload)
     def startService(self) -> Deferred:
         if self._install_signals:
             self._handle(signal.SIGHUP, lambda: self.reloader.check_now() if self.reloader is not None else None)
@@ -174,18 +205,11 @@ class GatewayRuntime(OrderedMultiService):
         self.settings = settings
         self.gateway.apply_settings(settings, plan.actions)
 
-    def _detach(self, child: Service) -> None:
-        """Remove a stopped child (``removeService`` would stop it a second time)."""
-        self.services.remove(child)
-        if child.name is not None:
-            self.namedServices.pop(child.name, None)
-        child.parent = None
-
     @inlineCallbacks
     def restart(self, reason: str) -> Any:
         """Stop the tree, build a new one from the current settings, start it (or the last good one)."""
         self._log.info("restarting the gateway in-process ({reason})", reason=reason)
-        websocket = self.getServiceNamed("websocket") if "websocket" in self.namedServices else None
+        websocket = self._tree_child("websocket")
         if websocket is not None:
             websocket.restart_expected_ms = RESTART_EXPECTED_MS
             websocket.shutdown_reason = "gateway restarting"
@@ -221,30 +245,26 @@ class GatewayRuntime(OrderedMultiService):
         if reloader is not None:
             reloader.restart_succeeded(attempted)
 
+    def _tree_child(self, name: str) -> Any:
+        try:
+            return self.tree.getServiceNamed(name) if self.tree is not None else None
+        except KeyError:
+            return None
+
     def _start_tree(self, settings: Any) -> Deferred:
-        """Build a tree from ``settings``, add it, and start it in order (if the root runs)."""
+        """Build a tree from ``settings`` and add it: a running root starts it, in order."""
         self.settings = settings
         self.gateway, children = self._build_tree(settings)
-        # Add without MultiService's start-on-add, then start in order and wait for each.
-        was_running, self.running = self.running, 0
-        for child in children:
-            child.setServiceParent(self)
-        self.running = was_running
-        if was_running:
-            try:
-                return self._start_from(children, 0)
-            except Exception:
-                return fail()
-        return succeed(None)
+        tree = self.tree = GatewayTree(children)
+        try:
+            tree.setServiceParent(self)
+        except Exception:
+            return fail()
+        return tree.started if self.running and tree.started is not None else succeed(None)
 
-    @inlineCallbacks
-    def _discard_tree(self) -> Any:
-        """Stop (in reverse) and remove whatever of the current tree is there."""
-        tree = [child for child in self if child is not self.reloader]
-        for child in reversed(tree):
-            if child.running:
-                try:
-                    yield maybeDeferred(child.stopService)
-                except Exception:
-                    self._log.failure("stopping {name} failed", name=child.name)
-            self._detach(child)
+    def _discard_tree(self) -> Deferred:
+        """Stop (children in reverse) and remove the current tree, if there is one."""
+        tree, self.tree = self.tree, None
+        if tree is None or tree.parent is None:
+            return succeed(None)
+        return maybeDeferred(tree.disownServiceParent)
