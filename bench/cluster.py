@@ -9,8 +9,8 @@ and removes them at the end.
 
 - ``health`` req/s at 50 clients x 16 in flight: one cluster instance listening with
   ``--reuse-port``, then two instances on the same port (the kernel spreads connections).
-- cross-instance event latency: a node on instance A sends ``node.event``; the time until an
-  operator on A (same instance) and one on B (relayed through Redis) receive ``node.event``.
+- cross-instance event latency: an operator on A patches a session; the time until a
+  ``sessions.changed`` subscriber on A (same instance) and one on B (relayed through Redis) get it.
 - ``node.invoke`` round trip from an operator on A to a node on A, and to a node on B.
 """
 from __future__ import annotations
@@ -149,17 +149,21 @@ def invoke_rtts(operator: Any, node_id: str, count: int) -> Any:
 
 
 @defer.inlineCallbacks
-def event_latencies(node: Any, same: Any, other: Any, count: int) -> Any:
-    """node.event sent by ``node`` → arrival at an operator on its instance and on another."""
+def event_latencies(writer: Any, same: Any, other: Any, count: int) -> Any:
+    """``sessions.patch`` through ``writer`` → its ``sessions.changed`` at a subscriber on the
+    same instance and at one on another instance (relayed through Redis)."""
+    for listener in (same, other):
+        yield listener.request("sessions.subscribe", {})
     same_ms, other_ms = [], []
     for n in range(count):
+        label = f"bench-{n}-{secrets.token_hex(3)}"
         arrivals: dict[str, float] = {}
         both: defer.Deferred = defer.Deferred()
 
-        def watcher(label: str) -> Any:
+        def watcher(name: str) -> Any:
             def on_event(frame: dict[str, Any], at: float) -> None:
-                if frame.get("event") == "node.event" and frame["payload"].get("event") == f"bench-{n}":
-                    arrivals[label] = at
+                if frame.get("event") == "sessions.changed" and frame["payload"].get("sessionKey") == f"agent:main:{label}":
+                    arrivals.setdefault(name, at)
                     if len(arrivals) == 2 and not both.called:
                         both.callback(None)
 
@@ -167,8 +171,8 @@ def event_latencies(node: Any, same: Any, other: Any, count: int) -> Any:
 
         same.on_event, other.on_event = watcher("same"), watcher("other")
         sent = time.perf_counter()
-        node.request("node.event", {"event": f"bench-{n}", "payloadJSON": "{}"})
-        yield both
+        writer.request("sessions.patch", {"key": f"agent:main:{label}", "label": label})
+        yield both.addTimeout(10, reactor)
         same_ms.append((arrivals["same"] - sent) * 1000)
         other_ms.append((arrivals["other"] - sent) * 1000)
     return statistics.median(same_ms), statistics.median(other_ms)
@@ -193,22 +197,27 @@ def run(options: argparse.Namespace) -> Any:
             yield wait_ready(port)
             yield sleep(1.0)
             row["health_rps_2proc"] = yield health_rps(port, options.seconds)
+            progress(f"two processes: {row['health_rps_2proc']:.0f} health/s")
             stop(two)
             row["ratio_2proc_over_1proc"] = row["health_rps_2proc"] / row["health_rps_1proc"]
             a_port, b_port = port + 1, port + 2
             pair = [start("A", a_port, schema, state_root), start("B", b_port, schema, state_root)]
             yield wait_ready(a_port)
             yield wait_ready(b_port)
+            progress("A and B ready")
             operator_a = yield connect(f"ws://127.0.0.1:{a_port}", Credentials(TOKEN, ADMIN, DeviceKeyPair.generate()))
             operator_b = yield connect(f"ws://127.0.0.1:{b_port}", Credentials(TOKEN, ADMIN, DeviceKeyPair.generate()))
             node_a = yield node_on(a_port)
             node_b = yield node_on(b_port)
+            progress("operators and nodes connected")
             yield approve_all(operator_a)
+            progress("node surfaces approved")
             a_id, b_id = node_a.factory.credentials.device.device_id, node_b.factory.credentials.device.device_id
             row["invoke_same_ms"] = yield invoke_rtts(operator_a, a_id, options.invokes)
             row["invoke_cross_ms"] = yield invoke_rtts(operator_a, b_id, options.invokes)
             row["invoke_cross_over_same"] = row["invoke_cross_ms"] / row["invoke_same_ms"]
-            same, other = yield event_latencies(node_a, operator_a, operator_b, options.events)
+            progress("invokes measured")
+            same, other = yield event_latencies(operator_a, operator_a, operator_b, options.events)
             row["event_same_ms"], row["event_cross_ms"] = same, other
             row["event_cross_over_same"] = other / same
             for connection in (operator_a, operator_b, node_a, node_b):

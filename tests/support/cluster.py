@@ -99,3 +99,13 @@ def _read_reply(reader):
     if kind == b"*":
         return [_read_reply(reader) for _ in range(int(rest))]
     raise OSError(f"unexpected Redis reply {line!r}")
+
+
+def missing_modules() -> str | None:
+    """Why cluster tests cannot even be imported here (a venv without the cluster extras), or None."""
+    try:
+        import psycopg  # noqa: F401
+        import txredisapi  # noqa: F401
+    except ImportError as exc:
+        return f"cluster mode's libraries are not installed ({exc}); pip install '.[test]'"
+    return None
