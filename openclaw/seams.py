@@ -128,7 +128,7 @@ class ISessionStore(Interface):
     def close() -> Deferred[None]:
         """Release the storage."""
 
-    def summary(now_ms: int) -> dict[str, Any]:
+    def summary(now_ms: int) -> Any:
         """Count and most recent keys, from memory."""
 
     def get(key: str) -> Deferred[dict[str, Any] | None]:
@@ -211,7 +211,7 @@ class IPresence(Interface):
     def client_disconnected(key: str, conn_id: str) -> bool:
         """A client went away; True when an entry was removed."""
 
-    def system_event(params: Mapping[str, Any]) -> None:
+    def system_event(params: dict[str, Any]) -> None:
         """An entry posted by ``system-event``."""
 
     def queued_system_events() -> list[str]:

@@ -57,7 +57,10 @@ def usage_report(
     rows_of: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
         rows_of.setdefault(row[0], []).append(row)
-    day_of = lambda row: datetime.fromtimestamp(row[2] / 1000, timezone.utc).date().isoformat()  # noqa: E731
+
+    def day_of(row: tuple[Any, ...]) -> str:
+        return datetime.fromtimestamp(row[2] / 1000, timezone.utc).date().isoformat()
+
     sessions = []
     for key, group in sorted(by_session.items(), key=lambda item: -item[1]["totals"]["totalTokens"])[:limit]:
         mine = rows_of[key]
