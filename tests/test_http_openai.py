@@ -34,8 +34,8 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
-from twisted.web.http_headers import Headers
 from twisted.web.http import HTTPChannel, Request
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -1384,7 +1384,7 @@ class KleinCancellationTests(_GatewayTestBase):
         channel.makeConnection(transport)
         return channel, transport
 
-    def route_request(self, path: bytes, body: dict[str, Any]) -> tuple[Request, StringTransport]:
+    def route_request(self, path: bytes, body: dict[str, Any]) -> Request:
         """A ``Request`` as the Site would hand it to Klein, for calling a route method directly."""
         channel = HTTPChannel()
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001))
@@ -1393,7 +1393,7 @@ class KleinCancellationTests(_GatewayTestBase):
         request.method, request.uri, request.path, request.clientproto = b"POST", path, path, b"HTTP/1.1"
         request.requestHeaders.setRawHeaders(b"authorization", [b"Bearer " + TOKEN.encode()])
         request.content = BytesIO(json.dumps(body).encode())
-        return request, transport
+        return request
 
     @inlineCallbacks
     def first_delta(self, ws: Any):
@@ -1440,7 +1440,7 @@ class KleinCancellationTests(_GatewayTestBase):
     def assertCancelAborts(self, path: bytes, stream: bool):
         """Cancelling the route's Deferred alone (no connection loss) is enough to abort."""
         ws = yield self.operator()
-        request, transport = self.route_request(path, {**self.ROUTES[path], "stream": stream})
+        request = self.route_request(path, {**self.ROUTES[path], "stream": stream})
         app = GatewayHttpApp(self.gateway)
         route = app.chat_completions if path == b"/v1/chat/completions" else app.responses
         answer = route(request)

@@ -125,7 +125,7 @@ class ResponsesEndpoint:
             gateway.clock, ttl_s=PREVIOUS_RESPONSE_TTL_S, max_entries=PREVIOUS_RESPONSE_MAX
         )
 
-    def handle(self, request: Any, body: dict[str, Any], auth_subject: str) -> Deferred:
+    def handle(self, request: Any, body: dict[str, Any], auth_subject: str) -> "Deferred[bytes] | Deferred[None]":
         """The answer (JSON or an SSE stream); cancelling it aborts the run (``runs.py``)."""
         gateway = self._gateway
         problems = self._validator.errors(body)
@@ -282,7 +282,7 @@ def _respond(_: Run, request: Any, view: ResponseView) -> bytes:
     return write_json(request, status, body)
 
 
-def _stream(request: Any, run: Run, view: ResponseView) -> Deferred:
+def _stream(request: Any, run: Run, view: ResponseView) -> "Deferred[None]":
     """Response events as the model writes; the Deferred fires when the response is finished."""
     writer = SSEWriter(request)
     part = {"item_id": view.message_id, "output_index": 0, "content_index": 0}

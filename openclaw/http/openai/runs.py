@@ -8,7 +8,7 @@ lost before the response finished, and :func:`abort_on_cancel` makes that cancel
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred
 
@@ -18,6 +18,8 @@ from .common import HttpError
 
 if TYPE_CHECKING:
     from ...hub import GatewayHub
+
+_T = TypeVar("_T")
 
 EMPTY_ANSWER = "No response from OpenClaw."
 # The abort reason a run records when its HTTP client went away.
@@ -56,7 +58,7 @@ def start_http_run(
     return run
 
 
-def abort_on_cancel(gateway: "GatewayHub", run: Run, outcome: Deferred) -> Deferred:
+def abort_on_cancel(gateway: "GatewayHub", run: Run, outcome: "Deferred[_T]") -> "Deferred[_T]":
     """``outcome``'s result, in a Deferred whose cancellation stops waiting and aborts ``run``.
 
     The route returns this Deferred (or one with callbacks added to it), so when Klein cancels
@@ -64,12 +66,12 @@ def abort_on_cancel(gateway: "GatewayHub", run: Run, outcome: Deferred) -> Defer
     is cancelled first, so that whatever it would still deliver (the ended run, the end of a
     stream) is dropped instead of arriving at an answer that is already settled.
     """
-    answer: Deferred = Deferred(functools.partial(_client_gone, gateway, run, outcome))
+    answer: Deferred[_T] = Deferred(functools.partial(_client_gone, gateway, run, outcome))
     outcome.chainDeferred(answer)
     return answer
 
 
-def _client_gone(gateway: "GatewayHub", run: Run, outcome: Deferred, answer: Deferred) -> None:
+def _client_gone(gateway: "GatewayHub", run: Run, outcome: "Deferred[Any]", answer: "Deferred[Any]") -> None:
     """The canceller of :func:`abort_on_cancel`'s Deferred (``answer``)."""
     outcome.cancel()
     gateway.runs.abort(run.session_key, run.run_id, reason=CLIENT_DISCONNECTED)

@@ -36,7 +36,7 @@ class SSEWriter:
         self._stopped = False  # the response will not be finished by this writer
         # Fires once the writer has finished the response (after any queued frames went out);
         # never for a connection that went away, which cancels it instead.
-        self.finished: Deferred = Deferred(self._cancelled)
+        self.finished: Deferred[None] = Deferred(self._cancelled)
 
     def start(self) -> None:
         """Send the headers now, so clients see the stream open before the model answers."""
@@ -48,7 +48,7 @@ class SSEWriter:
         request.registerProducer(self, True)
         request.write(b"")
 
-    def _cancelled(self, _: Deferred) -> None:
+    def _cancelled(self, _: "Deferred[None]") -> None:
         """The client is gone (Klein cancelled the Deferred the route returned): write no more."""
         self._stop()
 

@@ -63,7 +63,8 @@ class BodyValidator:
         text = None
         missing = _missing_property(problem)
         if missing is not None:
-            text = problem.schema.get("properties", {}).get(missing, {}).get(ERROR_MESSAGE_KEY)
+            schema = problem.schema if isinstance(problem.schema, Mapping) else {}
+            text = schema.get("properties", {}).get(missing, {}).get(ERROR_MESSAGE_KEY)
             path.append(missing)
         if text is None:
             text = self._innermost_text(problem)
@@ -86,4 +87,5 @@ def _missing_property(problem: jsonschema.ValidationError) -> str | None:
     """For a ``required`` problem, the first property the object lacks."""
     if problem.validator != "required" or not isinstance(problem.instance, dict):
         return None
-    return next((name for name in problem.validator_value if name not in problem.instance), None)
+    required = problem.validator_value if isinstance(problem.validator_value, list) else []
+    return next((name for name in required if name not in problem.instance), None)
