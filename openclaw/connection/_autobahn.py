@@ -73,4 +73,4 @@ def defer_debug_formatting() -> None:
     """
     if getattr(_autobahn_protocol, "pformat", None) is not format_debug_only:
         # Through setattr: Autobahn does not export the name it looks up (tests/test_autobahn_fence.py).
-        setattr(_autobahn_protocol, "pformat", format_debug_only)
+        setattr(_autobahn_protocol, "pformat", format_debug_only)  # noqa: B010

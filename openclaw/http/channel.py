@@ -24,7 +24,6 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from ..connection.limits import PreauthLimiter
-
 from .headers import SECURITY_HEADERS
 
 HEADER_TIMEOUT_S = 15.0
