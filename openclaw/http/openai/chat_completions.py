@@ -207,7 +207,7 @@ def _respond(run: Run, request: Any, model: str) -> bytes:
     )
 
 
-def _stream(gateway: "GatewayHub", request: Any, run: Run, model: str, include_usage: bool) -> Deferred[None]:
+def _stream(gateway: "GatewayHub", request: Any, run: Run, model: str, include_usage: bool) -> Deferred:
     created = int(run.accepted_at / 1000) or int(time.time())
     writer = SSEWriter(request, on_overflow=lambda: gateway.runs.connection_lost(run.owner or ""))
 

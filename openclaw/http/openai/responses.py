@@ -278,7 +278,7 @@ def _respond(request: Any, view: ResponseView) -> bytes:
     return write_json(request, status, body)
 
 
-def _stream(gateway: "GatewayHub", request: Any, run: Run, view: ResponseView) -> Deferred[None]:
+def _stream(gateway: "GatewayHub", request: Any, run: Run, view: ResponseView) -> Deferred:
     writer = SSEWriter(request, on_overflow=lambda: gateway.runs.connection_lost(run.owner or ""))
 
     def send(event_type: str, **fields: Any) -> None:

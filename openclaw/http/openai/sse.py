@@ -29,7 +29,7 @@ class SSEWriter:
         self._pending_bytes = 0
         self.closed = False
         # Fires once the response has really ended (after any queued frames went out).
-        self.finished: Deferred[None] = Deferred()
+        self.finished: Deferred = Deferred()
 
     def start(self) -> None:
         """Send the headers now, so clients see the stream open before the model answers."""
