@@ -77,6 +77,8 @@ class ClusterBus:
         self.session_store: Any = None
         self.leases: Any = None  # ClusterLeases
         self.rate_limiter: Any = None  # ClusterRateLimiter
+        self.idempotency: Any = None  # ClusterIdempotencyCache
+        self.config_sync: Any = None  # ClusterConfigSync
         self.remote_presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.remote_selves: dict[str, dict[str, Any]] = {}  # each live peer's own presence entry
         self._drops: dict[str, int] = {}  # times each peer was dropped (a read begun before is void)
@@ -169,6 +171,8 @@ class ClusterBus:
             yield self.session_store.refresh_summary()
         for store in self.stores.values():
             store.reload()
+        if self.config_sync is not None:
+            self.config_sync.received(None)  # the newest revision, in case a notice was missed
 
     def _write_heartbeat(self) -> Deferred:
         """Refresh this instance's key (its value is this gateway's presence entry); fires with
@@ -268,6 +272,8 @@ class ClusterBus:
         nodes = self.remote_nodes.pop(peer, {})
         self.live_instances.discard(peer)
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
+        if self.idempotency is not None:
+            self.idempotency.owner_gone(peer)
         if had_presence or nodes:
             self._log.info("instance {peer} is gone: dropped its presence and {count} node(s)", peer=peer, count=len(nodes))
         if had_presence:
@@ -371,6 +377,10 @@ class ClusterBus:
             self.live_instances.add(origin)
         elif kind == "bye":
             self._drop_peer(origin)
+        elif kind == "config" and self.config_sync is not None:
+            self.config_sync.received(int(data["rev"]))
+        elif kind == "idem" and self.idempotency is not None:
+            self.idempotency.completed(data["key"], data["rec"])
         elif kind == "lockout" and self.rate_limiter is not None:
             self.rate_limiter.lock(data["address"], data["kind"], int(data["untilMs"]))
 
