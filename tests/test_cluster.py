@@ -69,6 +69,8 @@ class ClusterTestBase(TestCase):
         yield gatherResults([self.start_instance(name, [*extra, *self.instance_args(name)]) for name in self.names])
 
     names = ("A", "B", "C")
+    postgres_dsn = POSTGRES_DSN  # a test may put a proxy or a private server in between
+    redis_url = REDIS_URL
 
     def extra_args(self):
         return []
@@ -84,7 +86,7 @@ class ClusterTestBase(TestCase):
         os.makedirs(state_dir)
         args = [
             "--port", str(port), "--bind", "loopback", "--token", TOKEN, "--state-dir", state_dir,
-            "--cluster-postgres", POSTGRES_DSN, "--cluster-redis", REDIS_URL,
+            "--cluster-postgres", self.postgres_dsn, "--cluster-redis", self.redis_url,
             "--cluster-schema", self.schema, "--cluster-instance-id", name, *extra,
         ]
         process = TwistdGateway(self, args, env={"OPENCLAW_CLUSTER_HEARTBEAT_TTL_S": str(HEARTBEAT_TTL_S)})

@@ -91,6 +91,9 @@ class ClusterBus:
         self._lost_at_ms: int | None = None
         self.gaps: list[dict[str, Any]] = []
         self.relay_failures = 0
+        self._relayed = 0  # this instance's relayed events, numbered for the receivers' gap check
+        self._last_relayed: dict[str, int] = {}  # per peer: the number of its last event seen here
+        self.missed_events = 0
         self._stopping = False
         self.started_at_ms = self._now_ms()
 
@@ -271,6 +274,7 @@ class ClusterBus:
         had_presence = had_clients or had_self
         nodes = self.remote_nodes.pop(peer, {})
         self.live_instances.discard(peer)
+        self._last_relayed.pop(peer, None)
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
         if self.idempotency is not None:
             self.idempotency.owner_gone(peer)
@@ -295,7 +299,8 @@ class ClusterBus:
 
     def relay(self, event: str, payload_json: bytes, drop_if_slow: bool, topic: str | None) -> None:
         """IEventRelay: one broadcast, encoded once, to every other instance."""
-        head = orjson.dumps({"i": self.instance_id, "e": event, "d": drop_if_slow, "t": topic})
+        self._relayed += 1  # counted even when the publish fails: receivers then see a jump
+        head = orjson.dumps({"i": self.instance_id, "n": self._relayed, "e": event, "d": drop_if_slow, "t": topic})
         message = head[:-1] + b',"p":' + payload_json + b"}"
         d = self.link.command("PUBLISH", self.events_channel, message)
         d.addErrback(self._relay_failed)
@@ -347,9 +352,22 @@ class ClusterBus:
         if data.get("i") == self.instance_id or self.gateway is None:
             return
         event = data["e"]
+        self._check_gap(data["i"], data.get("n"))
         self.gateway.clients.deliver_encoded(event, orjson.dumps(data.get("p")), drop_if_slow=bool(data.get("d")), topic=data.get("t"))
         if event == "sessions.changed" and self.session_store is not None:
             self.session_store.refresh_summary().addErrback(lambda failure: None)
+
+    def _check_gap(self, origin: str, number: Any) -> None:
+        """A peer's events are numbered: a jump means some never arrived (Redis was away, or
+        dropped them); this instance's connections then see a ``seq`` gap."""
+        if not isinstance(number, int):
+            return
+        last = self._last_relayed.get(origin)
+        self._last_relayed[origin] = number
+        if last is not None and number > last + 1:  # (a smaller number: the peer restarted)
+            self.missed_events += number - last - 1
+            self._log.warn("{count} event(s) from instance {peer} never arrived; clients see a seq gap", count=number - last - 1, peer=origin)
+            self.gateway.clients.skip_seq()
 
     def _control(self, data: dict[str, Any]) -> None:
         origin, kind = data.get("i"), data.get("k")
@@ -533,6 +551,7 @@ class ClusterBus:
                     "redis": self.link.where,
                     "gaps": list(self.gaps),
                     "relayFailures": self.relay_failures,
+                    "missedEvents": self.missed_events,
                 },
                 "routedInvokes": len(self._routed),
                 "sessionLeases": len(self.leases.held) if self.leases is not None else 0,
