@@ -5,16 +5,11 @@ parts behind them are the single-process ones (SQLite files, in-memory registrie
 ones in :mod:`openclaw.cluster` (PostgreSQL, Redis). Each class declares what it provides with
 ``@implementer``, and tests check both kinds with ``zope.interface.verify.verifyObject``.
 
-:class:`GatewayParts` is how a composition root chooses: it carries the factories for the parts
-that differ, and :func:`local_parts` gives the single-process defaults, so the default gateway
-needs nothing new.
+:class:`openclaw.parts.GatewayParts` is how a composition root chooses which implementation of
+each seam it gets.
 """
 from __future__ import annotations
 
-import uuid
-from typing import Any, Callable
-
-import attrs
 from zope.interface import Attribute, Interface
 
 
@@ -277,37 +272,3 @@ class IIdempotencyCache(Interface):
         """Fires with the finished record of a key another process holds (fails UNAVAILABLE,
         retryable, when that process dies or the wait times out)."""
 
-
-def _local_presence(clock: Any, *, version: str, instance_id: str, ip: str | None) -> Any:
-    from .state.presence import PresenceTracker
-
-    return PresenceTracker(clock, version=version, instance_id=instance_id, ip=ip)
-
-
-def _local_nodes(clock: Any) -> Any:
-    from .state.nodes import NodeRegistry
-
-    return NodeRegistry(clock)
-
-
-@attrs.frozen
-class GatewayParts:
-    """The parts a composition root picks for a gateway (single-process or cluster).
-
-    ``relay`` is None in a single process: events only reach this process's connections.
-    ``health`` contributes a section to ``health`` (the cluster's instance list, bus state).
-    """
-
-    instance_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
-    presence: Callable[..., Any] = _local_presence
-    nodes: Callable[..., Any] = _local_nodes
-    relay: Any = None
-    health: Callable[[], dict[str, Any]] | None = None
-    leases: Any = None  # an ISessionLeases; None: every session may run here at once
-    rate_limiter: Callable[[Any], Any] | None = None  # clock -> IAuthRateLimiter; None: in-memory
-    dedupe: Callable[[Any], Any] | None = None  # clock -> IIdempotencyCache; None: in-memory
-
-
-def local_parts() -> GatewayParts:
-    """The single-process parts: in-memory presence and node registry, no relay."""
-    return GatewayParts()

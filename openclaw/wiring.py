@@ -22,7 +22,7 @@ from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .gateway import Gateway, configure_rate_limiter
 from .methods import default_methods
 from .protocol.validation import ProtocolValidators
-from .seams import GatewayParts, local_parts
+from .parts import GatewayParts, local_parts
 from .security.rate_limit import AuthRateLimiter
 from .services.event_loop import EventLoopMonitor
 from .services.log_file import default_log_path

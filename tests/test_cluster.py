@@ -18,7 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.python import log
 from twisted.web.client import HTTPConnectionPool
-from twisted.internet.defer import gatherResults, inlineCallbacks, returnValue
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from openclaw.security.device_identity import DeviceKeyPair
@@ -97,7 +97,7 @@ class ClusterTestBase(TestCase):
         yield wait_ready(port)
         process.url = f"ws://127.0.0.1:{port}"
         self.instances[name] = process
-        returnValue(process)
+        return process
 
     @inlineCallbacks
     def operator(self, name, key=None, client=None, scopes=None, **kwargs):
@@ -106,7 +106,7 @@ class ClusterTestBase(TestCase):
             scopes=scopes, **kwargs,
         )
         self.assertTrue(hello["ok"], hello)
-        returnValue(client_socket)
+        return client_socket
 
     @inlineCallbacks
     def node(self, name, commands=("system.notify",)):
@@ -117,7 +117,7 @@ class ClusterTestBase(TestCase):
         )
         self.assertTrue(hello["ok"], hello)
         node.key = key
-        returnValue(node)
+        return node
 
 
     @inlineCallbacks

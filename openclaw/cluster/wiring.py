@@ -1,6 +1,6 @@
 """Cluster mode's parts for the composition root (``tap.build_tree``), and its start-up checks.
 
-``build_tree`` asks for the stores and :class:`~openclaw.seams.GatewayParts` here instead of the
+``build_tree`` asks for the stores and :class:`~openclaw.parts.GatewayParts` here instead of the
 single-process ones, calls :meth:`ClusterWiring.attach` once the gateway exists, and puts
 :attr:`ClusterWiring.service` in the tree before the stores load: that service checks both
 servers and the schema version and refuses to start, saying why, when one is missing or too old.
@@ -15,7 +15,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from ..seams import GatewayParts
+from ..parts import GatewayParts
 from . import schema as cluster_schema
 from .bus import ClusterBus
 from .config_sync import ClusterConfigSync

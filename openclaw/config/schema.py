@@ -2,8 +2,8 @@
 
 Each key may carry ``default``, a ``description``, ``x-sensitive`` (redacted by ``config.get``)
 and ``x-reload`` (``hot``: applied in place, ``restart``: the service tree restarts, ``none``:
-nothing to do). ``docs/configuration.md`` is generated from this document
-(``python -m openclaw.config.schema --markdown``) and a test keeps the two in step.
+nothing to do). The key table of ``docs/configuration.md`` is generated from this document
+(``python -m openclaw.config.key_table``, :mod:`.key_table`) and a test keeps the two in step.
 
 A file is *checked* against more than this: :mod:`.accepted` merges it into the reference's own
 schema, so every key the reference accepts is accepted here too (and named at start-up as
@@ -285,26 +285,5 @@ def sensitive_paths() -> list[str]:
     return [path for path, node in walk() if node.get("x-sensitive")]
 
 
-def markdown() -> str:
-    """The key table for docs/configuration.md."""
-    from .reload_plan import classify
-
-    lines = ["| key | type | default | on change | meaning |", "|---|---|---|---|---|"]
-    for path, node in walk():
-        if path == "$schema":
-            continue
-        kind = node.get("type") or ("one of " + ", ".join(f"`{v}`" for v in node["enum"]) if "enum" in node else "see text")
-        if isinstance(kind, list):
-            kind = " or ".join(kind)
-        value = node.get("default")
-        # As written in the file: `true`, not Python's `True`.
-        default = "" if "default" not in node else f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
-        lines.append(f"| `{path}` | {kind} | {default} | {classify(path)} | {node.get('description', '')} |")
-    return "\n".join(lines) + "\n"
-
-
 if __name__ == "__main__":  # pragma: no cover
-    if "--markdown" in sys.argv:
-        sys.stdout.write(markdown())
-    else:
-        json.dump(CONFIG_SCHEMA, sys.stdout, indent=2)
+    json.dump(CONFIG_SCHEMA, sys.stdout, indent=2)
