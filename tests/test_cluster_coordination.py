@@ -175,6 +175,17 @@ class IdempotencyTests(TwoBusesTestBase):
         self.assertIsNone(mine)
 
     @inlineCallbacks
+    def test_a_replay_waiting_on_the_owners_own_instance_gets_the_outcome(self):
+        a, _ = self.caches
+        yield settle(a.claim("agent:own", "fp"))
+        held = yield settle(a.claim("agent:own", "fp"))
+        self.assertEqual(held["owner"], "a")
+        waiting = a.wait("agent:own", held, 5)
+        a.complete("agent:own", "fp", {"status": "ok"})
+        done = yield settle(waiting)
+        self.assertEqual(done["result"], {"status": "ok"})
+
+    @inlineCallbacks
     def test_abandoned_claim_is_free_again(self):
         a, b = self.caches
         yield settle(a.claim("chat:k2", "fp"))

@@ -38,6 +38,7 @@ MAX_ROUTED_INVOKES = 4096
 INVOKE_GRACE_S = 5.0  # beyond the node's own timeout, for the answer to come back over the bus
 FULL_RESYNC_EVERY_BEATS = 15
 MAX_RECORDED_GAPS = 10
+MAX_TRACKED_PEERS = 1024  # peers whose event numbering is followed (ids change on each start)
 
 
 def _hash(reply: Any) -> dict[str, Any]:
@@ -274,7 +275,6 @@ class ClusterBus:
         had_presence = had_clients or had_self
         nodes = self.remote_nodes.pop(peer, {})
         self.live_instances.discard(peer)
-        self._last_relayed.pop(peer, None)
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
         if self.idempotency is not None:
             self.idempotency.owner_gone(peer)
@@ -362,8 +362,12 @@ class ClusterBus:
         dropped them); this instance's connections then see a ``seq`` gap."""
         if not isinstance(number, int):
             return
-        last = self._last_relayed.get(origin)
+        # Kept when a peer is dropped: after a Redis restart a live peer may look dead for a
+        # beat, and its next event must still be compared with the last one seen.
+        last = self._last_relayed.pop(origin, None)
         self._last_relayed[origin] = number
+        while len(self._last_relayed) > MAX_TRACKED_PEERS:
+            self._last_relayed.pop(next(iter(self._last_relayed)))
         if last is not None and number > last + 1:  # (a smaller number: the peer restarted)
             self.missed_events += number - last - 1
             self._log.warn("{count} event(s) from instance {peer} never arrived; clients see a seq gap", count=number - last - 1, peer=origin)

@@ -79,6 +79,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
         told = self._bus.publish(self._bus.control_channel, {"k": "idem", "i": self._bus.instance_id, "key": key, "rec": record})
         for d in (stored, told):
             d.addErrback(lambda failure: self._log.warn("idempotency outcome not shared: {error}", error=failure.getErrorMessage()))
+        self.completed(key, record)  # a replay waiting here (the bus skips this instance's own notices)
 
     def abandon(self, key: str) -> None:
         link = self._bus.link
@@ -86,6 +87,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
         told = self._bus.publish(self._bus.control_channel, {"k": "idem", "i": self._bus.instance_id, "key": key, "rec": {"done": True, "abandoned": True}})
         for d in (freed, told):
             d.addErrback(lambda failure: self._log.warn("idempotency claim not freed: {error}", error=failure.getErrorMessage()))
+        self.completed(key, {"done": True, "abandoned": True})
 
     def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> Deferred:
         if record.get("done"):
