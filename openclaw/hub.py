@@ -57,7 +57,7 @@ class GatewayHub(Protocol):
     pairing: DevicePairingService
     sessions: Any  # seams.ISessionStore
     sessions_loaded: bool
-    dedupe: IdempotencyCache
+    dedupe: IdempotencyCache[Any]  # shared by methods: each key prefix has its own value shape
     runs: Any  # agents.runs.RunManager
     heartbeat: Any  # services.heartbeat.HeartbeatService, or None
     log_file: Any  # services.log_file.GatewayLogFile, or None
@@ -72,7 +72,8 @@ class GatewayHub(Protocol):
     events: list[str]
     metrics: Any  # state.metrics.GatewayMetrics
     file_executor: Any
-    node_id_for: Callable[[ConnectedClient], str]
+
+    def node_id_for(self, client: ConnectedClient, /) -> str: ...
 
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None: ...
 

@@ -195,32 +195,9 @@ def _bind(bind: Any, config: Mapping[str, Any]) -> Any:
 def _settings_for_config(
     options: Mapping[str, Any], env: Mapping[str, str], state_dir: str, config_path: str, config: Mapping[str, Any]
 ) -> GatewaySettings:
-    port = _positive_int(
-        _pick(options.get("port"), env.get("OPENCLAW_GATEWAY_PORT"), lookup(config, "gateway.port")), "port"
-    ) or DEFAULT_PORT
-    if port > 65535:
-        raise ConfigError(f"port must be at most 65535, not {port}")
+    port = _port(options, env, config)
     bind = _bind(_pick(options.get("bind"), lookup(config, "gateway.bind"), "loopback"), config)
-
-    token = _pick(options.get("token"), env.get("OPENCLAW_GATEWAY_TOKEN"), _secret(config, "gateway.auth.token", env))
-    password = _pick(
-        options.get("password"), env.get("OPENCLAW_GATEWAY_PASSWORD"), _secret(config, "gateway.auth.password", env)
-    )
-    mode = _pick(options.get("auth"), lookup(config, "gateway.auth.mode"))
-    if mode is None:
-        mode = AUTH_TOKEN if token else AUTH_PASSWORD if password else AUTH_NONE
-    if mode not in AUTH_MODES:
-        if mode == "trusted-proxy":
-            raise ConfigError("gateway.auth.mode 'trusted-proxy' is not available here: use token or password")
-        raise ConfigError(f"auth mode must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
-    if mode == AUTH_TOKEN and not token:
-        raise ConfigError("auth mode 'token' needs a token (--token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token)")
-    if mode == AUTH_PASSWORD and not password:
-        raise ConfigError(
-            "auth mode 'password' needs a password (--password, OPENCLAW_GATEWAY_PASSWORD or gateway.auth.password)"
-        )
-    if mode == AUTH_NONE and bind != "loopback":
-        raise ConfigError("refusing to serve beyond loopback without auth: set a token or password, or --bind loopback")
+    auth = _auth(options, env, config, bind)
 
     handshake_timeout = _positive_int(env.get("OPENCLAW_HANDSHAKE_TIMEOUT_MS"), "OPENCLAW_HANDSHAKE_TIMEOUT_MS")
     max_preauth = _positive_int(env.get("OPENCLAW_MAX_PREAUTH_CONNECTIONS_PER_IP"), "OPENCLAW_MAX_PREAUTH_CONNECTIONS_PER_IP")
@@ -235,7 +212,7 @@ def _settings_for_config(
     return GatewaySettings(
         port=port,
         bind=bind,
-        auth=AuthSettings(mode=mode, token=token, password=password),
+        auth=auth,
         state_dir=state_dir,
         config_path=config_path,
         handshake_timeout_ms=handshake_timeout or HANDSHAKE_TIMEOUT_MS,
@@ -256,3 +233,37 @@ def _settings_for_config(
         config=config,
         provider_env=provider_keys(config, env),
     )
+
+
+def _port(options: Mapping[str, Any], env: Mapping[str, str], config: Mapping[str, Any]) -> int:
+    """--port, then OPENCLAW_GATEWAY_PORT, then gateway.port, then the default."""
+    port = _positive_int(
+        _pick(options.get("port"), env.get("OPENCLAW_GATEWAY_PORT"), lookup(config, "gateway.port")), "port"
+    ) or DEFAULT_PORT
+    if port > 65535:
+        raise ConfigError(f"port must be at most 65535, not {port}")
+    return port
+
+
+def _auth(options: Mapping[str, Any], env: Mapping[str, str], config: Mapping[str, Any], bind: str) -> AuthSettings:
+    """The auth mode and its secret; a mode without its secret, or no auth beyond loopback, is refused."""
+    token = _pick(options.get("token"), env.get("OPENCLAW_GATEWAY_TOKEN"), _secret(config, "gateway.auth.token", env))
+    password = _pick(
+        options.get("password"), env.get("OPENCLAW_GATEWAY_PASSWORD"), _secret(config, "gateway.auth.password", env)
+    )
+    mode = _pick(options.get("auth"), lookup(config, "gateway.auth.mode"))
+    if mode is None:
+        mode = AUTH_TOKEN if token else AUTH_PASSWORD if password else AUTH_NONE
+    if mode not in AUTH_MODES:
+        if mode == "trusted-proxy":
+            raise ConfigError("gateway.auth.mode 'trusted-proxy' is not available here: use token or password")
+        raise ConfigError(f"auth mode must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
+    if mode == AUTH_TOKEN and not token:
+        raise ConfigError("auth mode 'token' needs a token (--token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token)")
+    if mode == AUTH_PASSWORD and not password:
+        raise ConfigError(
+            "auth mode 'password' needs a password (--password, OPENCLAW_GATEWAY_PASSWORD or gateway.auth.password)"
+        )
+    if mode == AUTH_NONE and bind != "loopback":
+        raise ConfigError("refusing to serve beyond loopback without auth: set a token or password, or --bind loopback")
+    return AuthSettings(mode=mode, token=token, password=password)

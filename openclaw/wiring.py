@@ -22,7 +22,7 @@ from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .gateway import Gateway, configure_rate_limiter
 from .methods import default_methods
 from .protocol.validation import ProtocolValidators
-from .seams import GatewayParts, local_parts
+from .parts import GatewayParts, local_parts
 from .security.rate_limit import AuthRateLimiter
 from .services.event_loop import EventLoopMonitor
 from .services.log_file import default_log_path
@@ -72,7 +72,7 @@ def build_gateway(
             device_store, clock, clients, auto_approve_local=hub.auto_approve_local
         ),
         sessions=session_store,
-        dedupe=IdempotencyCache(clock),
+        dedupe=parts.dedupe(clock) if parts.dedupe is not None else IdempotencyCache(clock),
         runs=RunManager(
             clock, session_store, hub.catalog, model_client, hub.run_event, hub.sessions_changed, leases=parts.leases
         ),

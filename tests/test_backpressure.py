@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IPushProducer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -172,7 +172,7 @@ def connected(testcase, running):
     """A scope-less operator (it gets only ungated events, so the seq is easy to predict)."""
     client, hello = yield connect(testcase, running.url, scopes=[])
     testcase.assertTrue(hello["ok"], hello)
-    returnValue((client, server_protocol(running, hello["payload"]["server"]["connId"])))
+    return (client, server_protocol(running, hello["payload"]["server"]["connId"]))
 
 
 @inlineCallbacks
@@ -182,7 +182,7 @@ def events_until_seq(client, last_seq):
         frame = yield client.next_frame()
         frames.append(frame)
         if frame.get("seq") == last_seq:
-            returnValue(frames)
+            return frames
 
 
 class ProducerRegistrationTests(TestCase):

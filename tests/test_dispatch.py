@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from twisted.internet.defer import fail, inlineCallbacks, returnValue
+from twisted.internet.defer import fail, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from openclaw.methods.registry import ROLE_NODE, MethodSpec
@@ -30,7 +30,7 @@ def call(client, method, params=None, *, request_id=None, omit_params=False):
         frame["params"] = {} if params is None else params
     client.send(frame)
     response, before = yield response_to(client, request_id)
-    returnValue((response, before))
+    return (response, before)
 
 
 @inlineCallbacks
@@ -40,7 +40,7 @@ def response_to(client, request_id):
     while True:
         frame = yield client.next_frame()
         if isinstance(frame, dict) and frame.get("type") == "res" and frame.get("id") == request_id:
-            returnValue((frame, before))
+            return (frame, before)
         before.append(frame)
 
 
@@ -50,7 +50,7 @@ def operator(testcase, running, scopes):
     client, hello = yield connect(testcase, running.url, scopes=scopes)
     testcase.assertTrue(hello["ok"], hello)
     testcase.assertEqual(hello["payload"]["auth"]["scopes"], scopes)
-    returnValue(client)
+    return client
 
 
 @inlineCallbacks
@@ -61,7 +61,7 @@ def node(testcase, running):
     )
     testcase.assertTrue(hello["ok"], hello)
     testcase.assertEqual(hello["payload"]["auth"]["role"], "node")
-    returnValue(client)
+    return client
 
 
 class DispatchTestCase(TestCase):

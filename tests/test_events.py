@@ -13,7 +13,7 @@ import uuid
 
 import attrs
 import orjson
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -39,7 +39,7 @@ def call(client, method, params=None):
     while True:
         frame = yield client.next_frame()
         if frame.get("type") == "res" and frame.get("id") == request_id:
-            returnValue((frame, before))
+            return (frame, before)
         before.append(frame)
 
 
@@ -47,7 +47,7 @@ def call(client, method, params=None):
 def next_event(client, name):
     """The next event called ``name`` (skipping others)."""
     frame = yield client.next_matching(lambda f: f.get("type") == "event" and f.get("event") == name)
-    returnValue(frame)
+    return frame
 
 
 @inlineCallbacks
@@ -58,7 +58,7 @@ def frames_until_closed(client):
         try:
             frame = yield client.next_frame()
         except ConnectionError:
-            returnValue(frames)
+            return frames
         frames.append(frame)
 
 
@@ -74,7 +74,7 @@ def operator(testcase, running, scopes, **client_fields):
         device=DeviceKeyPair.generate(),
     )
     testcase.assertTrue(hello["ok"], hello)
-    returnValue((client, hello["payload"]))
+    return (client, hello["payload"])
 
 
 @inlineCallbacks
@@ -83,7 +83,7 @@ def node(testcase, running):
         testcase, running.url, role="node", client=NODE_CLIENT, scopes=[], device=DeviceKeyPair.generate()
     )
     testcase.assertTrue(hello["ok"], hello)
-    returnValue((client, hello["payload"]))
+    return (client, hello["payload"])
 
 
 class SeqTests(TestCase):

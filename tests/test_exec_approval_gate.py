@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 
 from .test_exec_approvals import REVIEWER_CAPS, ApprovalTestBase
 from .test_nodes import event_seen, is_event, response_to, send_request
@@ -34,7 +34,7 @@ class GateTests(ApprovalTestBase):
         self.assertEqual(response["error"]["code"], "INVALID_REQUEST")
         self.assertEqual(response["error"]["details"]["code"], code, response)
         self.assertFalse([f for f in self.node_client.skipped if f.get("event") == "node.invoke.request"])
-        returnValue(response)
+        return response
 
     @inlineCallbacks
     def approved(self, requester, reviewer, decision="allow-once", plan=PLAN):
@@ -48,7 +48,7 @@ class GateTests(ApprovalTestBase):
         yield reviewer.request("exec.approval.resolve", {"id": approval_id, "decision": decision})
         final = yield event_seen(requester, lambda f: response_to(request_id)(f) and "decision" in (f.get("payload") or {}))
         self.assertEqual(final["payload"]["decision"], decision)
-        returnValue(approval_id)
+        return approval_id
 
     @inlineCallbacks
     def ran(self, client, key, **params):
@@ -58,7 +58,7 @@ class GateTests(ApprovalTestBase):
         yield self.node_client.request("node.invoke.result", {"id": invoke["payload"]["id"], "nodeId": self.node_id, "ok": True, "payload": {}})
         response = yield event_seen(client, response_to(request_id))
         self.assertTrue(response["ok"], response)
-        returnValue(forwarded)
+        return forwarded
 
     @inlineCallbacks
     def test_forged_approval_id_is_refused(self):

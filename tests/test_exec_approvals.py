@@ -5,7 +5,7 @@ with a logging relay between the reference CLI and the reference gateway.
 """
 from __future__ import annotations
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 
 from .support.wsclient import connect
 from .test_nodes import NodeTestBase, event_seen, is_event, response_to, send_request
@@ -28,7 +28,7 @@ class ApprovalTestBase(NodeTestBase):
             client={"id": client_id, "version": "1.0.0", "platform": "linux", "mode": "ui" if client_id != "cli" else "cli"},
         )
         self.assertTrue(hello["ok"], hello)
-        returnValue(client)
+        return client
 
     @inlineCallbacks
     def ask(self, requester, reviewer, **extra):
@@ -39,7 +39,7 @@ class ApprovalTestBase(NodeTestBase):
         self.assertEqual(accepted["payload"]["deliveryRoute"], "approval-client")
         seen = yield event_seen(reviewer, is_event("exec.approval.requested"))
         self.assertEqual(seen["payload"]["id"], accepted["payload"]["id"])
-        returnValue((request_id, accepted["payload"]["id"]))
+        return (request_id, accepted["payload"]["id"])
 
 
 class RequestTests(ApprovalTestBase):

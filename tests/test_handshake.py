@@ -14,7 +14,7 @@ import base64
 import json
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
@@ -47,7 +47,7 @@ PROTOCOL_MISMATCH_DETAILS = {"code": "PROTOCOL_MISMATCH", "expectedProtocol": 4,
 def closed_with(client):
     """The close the server sent, with an absent reason reported as ``''`` like the golden table."""
     code, reason = yield client.closed
-    returnValue((code, reason or ""))
+    return (code, reason or "")
 
 
 @inlineCallbacks
@@ -56,7 +56,7 @@ def connect_expecting_close(client, params, request_id="c1"):
     client.send({"type": "req", "id": request_id, "method": "connect", "params": params})
     response = yield client.next_frame()
     code, reason = yield closed_with(client)
-    returnValue((response, code, reason))
+    return (response, code, reason)
 
 
 def signed_params(socket, **kwargs):
@@ -666,7 +666,7 @@ class DeviceTokenTests(HandshakeTestCase):
         client, response = yield connect(self, self.running.url, device=key, scopes=scopes)
         self.assertTrue(response["ok"], response)
         yield client.close()
-        returnValue(response["payload"]["auth"]["deviceToken"])
+        return response["payload"]["auth"]["deviceToken"]
 
     @inlineCallbacks
     def test_reconnect_with_device_token_only(self):
@@ -781,7 +781,7 @@ class PreauthSocketLimitTests(TestCase):
         protocol = _RawHttp(upgrade_request(running.port.getHost().port))
         yield connectProtocol(endpoint, protocol)
         data = yield protocol.done
-        returnValue(data)
+        return data
 
     @inlineCallbacks
     def test_upgrade_refused_with_503_beyond_the_limit(self):

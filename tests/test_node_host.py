@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
 from .support.gateway import TOKEN, start_gateway
@@ -49,12 +49,12 @@ class ReferenceNodeHostTests(TestCase):
     @inlineCallbacks
     def call(self, method, params):
         response = yield self.runner.request(method, params)
-        returnValue(response)
+        return response
 
     @inlineCallbacks
     def invoke(self, key, command, params):
         response = yield self.call("node.invoke", {"nodeId": self.node_id, "command": command, "params": params, "idempotencyKey": key})
-        returnValue(response)
+        return response
 
     def refused_with(self, response, code, message=None, detail_code=None):
         self.assertIs(response["ok"], False, response)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from twisted.internet.defer import inlineCallbacks, returnValue, succeed
+from twisted.internet.defer import inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -76,7 +76,7 @@ class NodeTestBase(TestCase):
     def operator(self, scopes=None):
         client, hello = yield connect(self, self.running.url, scopes=list(ALL_OPERATOR if scopes is None else scopes))
         self.assertTrue(hello["ok"], hello)
-        returnValue(client)
+        return client
 
     def device_paired(self, key):
         """Device pairing done out of band: the node's *device* is known, its surface is not."""
@@ -124,7 +124,7 @@ class NodeTestBase(TestCase):
         node.key = key
         if self.auto_approve_local if approve is None else approve:
             yield self.approve_surface(key.device_id)
-        returnValue(node)
+        return node
 
     def assertError(self, response, code, message):
         self.assertIs(response["ok"], False, response)
@@ -142,7 +142,7 @@ class ManualPairingTests(NodeTestBase):
     def connect_pending(self, observer, **kwargs):
         node = yield self.node(**kwargs)
         requested = yield event_seen(observer, is_event("node.pair.requested", nodeId=node.key.device_id))
-        returnValue((node, requested["payload"]))
+        return (node, requested["payload"])
 
     @inlineCallbacks
     def test_request_approve_list(self):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet.defer import inlineCallbacks, maybeDeferred, returnValue
+from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -57,7 +57,7 @@ def request_collecting(client, method, params=None):
     while True:
         received = yield client.next_frame()
         if isinstance(received, dict) and received.get("type") == "res" and received.get("id") == request_id:
-            returnValue((received, seen))
+            return (received, seen)
         seen.append(received)
 
 
@@ -77,12 +77,12 @@ class PairingTestBase(TestCase):
         """A device-less local CLI operator: the local-CLI exception keeps its requested scopes."""
         client, response = yield connect(self, self.url, scopes=list(OPERATOR_SCOPES if scopes is None else scopes))
         self.assertTrue(response["ok"], response)
-        returnValue(client)
+        return client
 
     @inlineCallbacks
     def device_connect(self, key, *, remote=False, **kwargs):
         client, response = yield connect(self, self.url, device=key, headers=REMOTE if remote else None, **kwargs)
-        returnValue((client, response))
+        return (client, response)
 
     @inlineCallbacks
     def paired_locally(self, key, **kwargs):
@@ -90,7 +90,7 @@ class PairingTestBase(TestCase):
         client, response = yield self.device_connect(key, **kwargs)
         self.assertTrue(response["ok"], response)
         yield client.close()
-        returnValue(response["payload"]["auth"]["deviceToken"])
+        return response["payload"]["auth"]["deviceToken"]
 
     @inlineCallbacks
     def assert_not_paired(self, client, response, key, reason="not-paired"):
@@ -110,7 +110,7 @@ class PairingTestBase(TestCase):
         expected = f"{error['message']} (requestId: {details['requestId']})"
         # close reasons are capped at 120 bytes, which cuts the longer messages
         self.assertEqual(close_reason, expected.encode("utf-8")[:120].decode("utf-8", "ignore"))
-        returnValue(details)
+        return details
 
 
 class SilentLocalPairingTests(PairingTestBase):
@@ -398,7 +398,7 @@ class DeviceTokenTests(PairingTestBase):
     @inlineCallbacks
     def token_connect(self, key, token, **kwargs):
         client, response = yield self.device_connect(key, auth={"deviceToken": token}, **kwargs)
-        returnValue((client, response))
+        return (client, response)
 
     @inlineCallbacks
     def assert_token_mismatch(self, client, response):
@@ -731,7 +731,7 @@ class ApproverScopeTests(PairingTestBase):
         key = DeviceKeyPair.generate()
         client, response = yield self.device_connect(key, remote=True, scopes=scopes, **kwargs)
         details = yield self.assert_not_paired(client, response, key)
-        returnValue((key, details["requestId"]))
+        return (key, details["requestId"])
 
     @inlineCallbacks
     def test_pairing_only_operator_cannot_grant_admin(self):

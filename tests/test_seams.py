@@ -7,6 +7,7 @@ from zope.interface.verify import verifyObject
 
 from openclaw import seams
 from openclaw.agents.dedupe import IdempotencyCache
+from openclaw.parts import local_parts
 from openclaw.security.rate_limit import AuthRateLimiter
 from openclaw.state.clients import LOCAL_EVENTS, ClientRegistry, ConnectedClient
 from openclaw.stores import devices, nodes, sessions
@@ -21,7 +22,7 @@ class LocalPartsTests(SynchronousTestCase):
         verifyObject(seams.IDeviceStore, devices.DeviceStore(database("d", devices.MIGRATIONS)))
         verifyObject(seams.INodeStore, nodes.NodeStore(database("n", nodes.MIGRATIONS)))
         verifyObject(seams.ISessionStore, sessions.SessionStore(database("s", sessions.MIGRATIONS), directory))
-        parts = seams.local_parts()
+        parts = local_parts()
         verifyObject(seams.IPresence, parts.presence(clock, version="1", instance_id="i", ip=None))
         verifyObject(seams.INodeRegistry, parts.nodes(clock))
         verifyObject(seams.IAuthRateLimiter, AuthRateLimiter(clock))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from openclaw.security.scopes import ADMIN, READ, WRITE
@@ -54,20 +54,20 @@ class SessionsTestCase(TestCase):
     def operator(self, scopes, running=None):
         client, hello = yield connect(self, (running or self.running).url, scopes=scopes)
         self.assertTrue(hello["ok"], hello)
-        returnValue(client)
+        return client
 
     @inlineCallbacks
     def ok(self, method, params=None, client=None):
         response = yield (client or self.client).request(method, params)
         self.assertTrue(response["ok"], response)
-        returnValue(response["payload"])
+        return response["payload"]
 
     @inlineCallbacks
     def error(self, method, params=None, client=None, code="INVALID_REQUEST"):
         response = yield (client or self.client).request(method, params)
         self.assertIs(response["ok"], False, response)
         self.assertEqual(response["error"]["code"], code, response)
-        returnValue(response["error"])
+        return response["error"]
 
     @inlineCallbacks
     def chat(self, key, message, client=None):
@@ -76,7 +76,7 @@ class SessionsTestCase(TestCase):
         response = yield client.request("chat.send", {"sessionKey": key, "message": message, "idempotencyKey": run_id})
         self.assertTrue(response["ok"], response)
         final = yield client.next_matching(chat_event("final", run_id))
-        returnValue(final["payload"])
+        return final["payload"]
 
     def store_patch(self, key, changes=None, age_ms=0):
         """Create or change a session directly in the (inline) store."""
@@ -651,7 +651,7 @@ class ChangedEventTests(SessionsTestCase):
         skipped_before = len(client.skipped)
         response = yield client.request(method, params)
         self.assertTrue(response["ok"], response)
-        returnValue([frame for frame in client.skipped[skipped_before:] if is_sessions_changed(frame)])
+        return [frame for frame in client.skipped[skipped_before:] if is_sessions_changed(frame)]
 
     @inlineCallbacks
     def test_only_subscribers_get_events(self):

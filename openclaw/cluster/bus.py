@@ -20,7 +20,7 @@ nodes, and fail the invokes they routed to it with UNAVAILABLE.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Generator, Mapping
 
 import orjson
 import txredisapi
@@ -38,6 +38,7 @@ MAX_ROUTED_INVOKES = 4096
 INVOKE_GRACE_S = 5.0  # beyond the node's own timeout, for the answer to come back over the bus
 FULL_RESYNC_EVERY_BEATS = 15
 MAX_RECORDED_GAPS = 10
+MAX_TRACKED_PEERS = 1024  # peers whose event numbering is followed (ids change on each start)
 
 
 def _hash(reply: Any) -> dict[str, Any]:
@@ -77,18 +78,23 @@ class ClusterBus:
         self.session_store: Any = None
         self.leases: Any = None  # ClusterLeases
         self.rate_limiter: Any = None  # ClusterRateLimiter
+        self.idempotency: Any = None  # ClusterIdempotencyCache
+        self.config_sync: Any = None  # ClusterConfigSync
         self.remote_presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.remote_selves: dict[str, dict[str, Any]] = {}  # each live peer's own presence entry
         self._drops: dict[str, int] = {}  # times each peer was dropped (a read begun before is void)
         self.remote_nodes: dict[str, dict[str, dict[str, Any]]] = {}
         self.live_instances: set[str] = set()
-        self._routed: dict[str, tuple[str, Deferred, Any]] = {}
+        self._routed: dict[str, tuple[str, Deferred[dict[str, Any]], Any]] = {}
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._beats = 0
         self._lost_at_ms: int | None = None
         self.gaps: list[dict[str, Any]] = []
         self.relay_failures = 0
+        self._relayed = 0  # this instance's relayed events, numbered for the receivers' gap check
+        self._last_relayed: dict[str, int] = {}  # per peer: the number of its last event seen here
+        self.missed_events = 0
         self._stopping = False
         self.started_at_ms = self._now_ms()
 
@@ -109,7 +115,7 @@ class ClusterBus:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> Deferred:
+    def start(self) -> Deferred[None]:
         d = self.link.start()
 
         def beating(_: Any) -> None:
@@ -118,7 +124,7 @@ class ClusterBus:
         return d.addCallback(beating)
 
     @inlineCallbacks
-    def stop(self) -> Any:
+    def stop(self) -> Generator[Deferred[Any], Any, None]:
         """Say goodbye (peers drop this instance at once instead of after the TTL), then close."""
         self._stopping = True
         if self._beat.running:
@@ -169,8 +175,10 @@ class ClusterBus:
             yield self.session_store.refresh_summary()
         for store in self.stores.values():
             store.reload()
+        if self.config_sync is not None:
+            self.config_sync.received(None)  # the newest revision, in case a notice was missed
 
-    def _write_heartbeat(self) -> Deferred:
+    def _write_heartbeat(self) -> Deferred[Any]:
         """Refresh this instance's key (its value is this gateway's presence entry); fires with
         the previous value, None when the key had expired."""
         ttl_ms = int(self.options.heartbeat_ttl_s * 1000)
@@ -178,7 +186,7 @@ class ClusterBus:
         value = orjson.dumps({**entry, "startedAtMs": self.started_at_ms})
         d = self.link.command("SET", self.key("instance", self.instance_id), value, "PX", ttl_ms, "GET")
 
-        def member(previous: Any) -> Deferred:
+        def member(previous: Any) -> Deferred[Any]:
             return self.link.command("SADD", self.key("instances"), self.instance_id).addCallback(lambda _: previous)
 
         return d.addCallback(member)
@@ -268,12 +276,14 @@ class ClusterBus:
         nodes = self.remote_nodes.pop(peer, {})
         self.live_instances.discard(peer)
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
+        if self.idempotency is not None:
+            self.idempotency.owner_gone(peer)
         if had_presence or nodes:
             self._log.info("instance {peer} is gone: dropped its presence and {count} node(s)", peer=peer, count=len(nodes))
         if had_presence:
             self._presence_changed()
 
-    def _forget_instance(self, peer: str) -> Deferred:
+    def _forget_instance(self, peer: str) -> Deferred[Any]:
         d = self.link.command("SREM", self.key("instances"), peer)
         d.addCallback(lambda _: self.link.command("DEL", self.key("presence", peer), self.key("nodes", peer), self.key("instance", peer)))
         return d
@@ -284,12 +294,13 @@ class ClusterBus:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def publish(self, channel: str, message: Mapping[str, Any]) -> Deferred:
+    def publish(self, channel: str, message: Mapping[str, Any]) -> Deferred[Any]:
         return self.link.command("PUBLISH", channel, orjson.dumps(message))
 
     def relay(self, event: str, payload_json: bytes, drop_if_slow: bool, topic: str | None) -> None:
         """IEventRelay: one broadcast, encoded once, to every other instance."""
-        head = orjson.dumps({"i": self.instance_id, "e": event, "d": drop_if_slow, "t": topic})
+        self._relayed += 1  # counted even when the publish fails: receivers then see a jump
+        head = orjson.dumps({"i": self.instance_id, "n": self._relayed, "e": event, "d": drop_if_slow, "t": topic})
         message = head[:-1] + b',"p":' + payload_json + b"}"
         d = self.link.command("PUBLISH", self.events_channel, message)
         d.addErrback(self._relay_failed)
@@ -341,14 +352,31 @@ class ClusterBus:
         if data.get("i") == self.instance_id or self.gateway is None:
             return
         event = data["e"]
+        self._check_gap(data["i"], data.get("n"))
         self.gateway.clients.deliver_encoded(event, orjson.dumps(data.get("p")), drop_if_slow=bool(data.get("d")), topic=data.get("t"))
         if event == "sessions.changed" and self.session_store is not None:
             self.session_store.refresh_summary().addErrback(lambda failure: None)
 
+    def _check_gap(self, origin: str, number: Any) -> None:
+        """A peer's events are numbered: a jump means some never arrived (Redis was away, or
+        dropped them); this instance's connections then see a ``seq`` gap."""
+        if not isinstance(number, int):
+            return
+        # Kept when a peer is dropped: after a Redis restart a live peer may look dead for a
+        # beat, and its next event must still be compared with the last one seen.
+        last = self._last_relayed.pop(origin, None)
+        self._last_relayed[origin] = number
+        while len(self._last_relayed) > MAX_TRACKED_PEERS:
+            self._last_relayed.pop(next(iter(self._last_relayed)))
+        if last is not None and number > last + 1:  # (a smaller number: the peer restarted)
+            self.missed_events += number - last - 1
+            self._log.warn("{count} event(s) from instance {peer} never arrived; clients see a seq gap", count=number - last - 1, peer=origin)
+            self.gateway.clients.skip_seq()
+
     def _control(self, data: dict[str, Any]) -> None:
         origin, kind = data.get("i"), data.get("k")
-        if origin == self.instance_id:
-            return
+        if not isinstance(origin, str) or origin == self.instance_id:
+            return  # ours, or not from an instance
         if kind == "presence":
             entries = self.remote_presence.setdefault(origin, {})
             if data.get("entry") is None:
@@ -363,7 +391,7 @@ class ClusterBus:
             else:
                 nodes[data["id"]] = data["node"]
         elif kind == "store":
-            store = self.stores.get(data.get("s"))
+            store = self.stores.get(str(data.get("s")))
             if store is not None:
                 store.apply(data.get("op") or "", data.get("a") or [])
         elif kind == "hello":
@@ -371,6 +399,10 @@ class ClusterBus:
             self.live_instances.add(origin)
         elif kind == "bye":
             self._drop_peer(origin)
+        elif kind == "config" and self.config_sync is not None:
+            self.config_sync.received(int(data["rev"]))
+        elif kind == "idem" and self.idempotency is not None:
+            self.idempotency.completed(data["key"], data["rec"])
         elif kind == "lockout" and self.rate_limiter is not None:
             self.rate_limiter.lock(data["address"], data["kind"], int(data["untilMs"]))
 
@@ -412,12 +444,12 @@ class ClusterBus:
 
     def route_invoke(
         self, target: str, node_id: str, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]
-    ) -> Deferred:
+    ) -> Deferred[dict[str, Any]]:
         """Ask instance ``target`` to invoke its node; fires with the node's result dict."""
         if len(self._routed) >= MAX_ROUTED_INVOKES:
             raise GatewayError(UNAVAILABLE, "too many invokes in flight to other instances", retryable=True)
         invoke_id = str(uuid.uuid4())
-        result: Deferred = Deferred()
+        result: Deferred[dict[str, Any]] = Deferred()
         timer = self._clock.callLater(timeout_ms / 1000.0 + INVOKE_GRACE_S, self._routed_timeout, invoke_id)
         self._routed[invoke_id] = (target, result, timer)
         message = {
@@ -523,6 +555,7 @@ class ClusterBus:
                     "redis": self.link.where,
                     "gaps": list(self.gaps),
                     "relayFailures": self.relay_failures,
+                    "missedEvents": self.missed_events,
                 },
                 "routedInvokes": len(self._routed),
                 "sessionLeases": len(self.leases.held) if self.leases is not None else 0,

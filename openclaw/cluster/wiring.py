@@ -1,6 +1,6 @@
 """Cluster mode's parts for the composition root (``tap.build_tree``), and its start-up checks.
 
-``build_tree`` asks for the stores and :class:`~openclaw.seams.GatewayParts` here instead of the
+``build_tree`` asks for the stores and :class:`~openclaw.parts.GatewayParts` here instead of the
 single-process ones, calls :meth:`ClusterWiring.attach` once the gateway exists, and puts
 :attr:`ClusterWiring.service` in the tree before the stores load: that service checks both
 servers and the schema version and refuses to start, saying why, when one is missing or too old.
@@ -8,17 +8,19 @@ servers and the schema version and refuses to start, saying why, when one is mis
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Generator
 
 from psycopg.conninfo import conninfo_to_dict
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from ..seams import GatewayParts
+from ..parts import GatewayParts
 from . import schema as cluster_schema
 from .bus import ClusterBus
+from .config_sync import ClusterConfigSync
 from .coordination import ClusterLeases, ClusterRateLimiter
+from .idempotency import ClusterIdempotencyCache
 from .options import ClusterOptions
 from .postgres import PostgresDatabase
 from .registry import ClusterNodeRegistry, ClusterPresence
@@ -42,7 +44,10 @@ class ClusterWiring:
         database = partial(PostgresDatabase.threaded, reactor, options.postgres_dsn, options.schema)
         self._check_db = database("checks")
         self.device_store = PostgresDeviceStore(database("devices"), on_change=partial(self.bus.store_changed, "devices"))
-        self.node_store = PostgresNodeStore(database("nodes"), on_change=partial(self.bus.store_changed, "nodes"))
+        nodes_db = database("nodes")
+        self.node_store = PostgresNodeStore(nodes_db, on_change=partial(self.bus.store_changed, "nodes"))
+        # Config revisions are rare: they share the node store's connection.
+        self.config_sync = ClusterConfigSync(reactor, nodes_db, self.bus)
         self.session_store = PostgresSessionStore(database("sessions"), state_dir)
         self.bus.stores = {"devices": self.device_store, "nodes": self.node_store}
         self.bus.session_store = self.session_store
@@ -56,11 +61,14 @@ class ClusterWiring:
             health=bus.health,
             leases=bus.leases,
             rate_limiter=lambda clock: ClusterRateLimiter(clock, bus),
+            dedupe=lambda clock: ClusterIdempotencyCache(clock, bus),
         )
         self.service = ClusterService(self)
 
-    def attach(self, gateway: Any) -> None:
+    def attach(self, gateway: Any, config_control: Any = None) -> None:
         self.bus.attach(gateway)
+        if config_control is not None:
+            self.config_sync.attach(config_control)
 
 
 class ClusterService(Service):
@@ -71,12 +79,12 @@ class ClusterService(Service):
     def __init__(self, wiring: ClusterWiring):
         self._wiring = wiring
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         super().startService()
         return self._start()
 
     @inlineCallbacks
-    def _start(self) -> Any:
+    def _start(self) -> Generator[Deferred[Any], Any, None]:
         options = self._wiring.options
         where = describe_postgres(options.postgres_dsn)
         try:
@@ -102,6 +110,6 @@ class ClusterService(Service):
         with self._wiring._check_db.connect() as connection:
             return cluster_schema.check_version(connection, schema)
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         return self._wiring.bus.stop()

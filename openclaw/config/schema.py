@@ -2,8 +2,8 @@
 
 Each key may carry ``default``, a ``description``, ``x-sensitive`` (redacted by ``config.get``)
 and ``x-reload`` (``hot``: applied in place, ``restart``: the service tree restarts, ``none``:
-nothing to do). ``docs/configuration.md`` is generated from this document
-(``python -m openclaw.config.schema --markdown``) and a test keeps the two in step.
+nothing to do). The key table of ``docs/configuration.md`` is generated from this document
+(``python -m openclaw.config.key_table``, :mod:`.key_table`) and a test keeps the two in step.
 
 A file is *checked* against more than this: :mod:`.accepted` merges it into the reference's own
 schema, so every key the reference accepts is accepted here too (and named at start-up as
@@ -16,6 +16,11 @@ import sys
 from typing import Any, Iterator
 
 Schema = dict[str, Any]
+
+
+def _reload(mode: str) -> dict[str, Any]:
+    """The ``x-reload`` annotation (how a change to the section is applied), as keyword extras."""
+    return {"x-reload": mode}
 
 
 def _obj(properties: dict[str, Schema], description: str = "", *, strict: bool = True, **extra: Any) -> Schema:
@@ -66,7 +71,7 @@ HEARTBEAT = _obj(
         "timeoutSeconds": _leaf("integer", "time limit of a heartbeat turn", minimum=1),
     },
     "the periodic agent turn",
-    **{"x-reload": "hot"},
+    **_reload("hot"),
 )
 
 PROVIDER = _obj(
@@ -121,7 +126,7 @@ GATEWAY = _obj(
                         "exemptLoopback": _leaf("boolean", "never lock out loopback clients", True),
                     },
                     "failed-auth limiting",
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
             },
             "client authentication",
@@ -137,7 +142,7 @@ GATEWAY = _obj(
                 "allowedOrigins": {**_STRINGS, "description": "browser origins allowed to connect"},
             },
             "browser clients",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "tls": _free("TLS for the listener (enabled, certPath, keyPath, caPath, autoGenerate)", properties={
             "enabled": _leaf("boolean", "serve TLS", False),
@@ -154,7 +159,7 @@ GATEWAY = _obj(
                 "debounceMs": _leaf("integer", "wait after the last change before reloading", 300, minimum=0),
             },
             "config hot reload",
-            **{"x-reload": "none"},
+            **_reload("none"),
         ),
         "http": _obj(
             {
@@ -173,11 +178,11 @@ GATEWAY = _obj(
                         ),
                     },
                     "OpenAI-compatible endpoints (read on every request)",
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
                 "securityHeaders": _obj(
                     {"strictTransportSecurity": {"anyOf": [{"type": "string"}, {"const": False}], "description": "HSTS header value"}},
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
             },
             "the HTTP side of the port",
@@ -188,9 +193,9 @@ GATEWAY = _obj(
                 "commands": _obj({"allow": _STRINGS, "deny": _STRINGS}, "node command allow/deny lists"),
             },
             "capability nodes",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **{"x-reload": "hot"}),
+        "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **_reload("hot")),
         "trustedProxies": {**_STRINGS, "description": "reverse proxies whose forwarding headers are trusted"},
         "metrics": _obj(
             {
@@ -198,9 +203,9 @@ GATEWAY = _obj(
                 "auth": _leaf("boolean", "require the gateway token or password for /metrics", True),
             },
             "Prometheus metrics",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "remote": _free("client-side settings for reaching a remote gateway", **{"x-reload": "none"}),
+        "remote": _free("client-side settings for reaching a remote gateway", **_reload("none")),
     },
     "the gateway process",
 )
@@ -214,7 +219,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 "providers": {"type": "object", "additionalProperties": PROVIDER, "description": "model servers by id"},
             },
             "model providers",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "agents": _obj(
             {
@@ -238,7 +243,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 },
             },
             "agents",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "session": _obj(
             {
@@ -246,7 +251,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 "scope": _enum(("per-sender", "global"), "one session per sender or one shared", "per-sender"),
             },
             "session keys",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "env": _obj(
             {
@@ -257,15 +262,15 @@ CONFIG_SCHEMA: Schema = _obj(
                 },
             },
             "environment",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "hooks": _free("webhook ingress", **{"x-reload": "hot"}),
+        "hooks": _free("webhook ingress", **_reload("hot")),
         "logging": _obj(
             {
                 "level": _enum(("debug", "info", "warn", "error"), "minimum level written to the log file", "info"),
             },
             "logging",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
     },
     "OpenClaw gateway configuration",
@@ -285,26 +290,5 @@ def sensitive_paths() -> list[str]:
     return [path for path, node in walk() if node.get("x-sensitive")]
 
 
-def markdown() -> str:
-    """The key table for docs/configuration.md."""
-    from .reload_plan import classify
-
-    lines = ["| key | type | default | on change | meaning |", "|---|---|---|---|---|"]
-    for path, node in walk():
-        if path == "$schema":
-            continue
-        kind = node.get("type") or ("one of " + ", ".join(f"`{v}`" for v in node["enum"]) if "enum" in node else "see text")
-        if isinstance(kind, list):
-            kind = " or ".join(kind)
-        value = node.get("default")
-        # As written in the file: `true`, not Python's `True`.
-        default = "" if "default" not in node else f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
-        lines.append(f"| `{path}` | {kind} | {default} | {classify(path)} | {node.get('description', '')} |")
-    return "\n".join(lines) + "\n"
-
-
 if __name__ == "__main__":  # pragma: no cover
-    if "--markdown" in sys.argv:
-        sys.stdout.write(markdown())
-    else:
-        json.dump(CONFIG_SCHEMA, sys.stdout, indent=2)
+    json.dump(CONFIG_SCHEMA, sys.stdout, indent=2)

@@ -42,6 +42,26 @@ def usage_report(
     agent_id: str | None = None,
     limit: int = 1000,
 ) -> dict[str, Any]:
+    """The ledger rows of the range, grouped by session (the ``limit`` largest), with the page's aggregates."""
+    rows = _ledger_rows(connection, start, end, agent_id)
+    by_session = _grouped(rows, lambda row: row[0], prices)
+    totals = _zero()
+    for group in by_session.values():
+        for field, value in group["totals"].items():
+            totals[field] += value
+    return {
+        "updatedAt": now_ms,
+        "startDate": start.isoformat(),
+        "endDate": end.isoformat(),
+        "sessions": _session_entries(rows, by_session, prices, limit),
+        "totals": _rounded(totals),
+        "aggregates": _aggregates(rows, len(by_session), prices),
+    }
+
+
+def _ledger_rows(connection: sqlite3.Connection, start: date, end: date, agent_id: str | None) -> list[tuple[Any, ...]]:
+    """The range's ledger rows, oldest first, as ``_grouped`` reads them after the first three
+    columns: (session_key, agent_id, ts, ts, provider, model, tokens…)."""
     since, until = _day_bounds(start, end)
     query = (
         "SELECT session_key, agent_id, ts, ts, provider, model, input, output, cache_read, cache_write, total"
@@ -51,17 +71,32 @@ def usage_report(
     if agent_id is not None:
         query += " AND agent_id = ?"
         args += (agent_id,)
-    rows = connection.execute(query + " ORDER BY ts", args).fetchall()
-    # Rows as _add expects them after the first three columns: (ts, provider, model, tokens…).
-    by_session = _grouped(rows, lambda row: row[0], prices)
+    return connection.execute(query + " ORDER BY ts", args).fetchall()
+
+
+def _day_of(row: tuple[Any, ...]) -> str:
+    """The UTC date of a ledger row's timestamp."""
+    return datetime.fromtimestamp(row[2] / 1000, timezone.utc).date().isoformat()
+
+
+def _model_of(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    return (row[4], row[5])
+
+
+def _session_entries(
+    rows: list[tuple[Any, ...]],
+    by_session: dict[Any, dict[str, Any]],
+    prices: Mapping[tuple[str, str], Mapping[str, Any]],
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One entry per session, the most tokens first, at most ``limit``."""
     rows_of: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
         rows_of.setdefault(row[0], []).append(row)
-    day_of = lambda row: datetime.fromtimestamp(row[2] / 1000, timezone.utc).date().isoformat()  # noqa: E731
     sessions = []
     for key, group in sorted(by_session.items(), key=lambda item: -item[1]["totals"]["totalTokens"])[:limit]:
         mine = rows_of[key]
-        models = _grouped(mine, lambda row: (row[4], row[5]), prices)
+        models = _grouped(mine, _model_of, prices)
         sessions.append(
             {
                 "key": key,
@@ -73,40 +108,36 @@ def usage_report(
                     **_rounded(group["totals"]),
                     "firstActivity": mine[0][2],
                     "lastActivity": mine[-1][2],
-                    "activityDates": sorted({day_of(row) for row in mine}),
+                    "activityDates": sorted({_day_of(row) for row in mine}),
                     "modelUsage": [
                         {"provider": p, "model": m, "count": g["count"], "totals": _rounded(g["totals"])} for (p, m), g in models.items()
                     ],
                 },
             }
         )
-    totals = _zero()
-    for group in by_session.values():
-        for field, value in group["totals"].items():
-            totals[field] += value
-    daily = _grouped(rows, day_of, prices)
+    return sessions
+
+
+def _aggregates(
+    rows: list[tuple[Any, ...]], session_count: int, prices: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The page's aggregates over all the range's rows: by model, provider, agent and day."""
+    daily = _grouped(rows, _day_of, prices)
     return {
-        "updatedAt": now_ms,
-        "startDate": start.isoformat(),
-        "endDate": end.isoformat(),
-        "sessions": sessions,
-        "totals": _rounded(totals),
-        "aggregates": {
-            "sessionCount": len(by_session),
-            "byModel": [
-                {"provider": p, "model": m, "count": g["count"], "totals": _rounded(g["totals"])}
-                for (p, m), g in _grouped(rows, lambda row: (row[4], row[5]), prices).items()
-            ],
-            "byProvider": [
-                {"provider": p, "count": g["count"], "totals": _rounded(g["totals"])}
-                for p, g in _grouped(rows, lambda row: row[4], prices).items()
-            ],
-            "byAgent": [{"agentId": a, "totals": _rounded(g["totals"])} for a, g in _grouped(rows, lambda row: row[1], prices).items()],
-            "byChannel": [],
-            "daily": [
-                {"date": day, "tokens": g["totals"]["totalTokens"], "cost": round(g["totals"]["totalCost"], 6)}
-                for day, g in sorted(daily.items())
-            ],
-            "costDaily": [{"date": day, **_rounded(g["totals"])} for day, g in sorted(daily.items())],
-        },
+        "sessionCount": session_count,
+        "byModel": [
+            {"provider": p, "model": m, "count": g["count"], "totals": _rounded(g["totals"])}
+            for (p, m), g in _grouped(rows, _model_of, prices).items()
+        ],
+        "byProvider": [
+            {"provider": p, "count": g["count"], "totals": _rounded(g["totals"])}
+            for p, g in _grouped(rows, lambda row: row[4], prices).items()
+        ],
+        "byAgent": [{"agentId": a, "totals": _rounded(g["totals"])} for a, g in _grouped(rows, lambda row: row[1], prices).items()],
+        "byChannel": [],
+        "daily": [
+            {"date": day, "tokens": g["totals"]["totalTokens"], "cost": round(g["totals"]["totalCost"], 6)}
+            for day, g in sorted(daily.items())
+        ],
+        "costDaily": [{"date": day, **_rounded(g["totals"])} for day, g in sorted(daily.items())],
     }

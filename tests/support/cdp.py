@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import error, protocol
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
 CHROMIUM_FLAGS = (
@@ -117,7 +117,7 @@ class Browser:
         self.session_id = attached["sessionId"]
         for domain in ("Page", "Runtime", "Network"):
             yield self.send(f"{domain}.enable")
-        returnValue(self)
+        return self
 
     @inlineCallbacks
     def stop(self) -> Any:
@@ -210,7 +210,7 @@ class Browser:
         )
         if "exceptionDetails" in result:
             raise CdpError(json.dumps(result["exceptionDetails"])[:2000])
-        returnValue(result.get("result", {}).get("value"))
+        return result.get("result", {}).get("value")
 
     @inlineCallbacks
     def wait_for(self, expression: str, timeout_s: float = 20.0, tick_s: float = 0.05) -> Any:
@@ -223,7 +223,7 @@ class Browser:
         while True:
             value = yield self.evaluate(expression)
             if value:
-                returnValue(value)
+                return value
             if self.reactor.seconds() >= deadline:
                 raise CdpError(f"timed out after {timeout_s}s waiting for: {expression}")
             yield deferLater(self.reactor, tick_s, lambda: None)
@@ -235,7 +235,7 @@ class Browser:
         shot = yield self.send("Page.captureScreenshot", {"format": "png"})
         with open(path, "wb") as handle:
             handle.write(base64.b64decode(shot["data"]))
-        returnValue(path)
+        return path
 
     def requests(self, predicate: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
         """Gateway requests the page sent (``{"type": "req", ...}``), in order."""

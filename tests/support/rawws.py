@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
@@ -261,7 +261,7 @@ def open_raw(port: int, request: bytes | None = None, track: list | None = None)
     if track is not None:
         track.append(protocol)
     yield connectProtocol(endpoint, protocol)
-    returnValue(protocol)
+    return protocol
 
 
 @inlineCallbacks
@@ -280,7 +280,7 @@ def open_authenticated(port: int, request: bytes, connect: bytes, track: list | 
         socket.abort()
         raise AssertionError(f"connect refused: {hello}")
     socket.hello = hello
-    returnValue(socket)
+    return socket
 
 
 def gather(deferreds: list[Deferred]) -> Deferred:

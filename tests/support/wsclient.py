@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from openclaw.security.device_identity import DeviceKeyPair
 
@@ -43,6 +43,7 @@ class TestClient:
         self.challenge: dict[str, Any] | None = None
         self.skipped: list[Any] = []
         self.received_bytes = 0  # message payload bytes, for tests that bound what a run costs
+        self.event_seqs: list[int] = []  # every event's seq, in arrival order (gap checks)
 
     def _opened(self, protocol: _TestProtocol) -> None:
         self.protocol = protocol
@@ -51,6 +52,8 @@ class TestClient:
     def _received(self, payload: bytes, is_binary: bool) -> None:
         self.received_bytes += len(payload)
         frame = payload if is_binary else json.loads(payload)
+        if isinstance(frame, dict) and frame.get("type") == "event" and isinstance(frame.get("seq"), int):
+            self.event_seqs.append(frame["seq"])
         if self._waiters:
             self._waiters.popleft().callback(frame)
         else:
@@ -84,7 +87,7 @@ class TestClient:
         for _ in range(limit):
             frame = yield self.next_frame()
             if predicate(frame):
-                returnValue(frame)
+                return frame
             self.skipped.append(frame)
         raise AssertionError("no matching frame")
 
@@ -103,7 +106,7 @@ class TestClient:
             frame["params"] = params
         self.send(frame)
         response = yield self.next_matching(lambda f: isinstance(f, dict) and f.get("type") == "res" and f.get("id") == request_id)
-        returnValue(response)
+        return response
 
     def close(self) -> Deferred:
         if self.protocol is not None and not self.closed.called:
@@ -141,7 +144,7 @@ def open_client(testcase: Any, url: str, headers: dict[str, str] | None = None, 
     yield client.opened
     challenge = yield client.next_frame()
     client.challenge = challenge
-    returnValue(client)
+    return client
 
 
 def connect_params(
@@ -197,4 +200,4 @@ def connect(
     kwargs.setdefault("signed_at_ms", client.challenge["payload"]["ts"])
     params = connect_params(nonce=nonce, **kwargs)
     response = yield client.request("connect", params, request_id="connect-1")
-    returnValue((client, response))
+    return (client, response)
