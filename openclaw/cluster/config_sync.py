@@ -18,11 +18,10 @@ revision (it may have missed notices). Hand edits of a file stay on that machine
 from __future__ import annotations
 
 import json
-from typing import Any, Generator
+from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from ..config.loader import ConfigError
 from ..config.parsing import parse_config_text
@@ -76,7 +75,7 @@ class ClusterConfigSync:
         self._bus = bus
         self.control: Any = None  # the ConfigReloader; None when the gateway has no config file
         self.revision = 0  # the newest revision written or applied here
-        self._applying: Deferred[None] | None = None
+        self._applying: Deferred | None = None
         bus.config_sync = self
 
     def attach(self, control: Any) -> None:
@@ -84,47 +83,36 @@ class ClusterConfigSync:
         self.control = control
         control.on_written = self.shared
 
-    def shared(self, text: str) -> Deferred[Any]:
+    def shared(self, text: str) -> Deferred:
         """A ``config.*`` write taken into use here: the newest revision, announced to peers."""
         now_ms = int(self._clock.seconds() * 1000)
-        d: Deferred[int] = self._db.run(_insert_revision, text, self._bus.instance_id, now_ms)
+        d = self._db.run(_insert_revision, text, self._bus.instance_id, now_ms)
 
-        def stored(revision: int) -> Deferred[Any]:
+        def stored(revision: int) -> Deferred:
             self.revision = max(self.revision, revision)
-            message = {"k": "config", "i": self._bus.instance_id, "rev": revision}
-            published: Deferred[Any] = self._bus.publish(self._bus.control_channel, message)
-            return published
+            return self._bus.publish(self._bus.control_channel, {"k": "config", "i": self._bus.instance_id, "rev": revision})
 
-        def unshared(failure: Failure) -> None:
-            self._log.error("config change not shared with the cluster: {error}", error=failure.getErrorMessage())
+        d.addCallback(stored)
+        d.addErrback(lambda failure: self._log.error("config change not shared with the cluster: {error}", error=failure.getErrorMessage()))
+        return d
 
-        return d.addCallback(stored).addErrback(unshared)
-
-    def received(self, revision: int | None) -> Deferred[None]:
+    def received(self, revision: int | None) -> Deferred:
         """A peer's revision (None: the newest, to catch up); applied in order, one at a time."""
         previous = self._applying
-
-        def apply(_: object) -> Deferred[None]:
-            return self._apply(revision)
-
-        d = self._apply(revision) if previous is None else previous.addBoth(apply)
+        d = self._apply(revision) if previous is None else previous.addBoth(lambda _: self._apply(revision))
         self._applying = d
 
-        def done(result: object) -> object:
+        def done(result: Any) -> Any:
             if self._applying is d:
                 self._applying = None
             return result
 
         d.addBoth(done)
-
-        def not_applied(failure: Failure) -> None:
-            self._log.error("config revision from the cluster not applied: {error}", error=failure.getErrorMessage())
-
-        d.addErrback(not_applied)
+        d.addErrback(lambda failure: self._log.error("config revision from the cluster not applied: {error}", error=failure.getErrorMessage()))
         return d
 
     @inlineCallbacks
-    def _apply(self, revision: int | None) -> Generator[Deferred[Any], Any, None]:
+    def _apply(self, revision: int | None) -> Any:
         control = self.control
         if control is None or (revision is not None and revision <= self.revision):
             return

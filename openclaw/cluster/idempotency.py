@@ -16,12 +16,11 @@ on one gateway restarted mid-request. Redis away: the claim fails the request wi
 """
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..agents.dedupe import DEDUPE_TTL_S, IdempotencyCache
@@ -49,22 +48,20 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
         super().__init__(clock, ttl_s)
         self._bus = bus
         self._ttl_ms = int(ttl_s * 1000)
-        self._waiters: dict[str, list[tuple[str, Deferred[dict[str, Any]], Any]]] = {}
+        self._waiters: dict[str, list[tuple[str, Deferred, Any]]] = {}
         bus.idempotency = self
 
     def _key(self, key: str) -> str:
-        name: str = self._bus.key("idem", key)
-        return name
+        return self._bus.key("idem", key)
 
-    def claim(self, key: str, fingerprint: str) -> Deferred[dict[str, Any] | None]:
+    def claim(self, key: str, fingerprint: str) -> Deferred:
         record = orjson.dumps({"owner": self._bus.instance_id, "fp": fingerprint, "done": False})
-        d: Deferred[Any] = self._bus.link.command("EVAL", CLAIM, 1, self._key(key), record, self._ttl_ms)
+        d = self._bus.link.command("EVAL", CLAIM, 1, self._key(key), record, self._ttl_ms)
 
         def answered(reply: Any) -> dict[str, Any] | None:
-            claimed: dict[str, Any] | None = None if reply is None else orjson.loads(reply)
-            return claimed
+            return None if reply is None else orjson.loads(reply)
 
-        def failed(failure: Failure) -> NoReturn:
+        def failed(failure: Any) -> None:
             raise unavailable(f"cluster bus unavailable, retry: {failure.getErrorMessage()}")
 
         return d.addCallbacks(answered, failed)
@@ -92,7 +89,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
             d.addErrback(lambda failure: self._log.warn("idempotency claim not freed: {error}", error=failure.getErrorMessage()))
         self.completed(key, {"done": True, "abandoned": True})
 
-    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> Deferred[dict[str, Any]]:
+    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> Deferred:
         if record.get("done"):
             return succeed(record)
         owner = str(record.get("owner"))
@@ -101,7 +98,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
             return _failed(unavailable(f"the gateway instance that took this idempotencyKey ({owner}) is gone; retry"))
         if sum(len(w) for w in self._waiters.values()) >= MAX_WAITERS:
             return _failed(GatewayError(UNAVAILABLE, "too many requests waiting for another instance", retryable=True))
-        result: Deferred[dict[str, Any]] = Deferred()
+        result: Deferred = Deferred()
         timer = self._clock.callLater(timeout_s, self._settle_one, key, result, unavailable("waiting for another instance's outcome timed out; retry"))
         self._waiters.setdefault(key, []).append((owner, result, timer))
         # The outcome may have been announced before this waiter was listed.
@@ -127,7 +124,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
             for owner, d, _ in [w for w in waiters if w[0] == instance_id]:
                 self._settle_one(key, d, unavailable(f"the gateway instance that took this idempotencyKey ({owner}) is gone; retry"))
 
-    def _settle_one(self, key: str, d: Deferred[dict[str, Any]], error: GatewayError) -> None:
+    def _settle_one(self, key: str, d: Deferred, error: GatewayError) -> None:
         waiters = self._waiters.get(key, [])
         for entry in list(waiters):
             if entry[1] is d:
@@ -146,7 +143,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
         d.addErrback(lambda _: None)
 
 
-def _failed(error: GatewayError) -> Deferred[dict[str, Any]]:
-    d: Deferred[dict[str, Any]] = Deferred()
+def _failed(error: GatewayError) -> Deferred:
+    d: Deferred = Deferred()
     d.errback(error)
     return d
