@@ -18,6 +18,11 @@ from typing import Any, Iterator
 Schema = dict[str, Any]
 
 
+def _reload(mode: str) -> dict[str, Any]:
+    """The ``x-reload`` annotation (how a change to the section is applied), as keyword extras."""
+    return {"x-reload": mode}
+
+
 def _obj(properties: dict[str, Schema], description: str = "", *, strict: bool = True, **extra: Any) -> Schema:
     schema: Schema = {"type": "object", "properties": properties}
     if strict:
@@ -66,7 +71,7 @@ HEARTBEAT = _obj(
         "timeoutSeconds": _leaf("integer", "time limit of a heartbeat turn", minimum=1),
     },
     "the periodic agent turn",
-    **{"x-reload": "hot"},
+    **_reload("hot"),
 )
 
 PROVIDER = _obj(
@@ -121,7 +126,7 @@ GATEWAY = _obj(
                         "exemptLoopback": _leaf("boolean", "never lock out loopback clients", True),
                     },
                     "failed-auth limiting",
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
             },
             "client authentication",
@@ -137,7 +142,7 @@ GATEWAY = _obj(
                 "allowedOrigins": {**_STRINGS, "description": "browser origins allowed to connect"},
             },
             "browser clients",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "tls": _free("TLS for the listener (enabled, certPath, keyPath, caPath, autoGenerate)", properties={
             "enabled": _leaf("boolean", "serve TLS", False),
@@ -154,7 +159,7 @@ GATEWAY = _obj(
                 "debounceMs": _leaf("integer", "wait after the last change before reloading", 300, minimum=0),
             },
             "config hot reload",
-            **{"x-reload": "none"},
+            **_reload("none"),
         ),
         "http": _obj(
             {
@@ -173,11 +178,11 @@ GATEWAY = _obj(
                         ),
                     },
                     "OpenAI-compatible endpoints (read on every request)",
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
                 "securityHeaders": _obj(
                     {"strictTransportSecurity": {"anyOf": [{"type": "string"}, {"const": False}], "description": "HSTS header value"}},
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
             },
             "the HTTP side of the port",
@@ -188,9 +193,9 @@ GATEWAY = _obj(
                 "commands": _obj({"allow": _STRINGS, "deny": _STRINGS}, "node command allow/deny lists"),
             },
             "capability nodes",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **{"x-reload": "hot"}),
+        "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **_reload("hot")),
         "trustedProxies": {**_STRINGS, "description": "reverse proxies whose forwarding headers are trusted"},
         "metrics": _obj(
             {
@@ -198,9 +203,9 @@ GATEWAY = _obj(
                 "auth": _leaf("boolean", "require the gateway token or password for /metrics", True),
             },
             "Prometheus metrics",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "remote": _free("client-side settings for reaching a remote gateway", **{"x-reload": "none"}),
+        "remote": _free("client-side settings for reaching a remote gateway", **_reload("none")),
     },
     "the gateway process",
 )
@@ -214,7 +219,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 "providers": {"type": "object", "additionalProperties": PROVIDER, "description": "model servers by id"},
             },
             "model providers",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "agents": _obj(
             {
@@ -238,7 +243,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 },
             },
             "agents",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "session": _obj(
             {
@@ -246,7 +251,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 "scope": _enum(("per-sender", "global"), "one session per sender or one shared", "per-sender"),
             },
             "session keys",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "env": _obj(
             {
@@ -257,15 +262,15 @@ CONFIG_SCHEMA: Schema = _obj(
                 },
             },
             "environment",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "hooks": _free("webhook ingress", **{"x-reload": "hot"}),
+        "hooks": _free("webhook ingress", **_reload("hot")),
         "logging": _obj(
             {
                 "level": _enum(("debug", "info", "warn", "error"), "minimum level written to the log file", "info"),
             },
             "logging",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
     },
     "OpenClaw gateway configuration",

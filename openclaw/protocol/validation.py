@@ -6,7 +6,7 @@ every problem in the wording the reference clients show (``at /client/id: must b
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import fastjsonschema
 import jsonschema
@@ -49,13 +49,24 @@ class SchemaValidator:
             return False
         return True
 
+    def problems(self, value: Any) -> list[jsonschema.ValidationError]:
+        """Every problem with ``value`` as jsonschema reports it (schema order); empty when valid.
+
+        For callers that word their own messages from where each problem is (the HTTP API)."""
+        if self.is_valid(value):
+            return []
+        return self._explain(value)
+
+    def _explain(self, value: Any) -> list[jsonschema.ValidationError]:
+        if self._explainer is None:
+            self._explainer = jsonschema.Draft7Validator(self._schema)
+        return list(self._explainer.iter_errors(value))
+
     def errors(self, value: Any) -> list[str]:
         """Every problem with ``value`` in the reference's wording; empty when it is valid."""
         if self.is_valid(value):
             return []
-        if self._explainer is None:
-            self._explainer = jsonschema.Draft7Validator(self._schema)
-        found = sorted(self._explainer.iter_errors(value), key=_error_order)
+        found = sorted(self._explain(value), key=_error_order)
         messages: list[str] = []
         for error in found:
             for message in _describe(error):
@@ -142,13 +153,13 @@ def _at(error: jsonschema.ValidationError, message: str, *, root_label: bool = F
 
 def _describe(error: jsonschema.ValidationError) -> list[str]:
     keyword = error.validator
-    value = error.validator_value
+    value: Any = error.validator_value  # the keyword's value in the schema: any JSON
     instance = error.instance
     if keyword == "required":
         missing = [name for name in value if isinstance(instance, dict) and name not in instance]
         return [_at(error, f"must have required property '{name}'") for name in missing[:1]]
     if keyword == "additionalProperties" and value is False and isinstance(instance, dict):
-        known = error.schema.get("properties", {})
+        known = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
         extra = [name for name in instance if name not in known]
         return [_at(error, f"unexpected property '{name}'", root_label=True) for name in extra]
     if keyword == "type":
