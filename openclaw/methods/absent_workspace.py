@@ -18,7 +18,7 @@ from .registry import MethodSpec, RequestContext
 
 # What the reference answers when no library profile can be resolved: nothing to list, and
 # nowhere to save to ("unavailable").
-SKILLS_LIBRARY_EMPTY = {
+SKILLS_LIBRARY_EMPTY: dict[str, Any] = {
     "entries": [],
     "profileId": None,
     "multipleProfiles": False,
@@ -33,7 +33,7 @@ SKILL_PROPOSALS_EMPTY = {
     "installedSkills": [],
 }
 # The facts the reference reports for a host with no GitHub credential at all.
-GITHUB_NO_IDENTITY = {
+GITHUB_NO_IDENTITY: dict[str, Any] = {
     "source": "system-detected",
     "credentialKind": "native",
     "credentialState": "unavailable",
