@@ -711,3 +711,54 @@ class EnvironmentOverrideTests(OverrideTests):
         self.poll_and_settle()
         self.assertEqual(self.restarts, [])
         self.assertIn("config reload: ignoring gateway.port (overridden by OPENCLAW_GATEWAY_PORT)", self.logged)
+
+
+class IncludeWatchTests(_ReloaderMixin, SynchronousTestCase):
+    """An edit to a ``$include`` file reloads like an edit to the main file."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.logging_path = os.path.join(self.dir, "logging.json5")
+        self.write_logging("info")
+        self.write({**BASE, "logging": {"$include": "./logging.json5"}})
+        self.poll_and_settle()
+        self.assertEqual(self.reloader.snapshot.config["logging"]["level"], "info")
+        self.applied.clear()
+
+    def write_logging(self, level: str) -> None:
+        with open(self.logging_path, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"level": level}))
+        self._mtime += 1_000_000_000
+        os.utime(self.logging_path, ns=(self._mtime, self._mtime))
+
+    def test_edit_to_an_included_file_is_applied(self):
+        self.write_logging("debug")
+        self.poll_and_settle()
+        self.assertEqual(self.plans[-1].changed_paths, ("logging.level",))
+        self.assertEqual(self.reloader.snapshot.config["logging"]["level"], "debug")
+        self.assertEqual(self.reloader.last_decision["decision"], "hot")
+
+    def test_broken_included_file_is_skipped_and_the_running_config_stays(self):
+        with open(self.logging_path, "w", encoding="utf-8") as handle:
+            handle.write("{ level: ")
+        self._mtime += 1_000_000_000
+        os.utime(self.logging_path, ns=(self._mtime, self._mtime))
+        self.poll_and_settle()
+        self.assertEqual(self.applied, [])
+        self.assertEqual(self.reloader.last_decision["decision"], "skipped")
+        self.assertIn("logging.json5", self.reloader.last_decision["reason"])
+        self.assertEqual(self.reloader.snapshot.config["logging"]["level"], "info")
+
+    def test_untouched_include_does_nothing(self):
+        for _ in range(8):
+            self.clock.advance(POLL_INTERVAL_S)
+        self.assertEqual(self.applied, [])
+
+    def test_dropping_the_include_stops_watching_it(self):
+        self.write(BASE)
+        self.poll_and_settle()
+        self.applied.clear()
+        self.write_logging("debug")
+        self.poll_and_settle()
+        self.assertEqual(self.applied, [])
+        self.assertEqual(self.reloader.snapshot.config["logging"]["level"], "info")

@@ -8,9 +8,9 @@ including file but must stay inside the config file's directory (or a root liste
 ``OPENCLAW_INCLUDE_ROOTS``). Every problem is an :class:`IncludeError` naming the directive's
 path, so the snapshot reports it like any other issue.
 
-Reading happens where the config file is read (off the reactor thread once running). The reload
-poller watches the main file: an edit to an included file is picked up with the next change to
-the main file or a restart.
+Reading happens where the config file is read (off the reactor thread once running). The files
+read are recorded (``read_files``) so the reload poller watches them beside the main file: an
+edit to an included file reloads like an edit to the main file.
 """
 from __future__ import annotations
 
@@ -37,17 +37,23 @@ def uses_includes(raw: str) -> bool:
     return DIRECTIVE in raw
 
 
-def resolve_includes(document: Any, config_path: str, env: Mapping[str, str]) -> Any:
-    """``document`` with every ``$include`` replaced by what it names (``document`` is not changed)."""
+def resolve_includes(document: Any, config_path: str, env: Mapping[str, str], read_files: list[str] | None = None) -> Any:
+    """``document`` with every ``$include`` replaced by what it names (``document`` is not changed).
+
+    The path of every file opened (or tried: a missing include is watched too, so creating it
+    is noticed) is appended to ``read_files`` when given.
+    """
     config_dir = os.path.dirname(os.path.realpath(config_path))
     extra = [p for p in env.get("OPENCLAW_INCLUDE_ROOTS", "").replace(",", os.pathsep).split(os.pathsep) if p]
     roots = [config_dir, *(os.path.realpath(p) for p in extra if os.path.isabs(p))]
-    return _Resolver(roots).node(document, config_dir, "", (os.path.realpath(config_path),))
+    resolver = _Resolver(roots, read_files if read_files is not None else [])
+    return resolver.node(document, config_dir, "", (os.path.realpath(config_path),))
 
 
 class _Resolver:
-    def __init__(self, roots: list[str]):
+    def __init__(self, roots: list[str], read_files: list[str]):
         self._roots = roots
+        self._read_files = read_files
 
     def node(self, value: Any, base: str, where: str, chain: tuple[str, ...]) -> Any:
         if isinstance(value, list):
@@ -84,6 +90,8 @@ class _Resolver:
             raise IncludeError(where, f"{name} includes itself (circular $include)")
         if len(chain) > MAX_DEPTH:
             raise IncludeError(where, f"includes nest deeper than {MAX_DEPTH} levels")
+        if path not in self._read_files:
+            self._read_files.append(path)
         try:
             if os.path.getsize(path) > MAX_FILE_BYTES:
                 raise IncludeError(where, f"{name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")

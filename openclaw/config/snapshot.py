@@ -49,6 +49,8 @@ class ConfigSnapshot:
     # ``config`` as shown to clients: a value that came from ``${VAR}`` reads as written.
     shown: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
     substitutions: Substitutions = attrs.field(factory=Substitutions, repr=False, eq=False)
+    # Files pulled in by ``$include`` (real paths): the reload poller watches them too.
+    included_files: tuple[str, ...] = attrs.field(default=(), repr=False, eq=False)
 
     @property
     def valid(self) -> bool:
@@ -180,9 +182,10 @@ def parse(raw: str, path: str, env: Mapping[str, str], document: Any = None) -> 
     config: Mapping[str, Any] = {}
     substitutions = Substitutions()
     written = parsed  # with every $include in place, ${VAR} not yet expanded
+    included: list[str] = []
     if parsed is not None and uses_includes(raw):
         try:
-            written = resolve_includes(parsed, path, env)
+            written = resolve_includes(parsed, path, env, included)
         except IncludeError as exc:
             issues.append(ConfigIssue(exc.where, exc.message))
             written = None
@@ -193,14 +196,15 @@ def parse(raw: str, path: str, env: Mapping[str, str], document: Any = None) -> 
         if not issues:
             config = resolved
     shown = as_written(written, config) if config else {}
-    return ConfigSnapshot(path, True, raw, parsed, config, tuple(issues), content_hash(raw), shown, substitutions)
+    return ConfigSnapshot(path, True, raw, parsed, config, tuple(issues), content_hash(raw), shown, substitutions, tuple(included))
 
 
 def read(path: str, env: Mapping[str, str] | None = None, known: tuple[ConfigSnapshot | None, ...] = ()) -> ConfigSnapshot:
     """Read and check the file (blocking: call it off the reactor thread once running).
 
     A snapshot in ``known`` (taken with the same ``env``) whose text equals the file's is
-    returned as it is: reading the file again costs a read and a compare, not a parse.
+    returned as it is: reading the file again costs a read and a compare, not a parse. A
+    snapshot with ``$include`` files is always read anew: an included file may have changed.
     """
     env = os.environ if env is None else env
     try:
@@ -212,6 +216,6 @@ def read(path: str, env: Mapping[str, str] | None = None, known: tuple[ConfigSna
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return ConfigSnapshot(path, True, None, None, {}, (ConfigIssue("", f"cannot read the file: {reason}"),), content_hash(None))
     for snapshot in known:
-        if snapshot is not None and snapshot.path == path and snapshot.raw == raw:
+        if snapshot is not None and snapshot.path == path and snapshot.raw == raw and not snapshot.included_files:
             return snapshot
     return parse(raw, path, env)

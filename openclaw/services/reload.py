@@ -48,6 +48,7 @@ RESTART_COOLDOWN_S = 30.0
 DEFAULT_RESTART_DELAY_MS = 0
 
 FileState = tuple[int, int, int] | None  # (mtime_ns, size, inode)
+WatchState = tuple[tuple[str, FileState], ...]  # the config file, then each $include file
 
 
 def _stat(path: str) -> FileState:
@@ -56,6 +57,24 @@ def _stat(path: str) -> FileState:
     except OSError:
         return None
     return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def _stat_all(paths: tuple[str, ...]) -> WatchState:
+    return tuple((path, _stat(path)) for path in paths)
+
+
+def _watched(snapshot: config_snapshot.ConfigSnapshot) -> tuple[str, ...]:
+    return (snapshot.path, *snapshot.included_files)
+
+
+def _same_config(new: config_snapshot.ConfigSnapshot, running: config_snapshot.ConfigSnapshot) -> bool:
+    """The same file text, and (with ``$include``) the same result: an included file may have
+    changed under an unchanged main file."""
+    if new.hash != running.hash:
+        return False
+    if not (new.included_files or running.included_files):
+        return True
+    return (new.config, new.issues) == (running.config, running.issues)
 
 
 class ConfigReloader(Service):
@@ -88,7 +107,8 @@ class ConfigReloader(Service):
         self._env = dict(os.environ if env is None else env)
         self._poll_interval = poll_interval_s
         self._poller: LoopingCall | None = None
-        self._file_state: FileState = None
+        self._file_state: WatchState = ()
+        self._watching = _watched(snapshot)
         self._debounce: IDelayedCall | None = None
         self._running_reload: Deferred[Any] | None = None
         self._pending = False
@@ -135,9 +155,9 @@ class ConfigReloader(Service):
 
     def startService(self) -> Deferred[None]:
         super().startService()
-        d = self._executor.submit(lambda: _stat(self.path))
+        d = self._executor.submit(lambda: _stat_all(self._watching))
 
-        def begin(state: FileState) -> None:
+        def begin(state: WatchState) -> None:
             self._file_state = state
             self._poller = LoopingCall(self._poll)
             self._poller.clock = self._clock
@@ -162,12 +182,13 @@ class ConfigReloader(Service):
     # -- noticing changes --------------------------------------------------------------------
 
     def _poll(self) -> Deferred[None]:
-        def compare(state: FileState) -> None:
+        def compare(state: WatchState) -> None:
             if state != self._file_state:
                 self._file_state = state
                 self.schedule()
 
-        return self._executor.submit(lambda: _stat(self.path)).addCallback(compare)
+        watching = self._watching
+        return self._executor.submit(lambda: _stat_all(watching)).addCallback(compare)
 
     def check_now(self) -> None:
         """SIGHUP: read the file now, whether or not its stat changed."""
@@ -207,7 +228,7 @@ class ConfigReloader(Service):
         if not new.exists:
             self._record("skipped", "config file not found", LogLevel.warn)
             return None
-        if new.hash == self.snapshot.hash:
+        if _same_config(new, self.snapshot):
             if self.last_decision is not None and self.last_decision["decision"] in ("skipped", "refused", "rolled-back"):
                 # The file is back to what runs: say so once, so lastDecision is not left stale.
                 self._record("noop", "the file matches the running config again")
@@ -321,6 +342,8 @@ class ConfigReloader(Service):
 
         def remember(snapshot: config_snapshot.ConfigSnapshot) -> config_snapshot.ConfigSnapshot:
             self._last_read = snapshot
+            if snapshot.exists and snapshot.raw is not None:
+                self._watching = _watched(snapshot)  # the $include list may have changed
             return snapshot
 
         return self._executor.submit(lambda: config_snapshot.read(self.path, self._env, known)).addCallback(remember)
@@ -364,7 +387,7 @@ class ConfigReloader(Service):
         """
         running_auth = self.accepted_auth()
 
-        def persist() -> tuple[config_snapshot.ConfigSnapshot, FileState | None]:
+        def persist() -> tuple[config_snapshot.ConfigSnapshot, WatchState | None]:
             candidate = config_snapshot.parse(text, self.path, self._env, document)
             if not candidate.valid:
                 return candidate, None
@@ -376,11 +399,12 @@ class ConfigReloader(Service):
             if downgrade is not None:
                 raise ConfigError(f"config change refused: {downgrade}; the file is unchanged")
             write_atomically(self.path, text)
-            return candidate, _stat(self.path)
+            return candidate, _stat_all(_watched(candidate))
 
-        def written(result: tuple[config_snapshot.ConfigSnapshot, FileState | None]) -> config_snapshot.ConfigSnapshot:
+        def written(result: tuple[config_snapshot.ConfigSnapshot, WatchState | None]) -> config_snapshot.ConfigSnapshot:
             new, state = result
             if state is not None:
+                self._watching = _watched(new)
                 self._file_state = state  # our own write: the poller should not see it as news
             return new
 
