@@ -34,6 +34,7 @@ from ..sessions.keys import agent_id_of, normalize_agent_id
 
 if TYPE_CHECKING:
     from ..hub import GatewayHub
+    from ..settings import GatewaySettings
 
 DEFAULT_EVERY = "30m"
 DEFAULT_PROMPT = (
@@ -160,6 +161,10 @@ class HeartbeatService(Service):
     def stopService(self) -> Any:
         self._cancel()
         return super().stopService()
+
+    def reconfigure(self, settings: GatewaySettings) -> None:
+        """The hot-reload step (``restart-heartbeat``): the hub holds ``settings`` already."""
+        self.reschedule()
 
     def reschedule(self) -> None:
         """Re-read the interval from the config (the reload service calls this on heartbeat changes).

@@ -22,13 +22,18 @@ import json
 import os
 import threading
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import InvalidLogLevelError, LogLevel, LogPublisher, formatEvent, globalLogPublisher
 from twisted.python.logfile import LogFile
+
+from ..config.loader import lookup
+
+if TYPE_CHECKING:
+    from ..settings import GatewaySettings
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 5
@@ -109,6 +114,10 @@ class GatewayLogFile(Service):
             self.level = LogLevel.levelWithName(log_level_name(name))
         except InvalidLogLevelError:
             pass
+
+    def reconfigure(self, settings: GatewaySettings) -> None:
+        """The hot-reload step (``reload-logging``): ``logging.level`` from the new config."""
+        self.set_level(lookup(settings.config, "logging.level", "info"))
 
     def startService(self) -> None:
         directory, name = os.path.split(self.path)
