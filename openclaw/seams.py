@@ -10,6 +10,9 @@ each seam it gets.
 """
 from __future__ import annotations
 
+from typing import Any, Iterable, Mapping, Sequence
+
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 
@@ -22,52 +25,53 @@ class IDeviceStore(Interface):
 
     path = Attribute("where the store lives, for messages")
 
-    def load():
+    def load() -> Deferred[None]:
         """Read everything once, at start; fires when done."""
 
-    def close():
+    def close() -> Deferred[None]:
         """Release the storage."""
 
-    def refresh(device_id):
+    def refresh(device_id: str) -> Deferred[None]:
         """Bring one device's rows up to date with shared storage before a handshake uses them."""
 
-    def paired(device_id):
+    def paired(device_id: str) -> Any:
         """The PairedDevice, or None."""
 
-    def all_paired():
+    def all_paired() -> list[Any]:
         """Every paired device, oldest approval first."""
 
-    def token(device_id, role):
+    def token(device_id: str, role: str) -> Any:
         """The DeviceToken for a role, or None."""
 
-    def tokens_for(device_id):
+    def tokens_for(device_id: str) -> list[Any]:
         """Every token a device holds."""
 
-    def pending(request_id):
+    def pending(request_id: str) -> Any:
         """A pending pairing request, or None."""
 
-    def pending_for_device(device_id):
+    def pending_for_device(device_id: str) -> Any:
         """The pending request a device has open, or None."""
 
-    def all_pending():
+    def all_pending() -> list[Any]:
         """Every pending request, oldest first."""
 
-    def put_paired(device):
+    def put_paired(device: Any) -> Deferred[Any]:
+        # Fires with the stored PairedDevice (the store module owns the record classes).
         """Store a paired device."""
 
-    def remove_paired(device_id):
+    def remove_paired(device_id: str) -> Deferred[Any]:
         """Forget a device and its tokens."""
 
-    def put_token(token):
+    def put_token(token: Any) -> Deferred[Any]:
         """Store a device token."""
 
-    def remove_token(device_id, role):
+    def remove_token(device_id: str, role: str) -> Deferred[Any]:
         """Revoke a token."""
 
-    def put_pending(request):
+    def put_pending(request: Any) -> Deferred[Any]:
         """Store a pending request."""
 
-    def remove_pending(request_ids):
+    def remove_pending(request_ids: Iterable[str]) -> Deferred[list[str]]:
         """Drop pending requests."""
 
 
@@ -76,37 +80,37 @@ class INodeStore(Interface):
 
     path = Attribute("where the store lives, for messages")
 
-    def load():
+    def load() -> Deferred[None]:
         """Read everything once, at start."""
 
-    def close():
+    def close() -> Deferred[None]:
         """Release the storage."""
 
-    def paired(node_id):
+    def paired(node_id: str) -> dict[str, Any] | None:
         """The paired record, or None."""
 
-    def all_paired():
+    def all_paired() -> list[dict[str, Any]]:
         """Every paired record."""
 
-    def pending(request_id):
+    def pending(request_id: str) -> dict[str, Any] | None:
         """A pending request, or None."""
 
-    def pending_for(node_id):
+    def pending_for(node_id: str) -> dict[str, Any] | None:
         """The pending request of a node, or None."""
 
-    def all_pending():
+    def all_pending() -> list[dict[str, Any]]:
         """Every pending request."""
 
-    def put_paired(record):
+    def put_paired(record: dict[str, Any]) -> Deferred[Any]:
         """Store a paired node."""
 
-    def remove_paired(node_id):
+    def remove_paired(node_id: str) -> Deferred[Any]:
         """Forget a node."""
 
-    def put_pending(record):
+    def put_pending(record: dict[str, Any]) -> Deferred[Any]:
         """Store a pending request."""
 
-    def remove_pending(request_ids):
+    def remove_pending(request_ids: Iterable[str]) -> Deferred[Any]:
         """Drop pending requests."""
 
 
@@ -115,46 +119,62 @@ class ISessionStore(Interface):
 
     path = Attribute("where the store lives, for messages")
 
-    def load():
+    def load() -> Deferred[None]:
         """Open (and migrate) and prime the summary."""
 
-    def close():
+    def close() -> Deferred[None]:
         """Release the storage."""
 
-    def summary(now_ms):
+    def summary(now_ms: int) -> Any:
         """Count and most recent keys, from memory."""
 
-    def get(key):
+    def get(key: str) -> Deferred[dict[str, Any] | None]:
         """The entry, or None."""
 
-    def ensure(key, now_ms, defaults=None):
+    def ensure(key: str, now_ms: int, defaults: Mapping[str, Any] | None = None) -> Deferred[dict[str, Any]]:
         """The entry, created when missing."""
 
-    def patch(key, changes, now_ms, expect=None, create=True):
+    def patch(
+        key: str, changes: Mapping[str, Any], now_ms: int, expect: Mapping[str, Any] | None = None, create: bool = True
+    ) -> Deferred[Any]:
         """Apply field changes."""
 
-    def reset(key, now_ms, reason="reset", expect=None):
+    def reset(key: str, now_ms: int, reason: str = "reset", expect: Mapping[str, Any] | None = None) -> Deferred[Any]:
         """A fresh entry with a new sessionId; the old transcript is archived."""
 
-    def delete(key, now_ms, delete_transcript=True, expect=None):
+    def delete(
+        key: str, now_ms: int, delete_transcript: bool = True, expect: Mapping[str, Any] | None = None
+    ) -> Deferred[Any]:
         """Remove a session."""
 
-    def compact(key, max_lines, now_ms):
+    def compact(key: str, max_lines: int, now_ms: int) -> Deferred[Any]:
         """Keep the last lines of a transcript."""
 
-    def append(key, session_id, entries, entry_changes):
+    def append(
+        key: str, session_id: str, entries: Sequence[Mapping[str, Any]], entry_changes: Mapping[str, Any]
+    ) -> Deferred[Any]:
         """Append transcript lines and update the row in one transaction."""
 
-    def history(session_id, limit, before_id=None):
+    def history(session_id: str, limit: int, before_id: int | None = None) -> Deferred[Any]:
         """The newest transcript lines."""
 
-    def preview(keys, limit, max_chars):
+    def preview(keys: Sequence[str], limit: int, max_chars: int) -> Deferred[Any]:
         """Short previews of several sessions."""
 
-    def list(query, include_previews=False):
+    def list(query: Any, include_previews: bool = False) -> Deferred[Any]:
         """A page of sessions, newest first, with the same search everywhere."""
 
-    def find(*, key=None, session_id=None, label=None, agent_id=None, spawned_by=None, include_global=False, include_unknown=False, limit=11):
+    def find(
+        *,
+        key: str | None = None,
+        session_id: str | None = None,
+        label: str | None = None,
+        agent_id: str | None = None,
+        spawned_by: str | None = None,
+        include_global: bool = False,
+        include_unknown: bool = False,
+        limit: int = 11,
+    ) -> Deferred[Any]:
         """Keys matching criteria (``sessions.resolve``)."""
 
 
@@ -166,7 +186,7 @@ class IEventRelay(Interface):
     to theirs with the same scope gating.
     """
 
-    def relay(event, payload_json, drop_if_slow, topic):
+    def relay(event: str, payload_json: bytes, drop_if_slow: bool, topic: Any) -> None:
         """Send one already encoded event to the other instances."""
 
 
@@ -176,78 +196,82 @@ class IPresence(Interface):
 
     version = Attribute("presence stateVersion")
 
-    def bump():
+    def bump() -> int:
         """A new stateVersion."""
 
-    def entries():
+    def entries() -> list[dict[str, Any]]:
         """Every entry, this gateway first."""
 
-    def client_connected(key, conn_id, entry):
+    def client_connected(key: str, conn_id: str, entry: dict[str, Any]) -> None:
         """A client came online."""
 
-    def client_disconnected(key, conn_id):
+    def client_disconnected(key: str, conn_id: str) -> bool:
         """A client went away; True when an entry was removed."""
 
-    def system_event(params):
+    def system_event(params: dict[str, Any]) -> None:
         """An entry posted by ``system-event``."""
 
-    def queued_system_events():
+    def queued_system_events() -> list[str]:
         """Recent ``system-event`` texts."""
 
 
 class INodeRegistry(Interface):
     """Connected nodes and invoke routing: ``invoke`` reaches the node wherever it is connected."""
 
-    def get(node_id):
+    def get(node_id: str) -> Any:
         """The node (local or, in a cluster, remote), or None."""
 
-    def all():
+    def all() -> list[Any]:
         """Every connected node."""
 
-    def connected(client):
+    def connected(client: Any) -> Any:
         """A node socket was admitted here."""
 
-    def disconnected(client):
+    def disconnected(client: Any) -> None:
         """A node socket here went away."""
 
-    def invoke(node, command, params, timeout_ms, idempotency_key, extra):
+    def invoke(
+        node: Any, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]
+    ) -> Deferred[dict[str, Any]]:
         """Fires with the node's result dict or fails with GatewayError."""
 
-    def result(node_id, invoke_id, outcome):
+    def result(node_id: str, invoke_id: str, outcome: Mapping[str, Any]) -> bool:
         """A node's answer; False when nothing waited for it."""
 
 
 class IAuthRateLimiter(Interface):
     """Failed-auth counting and lockouts."""
 
-    def configure(*, exempt_loopback, max_attempts=None, window_ms=None, lockout_ms=None):
+    def configure(
+        *, exempt_loopback: bool, max_attempts: int | None = None, window_ms: int | None = None, lockout_ms: int | None = None
+    ) -> None:
         """New limits."""
 
-    def retry_after_ms(address, kind):
+    def retry_after_ms(address: str, kind: str) -> int | None:
         """Milliseconds left on a lockout, or None."""
 
-    def record_failure(address, kind):
+    def record_failure(address: str, kind: str) -> None:
         """Count a failure."""
 
-    def record_success(address, kind):
+    def record_success(address: str, kind: str) -> None:
         """Forget the failures of a key."""
 
 
 class ISessionLeases(Interface):
     """Who may run a session's agent now: one process, or (cluster) one instance at a time."""
 
-    def hold(session_key):
+    def hold(session_key: str) -> Deferred[None]:
         """Fires when this process holds the session's lease (cancel to stop waiting)."""
 
-    def release(session_key):
+    def release(session_key: str) -> None:
         """The session's run ended here: let the next one (here or elsewhere) run."""
 
 
 class IIdempotencyCache(Interface):
     """Idempotency keys and the outcome of the first request that used each."""
 
-    def get(key):
+    def get(key: str) -> Any:
         """The stored value, or None."""
 
-    def put(key, value):
+    def put(key: str, value: Any) -> None:
         """Remember a value for the TTL."""

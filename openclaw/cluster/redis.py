@@ -87,7 +87,10 @@ class RedisLink:
         self._on_lost = on_lost
         self._commands: Any = None
         self._subscriber: Any = None
-        endpoint = lambda: HostnameEndpoint(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT_S)  # noqa: E731
+
+        def endpoint() -> HostnameEndpoint:
+            return HostnameEndpoint(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT_S)
+
         policy = backoffPolicy(initialDelay=0.5, maxDelay=5.0)
         self._command_service = ClientService(
             endpoint(), _RedisFactory(txredisapi.RedisProtocol, address, self._commands_ready, self._commands_lost),

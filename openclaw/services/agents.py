@@ -22,9 +22,9 @@ class AgentService(Service):
         self._gateway = gateway
         self._pool = pool
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         super().startService()
-        d = self._gateway.sessions.load()
+        d: Deferred[None] = self._gateway.sessions.load()
         d.addCallback(self._loaded)
         d.addErrback(refuse_to_start_without("session store", self._gateway.sessions.path))
         return d
@@ -32,7 +32,7 @@ class AgentService(Service):
     def _loaded(self, _: object) -> None:
         self._gateway.sessions_loaded = True
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[list[tuple[bool, Any]]]:
         super().stopService()
         self._gateway.runs.stop_all()
         closing = []

@@ -22,7 +22,7 @@ DEGRADED_P99_MS = 250.0
 class EventLoopMonitor(Service):
     _log = Logger()
 
-    def __init__(self, clock: IReactorTime, *, cpu_time=time.process_time):
+    def __init__(self, clock: IReactorTime, *, cpu_time: Callable[[], float] = time.process_time):
         self._clock = clock
         self._cpu_time = cpu_time
         self._delays: deque[float] = deque(maxlen=SAMPLES_KEPT)
@@ -46,7 +46,7 @@ class EventLoopMonitor(Service):
     def stopService(self) -> None:
         if self._loop.running:
             self._loop.stop()
-        return super().stopService()
+        super().stopService()
 
     def _sample(self) -> None:
         self._summary = None

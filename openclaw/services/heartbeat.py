@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, TypeGuard
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -79,9 +79,10 @@ def parse_duration(text: str, default_unit: str = "m") -> float:
 
 def heartbeat_settings(config: Mapping[str, Any], agent_id: str) -> dict[str, Any]:
     """``agents.defaults.heartbeat`` with the agent's own ``agents.list[].heartbeat`` laid over it."""
-    agents = config.get("agents") if isinstance(config, Mapping) else None
-    agents = agents if isinstance(agents, Mapping) else {}
-    defaults = agents.get("defaults") if isinstance(agents.get("defaults"), Mapping) else {}
+    raw_agents = config.get("agents") if isinstance(config, Mapping) else None
+    agents: Mapping[str, Any] = raw_agents if isinstance(raw_agents, Mapping) else {}
+    raw_defaults = agents.get("defaults")
+    defaults: Mapping[str, Any] = raw_defaults if isinstance(raw_defaults, Mapping) else {}
     merged = dict(defaults.get("heartbeat") or {}) if isinstance(defaults.get("heartbeat"), Mapping) else {}
     for entry in agents.get("list") or ():
         if (
@@ -212,7 +213,7 @@ class HeartbeatService(Service):
 
     # -- one heartbeat -----------------------------------------------------------------------
 
-    def run_once(self) -> Deferred:
+    def run_once(self) -> Deferred[dict[str, Any]]:
         """Run a heartbeat now; fires with its event, which is also broadcast and kept as ``last``."""
         gateway = self._gateway
         session_key = gateway.session_key("main")
@@ -269,5 +270,5 @@ def with_system_events(prompt: str, events: list[str]) -> str:
     return prompt + "\n\nSystem events since the last heartbeat:\n" + "\n".join(f"- {text}" for text in events)
 
 
-def _positive_number(value: Any) -> bool:
+def _positive_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

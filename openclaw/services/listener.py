@@ -8,10 +8,10 @@ first address must listen or start-up fails; an extra one (``::1`` on a host wit
 """
 from __future__ import annotations
 
-from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -21,27 +21,27 @@ class EndpointListener(Service):
 
     _log = Logger()
 
-    def __init__(self, endpoint: Any, factory: Any, required: bool = True):
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, required: bool = True):
         self.endpoint = endpoint
         self.factory = factory
         self.required = required
-        self._port: Any = None
+        self._port: IListeningPort | None = None
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         super().startService()
-        d = self.endpoint.listen(self.factory)
-        d.addCallback(self._listening)
+        d = self.endpoint.listen(self.factory).addCallback(self._listening)
         if not self.required:
             d.addErrback(self._unavailable)
         return d
 
-    def _listening(self, port: Any) -> None:
+    def _listening(self, port: IListeningPort) -> None:
         self._port = port
 
     def _unavailable(self, failure: Failure) -> None:
         self._log.failure("not listening on {name}; serving on the other addresses", failure, name=self.name)
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         port, self._port = self._port, None
-        return port.stopListening() if port is not None else succeed(None)
+        stopping = port.stopListening() if port is not None else None
+        return stopping if stopping is not None else succeed(None)

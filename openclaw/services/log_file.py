@@ -22,15 +22,16 @@ import json
 import os
 import threading
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
-from twisted.logger import InvalidLogLevelError, LogLevel, LogPublisher, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, InvalidLogLevelError, LogLevel, LogPublisher, formatEvent, globalLogPublisher
 from twisted.python.logfile import LogFile
 
 from ..config.loader import lookup
+from ..stores.sqlite import Executor
 
 if TYPE_CHECKING:
     from ..settings import GatewaySettings
@@ -89,7 +90,7 @@ class GatewayLogFile(Service):
         *,
         level: LogLevel = LogLevel.info,
         publisher: LogPublisher = globalLogPublisher,
-        executor: Any = None,
+        executor: Executor | None = None,
         clock: Any = None,
     ):
         self.path = os.path.abspath(path)
@@ -101,6 +102,8 @@ class GatewayLogFile(Service):
         self._lock = threading.Lock()
         self.dropped = 0  # events that could not be written (reported nowhere else: no recursion)
         self._executor = executor
+        # Any callable taking an event is an observer; the publisher's signature names the interface.
+        self._observer = cast(ILogObserver, self.observe)
         self._queued: list[bytes] = []
         self._queued_bytes = 0
         self._flusher: LoopingCall | None = None
@@ -123,21 +126,21 @@ class GatewayLogFile(Service):
         directory, name = os.path.split(self.path)
         os.makedirs(directory, exist_ok=True)
         self._file = LogFile(name, directory, rotateLength=self.max_bytes, maxRotatedFiles=self.max_files)
-        self._publisher.addObserver(self.observe)
+        self._publisher.addObserver(self._observer)
         if self._flusher is not None:
             self._flusher.start(FLUSH_INTERVAL_S, now=False)
         super().startService()
 
-    def stopService(self) -> Any:
-        self._publisher.removeObserver(self.observe)
+    def stopService(self) -> Deferred[None]:
+        self._publisher.removeObserver(self._observer)
         super().stopService()
         if self._flusher is not None and self._flusher.running:
             self._flusher.stop()
         # Closing is cheap: only the queued lines go through the executor (when there are any,
         # so a gateway that never logged starts no thread at stop).
-        return self.flush().addBoth(lambda _: self._close())
+        return self.flush().addBoth(self._close)
 
-    def flush(self) -> Deferred:
+    def flush(self) -> Deferred[None]:
         """Hand the queued lines to the executor; fires once they are in the file."""
         with self._lock:
             batch, self._queued, self._queued_bytes = self._queued, [], 0
@@ -155,7 +158,7 @@ class GatewayLogFile(Service):
             except Exception:  # noqa: BLE001 - a full disk loses log lines, never the gateway
                 self.dropped += 1
 
-    def _close(self) -> None:
+    def _close(self, _: object = None) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.close()

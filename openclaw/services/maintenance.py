@@ -36,4 +36,4 @@ class PeriodicBroadcast(Service):
     def stopService(self) -> None:
         if self._loop.running:
             self._loop.stop()
-        return super().stopService()
+        super().stopService()

@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..protocol.errors import GatewayError, invalid_request
 from ..security.scopes import ADMIN, PAIRING, WRITE, first_missing_scope
@@ -85,18 +86,19 @@ class NodePairingService(Service):
         self._pruner.clock = clock
         self.loaded = False
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         super().startService()
 
         def loaded(_: Any) -> None:
             self.loaded = True
-            self._pruner.start(PRUNE_INTERVAL_S, now=True).addErrback(
-                lambda failure: self._log.failure("node pairing pruner stopped", failure)
-            )
+            self._pruner.start(PRUNE_INTERVAL_S, now=True).addErrback(self._pruner_stopped)
 
         return self.store.load().addCallbacks(loaded, refuse_to_start_without("node store", self.store.path))
 
-    def stopService(self) -> Deferred:
+    def _pruner_stopped(self, failure: Failure) -> None:
+        self._log.failure("node pairing pruner stopped", failure)
+
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         if self._pruner.running:
             self._pruner.stop()
@@ -180,7 +182,7 @@ class NodePairingService(Service):
             raise invalid_request("unknown requestId")
         return request
 
-    def approve(self, request_id: str, approver_scopes: Iterable[str]) -> Deferred:
+    def approve(self, request_id: str, approver_scopes: Iterable[str]) -> Deferred[dict[str, Any]]:
         request = self._live_pending(request_id)
         required = approval_scopes(request.get("commands", ()))
         missing = first_missing_scope(required, approver_scopes)

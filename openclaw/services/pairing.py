@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable
 
 import attrs
 from twisted.application.service import Service
@@ -80,14 +80,14 @@ class DevicePairingService(Service):
     def _now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         super().startService()
         d = self.store.load()
         d.addCallback(self._loaded)
         d.addErrback(refuse_to_start_without("device store", self.store.path))
         return d
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         if self._pruner.running:
             self._pruner.stop()
@@ -99,19 +99,19 @@ class DevicePairingService(Service):
 
     # -- expiry ------------------------------------------------------------------------------
 
-    def _prune_safely(self) -> Deferred | None:
+    def _prune_safely(self) -> Deferred[list[str]] | None:
         try:
             return self.prune_expired()
         except Exception:
             self._log.failure("pruning pending pairing requests failed")
             return None
 
-    def prune_expired(self) -> Deferred:
+    def prune_expired(self) -> Deferred[list[str]]:
         cutoff = self._now_ms() - self._pending_ttl_ms
         expired = [request for request in self.store.all_pending() if request.last_activity_ms < cutoff]
         d = self.store.remove_pending([request.request_id for request in expired])
 
-        def announce(result: object) -> object:
+        def announce(result: list[str]) -> list[str]:
             # Approval dialogs open on other operators' screens close when their request lapses.
             for request in expired:
                 self._resolved(request, "rejected", reason="expired")
@@ -157,16 +157,17 @@ class DevicePairingService(Service):
         return True
 
     @inlineCallbacks
-    def ensure_access(self, device: VerifiedDevice, context: PairingRequestContext):
+    def ensure_access(self, device: VerifiedDevice, context: PairingRequestContext) -> Generator[Deferred[Any], Any, PairedDevice]:
         """Fire with the paired record when the device may connect; fail with ``NOT_PAIRED`` otherwise."""
         reason = self.upgrade_reason(device, context)
         paired = self.store.paired(device.device_id)
         if reason is None:
+            assert paired is not None  # upgrade_reason says "not-paired" for an unknown device
             self._seen(paired)
             return paired
         request, created = yield self._open_request(device, context, reason, paired)
         if self._may_approve_silently(reason, context, paired):
-            approved = yield self._approve(request, silent=True)
+            approved: PairedDevice = yield self._approve(request, silent=True)
             return approved
         if created:
             self._clients.broadcast("device.pair.requested", request.to_wire())
@@ -204,7 +205,9 @@ class DevicePairingService(Service):
         return GatewayError(NOT_PAIRED, message, details, close_code=CLOSE_POLICY_VIOLATION, close_reason=close_reason)
 
     @inlineCallbacks
-    def _open_request(self, device: VerifiedDevice, context: PairingRequestContext, reason: str, paired: PairedDevice | None):
+    def _open_request(
+        self, device: VerifiedDevice, context: PairingRequestContext, reason: str, paired: PairedDevice | None
+    ) -> Generator[Deferred[Any], Any, tuple[PendingPairing, bool]]:
         now = self._now_ms()
         existing = self.store.pending_for_device(device.device_id)
         if (
@@ -249,19 +252,20 @@ class DevicePairingService(Service):
         self._clients.broadcast("device.pair.resolved", payload)
 
     @inlineCallbacks
-    def _approve(self, request: PendingPairing, *, silent: bool = False):
+    def _approve(self, request: PendingPairing, *, silent: bool = False) -> Generator[Deferred[Any], Any, PairedDevice]:
         now = self._now_ms()
         previous = self.store.paired(request.device_id)
-        keep = previous is not None and previous.public_key == request.public_key
+        # The same key re-pairing keeps what it was granted; a new key starts afresh.
+        kept = previous if previous is not None and previous.public_key == request.public_key else None
         device = PairedDevice(
             device_id=request.device_id,
             public_key=request.public_key,
-            roles=sorted(set(previous.roles if keep else ()) | {request.role}),
-            scopes=_merge(previous.scopes if keep else [], request.scopes),
-            created_at_ms=previous.created_at_ms if keep else now,
+            roles=sorted(set(kept.roles if kept is not None else ()) | {request.role}),
+            scopes=_merge(kept.scopes if kept is not None else [], request.scopes),
+            created_at_ms=kept.created_at_ms if kept is not None else now,
             approved_at_ms=now,
-            display_name=request.display_name or (previous.display_name if keep else None),
-            operator_label=previous.operator_label if keep else None,
+            display_name=request.display_name or (kept.display_name if kept is not None else None),
+            operator_label=kept.operator_label if kept is not None else None,
             platform=request.platform,
             device_family=request.device_family,
             client_id=request.client_id,
@@ -270,7 +274,7 @@ class DevicePairingService(Service):
             last_seen_at_ms=now,
             last_seen_reason="silent-pairing" if silent else "approved",
         )
-        if not keep and previous is not None:
+        if kept is None and previous is not None:
             yield self.store.remove_paired(previous.device_id)
         yield self.store.put_paired(device)
         yield self.store.remove_pending([request.request_id])
@@ -285,7 +289,7 @@ class DevicePairingService(Service):
 
     # -- operator actions --------------------------------------------------------------------
 
-    def approve(self, request_id: str, approver_scopes: Iterable[str]) -> Deferred:
+    def approve(self, request_id: str, approver_scopes: Iterable[str]) -> Deferred[PairedDevice]:
         """Approve a pending request, never granting more than the approver holds itself."""
 
         def checked(request: PendingPairing) -> PendingPairing:
@@ -295,15 +299,15 @@ class DevicePairingService(Service):
         return maybeDeferred(self._live_request, request_id).addCallback(checked).addCallback(self._approve)
 
     @inlineCallbacks
-    def reject(self, request_id: str):
+    def reject(self, request_id: str) -> Generator[Deferred[Any], Any, PendingPairing]:
         request = self._live_request(request_id)
         yield self.store.remove_pending([request.request_id])
         self._resolved(request, "rejected")
         return request
 
     @inlineCallbacks
-    def remove(self, device_id: str):
-        removed = yield self.store.remove_paired(device_id)
+    def remove(self, device_id: str) -> Generator[Deferred[Any], Any, PairedDevice]:
+        removed: PairedDevice | None = yield self.store.remove_paired(device_id)
         if removed is None:
             raise invalid_request(f"unknown deviceId: {device_id}")
         self._clients.broadcast(
@@ -315,7 +319,7 @@ class DevicePairingService(Service):
         return removed
 
     @inlineCallbacks
-    def rename(self, device_id: str, label: str):
+    def rename(self, device_id: str, label: str) -> Generator[Deferred[Any], Any, PairedDevice]:
         device = self.store.paired(device_id)
         if device is None:
             raise invalid_request(f"unknown deviceId: {device_id}")
@@ -331,7 +335,7 @@ class DevicePairingService(Service):
 
     # -- tokens ------------------------------------------------------------------------------
 
-    def issue_token(self, device: PairedDevice, role: str) -> Deferred:
+    def issue_token(self, device: PairedDevice, role: str) -> Deferred[DeviceToken]:
         """The device's token for ``role``: reused when it exists, minted otherwise."""
         existing = self.store.token(device.device_id, role)
         scopes = list(device.scopes) if role == "operator" else []
@@ -347,7 +351,7 @@ class DevicePairingService(Service):
         return self.store.put_token(token)
 
     @inlineCallbacks
-    def rotate_token(self, device_id: str, role: str, scopes: list[str] | None):
+    def rotate_token(self, device_id: str, role: str, scopes: list[str] | None) -> Generator[Deferred[Any], Any, DeviceToken]:
         device = self.store.paired(device_id)
         if device is None or role not in device.roles:
             raise invalid_request(f"unknown device role: {device_id}/{role}")
@@ -370,8 +374,8 @@ class DevicePairingService(Service):
         return token
 
     @inlineCallbacks
-    def revoke_token(self, device_id: str, role: str):
-        removed = yield self.store.remove_token(device_id, role)
+    def revoke_token(self, device_id: str, role: str) -> Generator[Deferred[Any], Any, DeviceToken]:
+        removed: DeviceToken | None = yield self.store.remove_token(device_id, role)
         if removed is None:
             raise invalid_request(f"no token for {device_id}/{role}")
         return removed

@@ -21,19 +21,23 @@ Reloads are single-flight: a change noticed while one runs is picked up right af
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from ..config import snapshot as config_snapshot
 from ..config.loader import ConfigError, lookup
 from ..config.reload_plan import ReloadPlan, listing, plan
 from ..config.safety import auth_downgrade
 from ..config.writer import write_atomically
+from ..stores.sqlite import Executor
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ..security.shared_secret import AuthSettings
@@ -60,11 +64,11 @@ class ConfigReloader(Service):
     def __init__(
         self,
         clock: IReactorTime,
-        executor: Any,
+        executor: Executor,
         snapshot: config_snapshot.ConfigSnapshot,
         settings_for: Callable[[config_snapshot.ConfigSnapshot], "GatewaySettings"],
         apply_hot: Callable[["GatewaySettings", ReloadPlan], None],
-        restart: Callable[[str], Deferred],
+        restart: Callable[[str], Deferred[None]],
         env: Mapping[str, str] | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
         masked: Mapping[str, str] | None = None,
@@ -86,7 +90,7 @@ class ConfigReloader(Service):
         self._poller: LoopingCall | None = None
         self._file_state: FileState = None
         self._debounce: IDelayedCall | None = None
-        self._running_reload: Deferred | None = None
+        self._running_reload: Deferred[Any] | None = None
         self._pending = False
         self._restart_call: IDelayedCall | None = None
         self._last_restart_at: float | None = None
@@ -119,14 +123,14 @@ class ConfigReloader(Service):
         return self.snapshot.path
 
     def _mode(self) -> str:
-        return lookup(self.snapshot.config, "gateway.reload.mode", "hybrid")
+        return str(lookup(self.snapshot.config, "gateway.reload.mode", "hybrid"))
 
     def _debounce_s(self) -> float:
         return max(0, int(lookup(self.snapshot.config, "gateway.reload.debounceMs", 300))) / 1000.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         super().startService()
         d = self._executor.submit(lambda: _stat(self.path))
 
@@ -134,13 +138,14 @@ class ConfigReloader(Service):
             self._file_state = state
             self._poller = LoopingCall(self._poll)
             self._poller.clock = self._clock
-            self._poller.start(self._poll_interval, now=False).addErrback(
-                lambda failure: self._log.failure("config poller stopped", failure)
-            )
+            self._poller.start(self._poll_interval, now=False).addErrback(self._poller_stopped)
 
         return d.addCallback(begin)
 
-    def stopService(self) -> Any:
+    def _poller_stopped(self, failure: Failure) -> None:
+        self._log.failure("config poller stopped", failure)
+
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         if self._poller is not None and self._poller.running:
             self._poller.stop()
@@ -153,7 +158,7 @@ class ConfigReloader(Service):
 
     # -- noticing changes --------------------------------------------------------------------
 
-    def _poll(self) -> Deferred:
+    def _poll(self) -> Deferred[None]:
         def compare(state: FileState) -> None:
             if state != self._file_state:
                 self._file_state = state
@@ -303,7 +308,7 @@ class ConfigReloader(Service):
                 }
             )
 
-    def read_current(self) -> Deferred:
+    def read_current(self) -> Deferred[config_snapshot.ConfigSnapshot]:
         """The file as it is now (off the reactor thread), valid or not.
 
         Unchanged text is not parsed again: ``config.get`` after ``config.get`` (or after a
@@ -332,16 +337,19 @@ class ConfigReloader(Service):
         self._last_restart_at = self._clock.seconds()
         self._restarting = True
 
-        def done(result: Any) -> Any:
+        def done(result: object) -> object:
             self._restarting = False
             return result
 
+        def failed(failure: Failure) -> None:
+            self._log.failure("in-process restart failed", failure)
+
         d = self._restart(reason).addBoth(done)
-        d.addErrback(lambda failure: self._log.failure("in-process restart failed", failure))
+        d.addErrback(failed)
 
     # -- writes from config.* RPCs ----------------------------------------------------------
 
-    def write(self, text: str, document: Any = None) -> Deferred:
+    def write(self, text: str, document: Any = None) -> Deferred[config_snapshot.ConfigSnapshot]:
         """Check ``text`` (``document`` is it parsed, if known) and, when it is valid, persist it
         atomically; fires with its snapshot.
 
@@ -375,6 +383,6 @@ class ConfigReloader(Service):
 
         return self._executor.submit(persist).addCallback(written)
 
-    def off_thread(self, work: Callable[..., Any], *args: Any) -> Deferred:
+    def off_thread(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run CPU-heavy config work (parsing client-sent text) on the file thread."""
         return self._executor.submit(lambda: work(*args))

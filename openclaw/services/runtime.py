@@ -17,7 +17,7 @@ import atexit
 import os
 import signal
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred, succeed
@@ -68,14 +68,14 @@ class OrderedMultiService(MultiService):
     """
 
     _log = Logger()
-    started: Deferred | None = None
+    started: Deferred[None] | None = None
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         Service.startService(self)
         self.started = self._start_from(list(self), 0)
         return self.started
 
-    def _start_from(self, children: list[Any], index: int) -> Deferred:
+    def _start_from(self, children: list[Any], index: int) -> Deferred[None]:
         # Synchronous failures (the first listener failing to bind) raise right here, so twistd
         # reports them and exits instead of idling with nothing listening.
         while index < len(children):
@@ -87,15 +87,18 @@ class OrderedMultiService(MultiService):
                     result.addErrback(_raised_instead)
                     failure.raiseException()
                 if not result.called:
-                    return result.addCallback(lambda _, i=index: self._start_from(children, i))
+                    return result.addCallback(self._start_next, children, index)
         return succeed(None)
 
-    def stopService(self) -> Deferred:
+    def _start_next(self, _: object, children: list[Any], index: int) -> Deferred[None]:
+        return self._start_from(children, index)
+
+    def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         return self._stop_all(list(reversed(list(self))))
 
     @inlineCallbacks
-    def _stop_all(self, children: list[Any]) -> Any:
+    def _stop_all(self, children: list[Any]) -> Generator[Deferred[Any], Any, None]:
         for child in children:
             if not child.running:
                 continue
@@ -159,7 +162,7 @@ class GatewayRuntime(OrderedMultiService):
 
     def _config_changed(self, payload: Any) -> None:
         self.gateway.clients.broadcast("config.changed", payload)
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         if self._install_signals:
             self._handle(signal.SIGHUP, lambda: self.reloader.check_now() if self.reloader is not None else None)
             self._handle(signal.SIGUSR1, lambda: self._signalled_restart())
@@ -169,23 +172,26 @@ class GatewayRuntime(OrderedMultiService):
             d = fail()
         return d.addErrback(self._start_failed)
 
-    def _start_failed(self, failure: Failure) -> Failure | None:
+    def _start_failed(self, failure: Failure) -> Deferred[None]:
         """Stop what did start; under twistd also stop the reactor, so the process exits.
 
         Under twistd nobody waits on ``startService``'s Deferred, so the failure is consumed
         here once logged (otherwise it is logged a second time as an unhandled error), and the
         process exits with status 1 so a supervisor sees it; an embedding application gets the
-        failure back.
+        failure back (the errback returns a fired Deferred so that both outcomes have one type).
         """
         self._log.failure("the gateway could not start", failure)
         stopping = self.stopService()
         if self._exit_with is not None:
             self._exit_with(1)
-            stopping.addBoth(lambda _: self._reactor.stop())
-            return None
-        return failure
+            stopping.addBoth(self._stop_reactor)
+            return succeed(None)
+        return fail(failure)
 
-    def stopService(self) -> Deferred:
+    def _stop_reactor(self, _: object) -> None:
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
         for number, previous in self._previous_handlers.items():
             signal.signal(number, previous)
         self._previous_handlers.clear()
@@ -206,7 +212,7 @@ class GatewayRuntime(OrderedMultiService):
         self.gateway.apply_settings(settings, plan.actions)
 
     @inlineCallbacks
-    def restart(self, reason: str) -> Any:
+    def restart(self, reason: str) -> Generator[Deferred[Any], Any, None]:
         """Stop the tree, build a new one from the current settings, start it (or the last good one)."""
         self._log.info("restarting the gateway in-process ({reason})", reason=reason)
         websocket = self._tree_child("websocket")
@@ -223,7 +229,7 @@ class GatewayRuntime(OrderedMultiService):
             yield self._start_tree(settings)
         except Exception:
             failure = Failure()
-            error = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+            error = f"{type(failure.value).__name__}: {failure.getErrorMessage()}"
             self._log.error(
                 "in-process restart failed: {error}; starting the gateway again with the settings that were running",
                 error=error,
@@ -251,7 +257,7 @@ class GatewayRuntime(OrderedMultiService):
         except KeyError:
             return None
 
-    def _start_tree(self, settings: Any) -> Deferred:
+    def _start_tree(self, settings: Any) -> Deferred[None]:
         """Build a tree from ``settings`` and add it: a running root starts it, in order."""
         self.settings = settings
         self.gateway, children = self._build_tree(settings)
@@ -262,7 +268,7 @@ class GatewayRuntime(OrderedMultiService):
             return fail()
         return tree.started if self.running and tree.started is not None else succeed(None)
 
-    def _discard_tree(self) -> Deferred:
+    def _discard_tree(self) -> Deferred[None]:
         """Stop (children in reverse) and remove the current tree, if there is one."""
         tree, self.tree = self.tree, None
         if tree is None or tree.parent is None:

@@ -38,7 +38,7 @@ class WebSocketService(Service):
         self._gateway.accepting = True
         self.factory.startFactory()
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         gateway = self._gateway
         gateway.accepting = False
@@ -56,19 +56,19 @@ class WebSocketService(Service):
         d.addBoth(self._stop_factory)
         return d
 
-    def _drain(self) -> Deferred:
+    def _drain(self) -> Deferred[None]:
         if not self.factory.connections:
             return succeed(None)
         drained = self.factory.when_drained().addTimeout(CLOSE_GRACE_MS / 1000.0, self._clock)
         return drained.addErrback(self._abort_stragglers)
 
-    def _abort_stragglers(self, failure: Failure) -> Deferred | None:
+    def _abort_stragglers(self, failure: Failure) -> Deferred[None]:
         """Past the grace period: abort whoever ignored the close, then wait for them to go."""
         failure.trap(TimeoutError)
         for connection in list(self.factory.connections):
             self._log.info("aborting connection {conn} that ignored the close", conn=connection.conn_id)
             connection.dropConnection(abort=True)
-        return self.factory.when_drained() if self.factory.connections else None
+        return self.factory.when_drained() if self.factory.connections else succeed(None)
 
     def _stop_factory(self, result: Any) -> Any:
         self.factory.stopFactory()

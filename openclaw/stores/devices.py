@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable, Self, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 from zope.interface import implementer
 
 from ..seams import IDeviceStore
 from .sqlite import SQLiteDatabase
+
+T = TypeVar("T")
 
 MIGRATIONS = [
     """
@@ -45,11 +48,14 @@ def _drop_none(record: dict[str, Any]) -> dict[str, Any]:
 class _Record:
     """JSON-column round trip; unknown keys from newer versions are ignored, not fatal."""
 
+    # Every subclass is an attrs class; declared here so ``attrs.asdict``/``fields`` accept it.
+    __attrs_attrs__: ClassVar[Any]
+
     def to_record(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Any:
+    def from_record(cls, record: dict[str, Any]) -> Self:
         known = {field.name for field in attrs.fields(cls)}
         return cls(**{key: value for key, value in record.items() if key in known})
 
@@ -186,7 +192,7 @@ class DeviceStore:
     def path(self) -> str:
         return self._db.path
 
-    def load(self) -> Deferred:
+    def load(self) -> Deferred[None]:
         """Read every row once, at service start."""
 
         def read(connection: Any) -> tuple[list[Any], list[Any], list[Any]]:
@@ -210,10 +216,10 @@ class DeviceStore:
 
         return self._db.run(read).addCallback(fill)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         return self._db.close()
 
-    def refresh(self, device_id: str) -> Deferred:
+    def refresh(self, device_id: str) -> Deferred[None]:
         """Nothing to do in a single process: memory is written first, so it is never behind."""
         return succeed(None)
 
@@ -245,10 +251,10 @@ class DeviceStore:
 
     # -- writes (memory now, disk through the worker) ----------------------------------------------
 
-    def _written(self, d: Deferred, table: dict[Any, Any], key: Any, previous: Any) -> Deferred:
+    def _written(self, d: Deferred[T], table: dict[Any, Any], key: Any, previous: Any) -> Deferred[T]:
         """On a failed write (a full disk), memory goes back to what the disk still holds."""
 
-        def undo(failure: Any) -> Any:
+        def undo(failure: Failure) -> Failure:
             if previous is None:
                 table.pop(key, None)
             else:
@@ -257,7 +263,7 @@ class DeviceStore:
 
         return d.addErrback(undo)
 
-    def put_paired(self, device: PairedDevice) -> Deferred:
+    def put_paired(self, device: PairedDevice) -> Deferred[PairedDevice]:
         previous = self._paired.get(device.device_id)
         self._paired[device.device_id] = device
         record = json.dumps(device.to_record())
@@ -269,7 +275,7 @@ class DeviceStore:
         )
         return self._written(d, self._paired, device.device_id, previous).addCallback(lambda _: device)
 
-    def remove_paired(self, device_id: str) -> Deferred:
+    def remove_paired(self, device_id: str) -> Deferred[PairedDevice | None]:
         """Forget a device and every token it holds."""
         removed = self._paired.pop(device_id, None)
         for key in [key for key in self._tokens if key[0] == device_id]:
@@ -281,7 +287,7 @@ class DeviceStore:
 
         return self._db.run(delete).addCallback(lambda _: removed)
 
-    def put_token(self, token: DeviceToken) -> Deferred:
+    def put_token(self, token: DeviceToken) -> Deferred[DeviceToken]:
         key = (token.device_id, token.role)
         previous = self._tokens.get(key)
         self._tokens[key] = token
@@ -294,7 +300,7 @@ class DeviceStore:
         )
         return self._written(d, self._tokens, key, previous).addCallback(lambda _: token)
 
-    def remove_token(self, device_id: str, role: str) -> Deferred:
+    def remove_token(self, device_id: str, role: str) -> Deferred[DeviceToken | None]:
         removed = self._tokens.pop((device_id, role), None)
         if removed is None:
             return succeed(None)
@@ -302,7 +308,7 @@ class DeviceStore:
             lambda c: c.execute("DELETE FROM device_tokens WHERE device_id = ? AND role = ?", (device_id, role))
         ).addCallback(lambda _: removed)
 
-    def put_pending(self, request: PendingPairing) -> Deferred:
+    def put_pending(self, request: PendingPairing) -> Deferred[PendingPairing]:
         previous = self._pending.get(request.request_id)
         self._pending[request.request_id] = request
         record = json.dumps(request.to_record())
@@ -314,7 +320,7 @@ class DeviceStore:
         )
         return self._written(d, self._pending, request.request_id, previous).addCallback(lambda _: request)
 
-    def remove_pending(self, request_ids: Iterable[str]) -> Deferred:
+    def remove_pending(self, request_ids: Iterable[str]) -> Deferred[list[str]]:
         ids = [request_id for request_id in request_ids if self._pending.pop(request_id, None) is not None]
         if not ids:
             return succeed([])

@@ -36,7 +36,7 @@ class NodeStore:
     @property
     def path(self) -> str:
         return self._db.path
-    def load(self) -> Deferred:
+    def load(self) -> Deferred[None]:
         def read(connection: Any) -> tuple[list[Any], list[Any]]:
             return (
                 connection.execute("SELECT record FROM paired_nodes").fetchall(),
@@ -50,7 +50,7 @@ class NodeStore:
 
         return self._db.run(read).addCallback(fill)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         return self._db.close()
 
     def paired(self, node_id: str) -> dict[str, Any] | None:
@@ -71,7 +71,7 @@ class NodeStore:
     def all_pending(self) -> list[dict[str, Any]]:
         return list(self._pending.values())
 
-    def put_paired(self, record: dict[str, Any]) -> Deferred:
+    def put_paired(self, record: dict[str, Any]) -> Deferred[object]:
         self._paired[record["nodeId"]] = record
         return self._db.run(
             lambda c: c.execute(
@@ -80,11 +80,11 @@ class NodeStore:
             )
         )
 
-    def remove_paired(self, node_id: str) -> Deferred:
+    def remove_paired(self, node_id: str) -> Deferred[object]:
         self._paired.pop(node_id, None)
         return self._db.run(lambda c: c.execute("DELETE FROM paired_nodes WHERE node_id = ?", (node_id,)))
 
-    def put_pending(self, record: dict[str, Any]) -> Deferred:
+    def put_pending(self, record: dict[str, Any]) -> Deferred[object]:
         self._pending[record["requestId"]] = record
         return self._db.run(
             lambda c: c.execute(
@@ -93,7 +93,7 @@ class NodeStore:
             )
         )
 
-    def remove_pending(self, request_ids: Iterable[str]) -> Deferred:
+    def remove_pending(self, request_ids: Iterable[str]) -> Deferred[object]:
         ids = [request_id for request_id in request_ids if self._pending.pop(request_id, None) is not None]
         return self._db.run(
             lambda c: c.executemany("DELETE FROM pending_nodes WHERE request_id = ?", [(request_id,) for request_id in ids])

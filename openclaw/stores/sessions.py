@@ -13,11 +13,12 @@ Every method returns a Deferred; the work runs on the database's worker thread.
 """
 from __future__ import annotations
 
+import builtins
 import datetime
 import os
 import sqlite3
 import uuid
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import attrs
 import orjson
@@ -29,6 +30,8 @@ from zope.interface import implementer
 from ..seams import ISessionStore
 from . import session_usage, usage
 from .sqlite import SQLiteDatabase
+
+T = TypeVar("T")
 
 MIGRATIONS: list[Any] = [
     """
@@ -260,12 +263,12 @@ class SessionStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def load(self) -> Deferred:
+    def load(self) -> Deferred[None]:
         """Open (and migrate) the file and prime the counts ``health`` reports without I/O."""
 
         return self._db.run(self._refresh_summary).addCallback(self._set_summary)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         return self._db.close()
 
     def _set_summary(self, summary: tuple[int, list[tuple[str, int]]]) -> None:
@@ -285,14 +288,14 @@ class SessionStore:
         ).fetchall()
         return count, [(key, updated) for key, updated in recent]
 
-    def _write(self, work: Any, *args: Any) -> Deferred:
+    def _write(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run a mutation and refresh the in-memory summary in the same transaction."""
 
-        def mutate(connection: sqlite3.Connection) -> Any:
+        def mutate(connection: sqlite3.Connection) -> tuple[T, tuple[int, list[tuple[str, int]]]]:
             result = work(connection, *args)
             return result, self._refresh_summary(connection)
 
-        def unpack(outcome: tuple[Any, tuple[int, list[tuple[str, int]]]]) -> Any:
+        def unpack(outcome: tuple[T, tuple[int, list[tuple[str, int]]]]) -> T:
             result, summary = outcome
             self._set_summary(summary)
             return result
@@ -333,11 +336,11 @@ class SessionStore:
             ),
         )
 
-    def get(self, key: str) -> Deferred:
+    def get(self, key: str) -> Deferred[dict[str, Any] | None]:
         """Fires with the entry dict, or None."""
         return self._db.run(self._get, key)
 
-    def ensure(self, key: str, now_ms: int, defaults: Mapping[str, Any] | None = None) -> Deferred:
+    def ensure(self, key: str, now_ms: int, defaults: Mapping[str, Any] | None = None) -> Deferred[dict[str, Any]]:
         """Fires with the entry for ``key``, creating it (new sessionId) when missing."""
 
         def work(connection: sqlite3.Connection) -> dict[str, Any]:
@@ -352,7 +355,7 @@ class SessionStore:
 
     def patch(
         self, key: str, changes: Mapping[str, Any], now_ms: int, expect: Mapping[str, Any] | None = None, create: bool = True
-    ) -> Deferred:
+    ) -> Deferred[dict[str, Any]]:
         """Apply ``changes`` (``None`` removes a field); fires with the new entry.
 
         ``expect`` maps entry fields to the values the caller last saw; a mismatch fails with
@@ -380,7 +383,7 @@ class SessionStore:
 
         return self._write(work)
 
-    def reset(self, key: str, now_ms: int, reason: str = "reset", expect: Mapping[str, Any] | None = None) -> Deferred:
+    def reset(self, key: str, now_ms: int, reason: str = "reset", expect: Mapping[str, Any] | None = None) -> Deferred[dict[str, Any]]:
         """A fresh entry with a new sessionId; the old transcript is archived. Fires with the entry."""
 
         def work(connection: sqlite3.Connection) -> dict[str, Any]:
@@ -412,7 +415,9 @@ class SessionStore:
 
         return self._write(work)
 
-    def delete(self, key: str, now_ms: int, delete_transcript: bool = True, expect: Mapping[str, Any] | None = None) -> Deferred:
+    def delete(
+        self, key: str, now_ms: int, delete_transcript: bool = True, expect: Mapping[str, Any] | None = None
+    ) -> Deferred[tuple[bool, list[str]]]:
         """Fires with ``(deleted, archived_paths)``."""
 
         def work(connection: sqlite3.Connection) -> tuple[bool, list[str]]:
@@ -430,7 +435,7 @@ class SessionStore:
 
         return self._write(work)
 
-    def compact(self, key: str, max_lines: int, now_ms: int) -> Deferred:
+    def compact(self, key: str, max_lines: int, now_ms: int) -> Deferred[dict[str, Any]]:
         """Keep the last ``max_lines`` transcript lines; the older ones go to an archive file."""
 
         def work(connection: sqlite3.Connection) -> dict[str, Any]:
@@ -505,7 +510,9 @@ class SessionStore:
 
     # -- transcript --------------------------------------------------------------------------
 
-    def append(self, key: str, session_id: str, entries: Sequence[Mapping[str, Any]], entry_changes: Mapping[str, Any]) -> Deferred:
+    def append(
+        self, key: str, session_id: str, entries: Sequence[Mapping[str, Any]], entry_changes: Mapping[str, Any]
+    ) -> Deferred[dict[str, Any]]:
         """Append transcript entries and update the session row in one transaction.
 
         ``entry_changes`` is merged into the session entry (``None`` removes); the row must exist.
@@ -544,15 +551,17 @@ class SessionStore:
 
     def usage_cost(
         self, now_ms: int, days: int, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None = None
-    ) -> Deferred:
+    ) -> Deferred[dict[str, Any]]:
         """Fires with the ``usage.cost`` payload from the usage ledger (stores/usage.py)."""
         return self._db.run(usage.cost_summary, now_ms, days, prices, agent_id)
 
-    def usage_report(self, now_ms: int, start: Any, end: Any, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None, limit: int) -> Deferred:
+    def usage_report(
+        self, now_ms: int, start: Any, end: Any, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None, limit: int
+    ) -> Deferred[dict[str, Any]]:
         """Fires with the ``sessions.usage`` payload for a UTC date range (stores/session_usage.py)."""
         return self._db.run(session_usage.usage_report, now_ms, start, end, prices, agent_id, limit)
 
-    def history(self, session_id: str, limit: int, before_id: int | None = None) -> Deferred:
+    def history(self, session_id: str, limit: int, before_id: int | None = None) -> Deferred[tuple[list[tuple[int, dict[str, Any]]], bool]]:
         """Fires with ``(entries oldest first, has_more)`` for the newest ``limit`` lines."""
 
         def read(connection: sqlite3.Connection) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
@@ -569,11 +578,11 @@ class SessionStore:
 
         return self._db.run(read)
 
-    def preview(self, keys: Sequence[str], limit: int, max_chars: int) -> Deferred:
+    def preview(self, keys: Sequence[str], limit: int, max_chars: int) -> Deferred[list[dict[str, Any]]]:
         """Per key: status ``ok``/``empty``/``missing`` and the last ``limit`` text items."""
 
         def read(connection: sqlite3.Connection) -> list[dict[str, Any]]:
-            previews = []
+            previews: list[dict[str, Any]] = []
             for key in keys:
                 entry = self._get(connection, key)
                 if entry is None or not entry.get("sessionId"):
@@ -603,7 +612,7 @@ class SessionStore:
 
     # -- queries -----------------------------------------------------------------------------
 
-    def list(self, query: ListQuery, include_previews: bool = False) -> Deferred:
+    def list(self, query: ListQuery, include_previews: bool = False) -> Deferred[ListPage]:
         """Rows newest first (``key`` and ``entry`` plus preview columns); fires with a ListPage."""
 
         def read(connection: sqlite3.Connection) -> ListPage:
@@ -682,7 +691,7 @@ class SessionStore:
         include_global: bool = False,
         include_unknown: bool = False,
         limit: int = 11,
-    ) -> Deferred:
+    ) -> Deferred[builtins.list[tuple[str, dict[str, Any]]]]:
         """Keys matching every given criterion (for ``sessions.resolve``), newest first."""
 
         def read(connection: sqlite3.Connection) -> list[tuple[str, dict[str, Any]]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
@@ -17,6 +17,14 @@ from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
 Migration = str | Callable[[sqlite3.Connection], None]
+
+
+class Executor(Protocol):
+    """Where a database's work runs: inline (tests, tools) or on its own worker thread."""
+
+    def submit(self, work: Callable[[], T]) -> Deferred[T]: ...
+
+    def stop(self) -> None: ...
 
 
 class StoreUnavailable(Exception):
@@ -39,7 +47,7 @@ def refuse_to_start_without(name: str, path: str) -> Callable[[Failure], Failure
 class InlineExecutor:
     """Runs database work synchronously: for SynchronousTestCase tests and offline tools."""
 
-    def submit(self, work: Callable[[], T]) -> Deferred:
+    def submit(self, work: Callable[[], T]) -> Deferred[T]:
         return maybeDeferred(work)
 
     def stop(self) -> None:
@@ -56,7 +64,7 @@ class ThreadExecutor:
         # and a thread started before the fork does not exist in the daemon.
         self._stopped = False
 
-    def submit(self, work: Callable[[], T]) -> Deferred:
+    def submit(self, work: Callable[[], T]) -> Deferred[T]:
         if not self._pool.started and not self._stopped:
             self._pool.start()
         return deferToThreadPool(self._reactor, self._pool, work)
@@ -69,12 +77,12 @@ class ThreadExecutor:
 class SQLiteDatabase:
     """A database file plus its ordered migrations; ``run`` executes a function in a transaction."""
 
-    def __init__(self, path: str, migrations: Sequence[Migration], executor: Any):
+    def __init__(self, path: str, migrations: Sequence[Migration], executor: Executor):
         self.path = path
         self._migrations = list(migrations)
         self._executor = executor
         self._connection: sqlite3.Connection | None = None
-        self._closing: Deferred | None = None
+        self._closing: Deferred[None] | None = None
 
     @classmethod
     def threaded(cls, reactor: Any, path: str, migrations: Sequence[Migration]) -> "SQLiteDatabase":
@@ -116,7 +124,7 @@ class SQLiteDatabase:
                 raise
             connection.execute("COMMIT")
 
-    def run(self, work: Callable[..., T], *args: Any) -> Deferred:
+    def run(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run ``work(connection, *args)`` in one transaction on the worker; fires with its result."""
 
         def in_transaction() -> T:
@@ -132,11 +140,16 @@ class SQLiteDatabase:
 
         return self._executor.submit(in_transaction)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         """Close the file and stop the worker; closing twice is harmless (the worker is gone)."""
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         if self._closing is not None:
-            self._closing.addBoth(lambda result: (d.callback(None), result)[1])
+
+            def release(result: object) -> object:
+                d.callback(None)
+                return result
+
+            self._closing.addBoth(release)
             return d
 
         def shut() -> None:

@@ -27,7 +27,7 @@ _UNUSABLE_TEXT = ("disk i/o error", "readonly database", "unable to open databas
 
 def storage_error(failure: Failure) -> GatewayError | None:
     """The client-facing error for a failed disk write, or None when it is not disk trouble."""
-    kind = _kind(failure.value)
+    kind = _kind(failure.value) if failure.value is not None else None
     if kind is None:
         return None
     cause = failure.value.strerror if isinstance(failure.value, OSError) and failure.value.strerror else str(failure.value)
