@@ -121,7 +121,7 @@ class Gateway:
     event_loop: EventLoopMonitor
     pairing: DevicePairingService
     sessions: SessionStore
-    dedupe: IdempotencyCache
+    dedupe: IdempotencyCache[Any]  # shared by methods: each key prefix has its own value shape
     runs: RunManager
     node_pairing: NodePairingService
     nodes: Any  # INodeRegistry
@@ -244,7 +244,7 @@ class Gateway:
         summary = self.sessions.summary(self.now_ms())
         sessions = {"path": self.sessions.path, "count": summary.count, "recent": summary.recent}
         default_id = self.catalog.default_agent_id
-        heartbeat_state = (
+        heartbeat_state: dict[str, Any] = (
             self.heartbeat.summary() if self.heartbeat is not None else {"enabled": False, "every": "off", "everyMs": 0}
         )
         return {

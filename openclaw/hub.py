@@ -16,7 +16,7 @@ here, so the hub may hold a more specific class than the one declared.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -103,14 +103,15 @@ class GatewayHub(Protocol):
     event_loop: EventLoopMonitor
     pairing: DevicePairingService
     sessions_loaded: bool
-    dedupe: IdempotencyCache
+    dedupe: IdempotencyCache[Any]  # shared by methods: each key prefix has its own value shape
     runs: RunManager
     log_file_path: str
     node_pairing: NodePairingService
     exec_approvals: ExecApprovals
     exec_approvals_file: ExecApprovalsFile
     events: list[str]
-    node_id_for: Callable[[ConnectedClient], str]
+
+    def node_id_for(self, client: ConnectedClient, /) -> str: ...
 
     # Read-only: the hub may hold a more specific class (or, for the seams, either kind).
     @property

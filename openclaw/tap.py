@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 import treq.client
 from autobahn.twisted.resource import WebSocketResource
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import Logger, LogLevel
 from twisted.python import usage
@@ -186,11 +187,12 @@ class Listeners(OrderedMultiService):
         super().__init__()
         self._on_started = on_started
 
-    def startService(self) -> Any:
-        d = super().startService()
+    def startService(self) -> Deferred[None]:
+        return super().startService().addCallback(self._started)
+
+    def _started(self, _: None) -> None:
         if self._on_started is not None:
-            d.addCallback(lambda result: (self._on_started(), result)[1])
-        return d
+            self._on_started()
 
 
 def build_tree(
@@ -296,7 +298,12 @@ def _listeners(reactor: Any, gateway: Gateway, factory: Any, tls: Any, reuse_por
         # tree) writes it to gateway.log as well as twistd's log.
         announcements.append(partial(_announce_fingerprint, gateway.tls_fingerprint, tls_files.cert_path))
         served = tls_server.wrap_factory(tls_server.server_options(cert_pem, key_pem), site)
-    listeners = Listeners(lambda: [announce() for announce in announcements] and None)
+
+    def announce_all() -> None:
+        for announce in announcements:
+            announce()
+
+    listeners = Listeners(announce_all)
     for index, interface in enumerate(settings.interfaces):
         # The first address must bind or start-up fails; extra ones (::1) only log when missing.
         listener = EndpointListener(_endpoint(reactor, settings.port, interface, reuse_port), served, required=index == 0)
@@ -318,7 +325,7 @@ def _announce_model_warnings(gateway: Gateway) -> None:
         _log.warn("{warning}", warning=warning)
 
 
-def _announce_fingerprint(fingerprint: str, cert_path: str) -> None:
+def _announce_fingerprint(fingerprint: str | None, cert_path: str) -> None:
     _log.info("TLS certificate SHA-256 fingerprint: {fingerprint} ({cert_path})", fingerprint=fingerprint, cert_path=cert_path)
 
 

@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(group: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        sub = group.add_parser(name, **kwargs)
+        sub: argparse.ArgumentParser = group.add_parser(name, **kwargs)
         _connection_options(sub, suppress=True)
         return sub
 
@@ -157,7 +157,7 @@ def parse_args(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.
 
 @inlineCallbacks
 def run(
-    argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr, lines: DeferredQueue | None = None
+    argv: Sequence[str], reactor: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr, lines: DeferredQueue[str | None] | None = None
 ) -> Any:
     """Run one command; fires with the exit status (0 ok, 1 call failed, 2 usage error or could not connect).
 
@@ -209,9 +209,9 @@ def run(
 
 def _what(args: argparse.Namespace) -> str:
     if args.command == "call":
-        return args.method
+        return str(args.method)
     action = getattr(args, "action", None)
-    return f"{args.command} {action}" if action else args.command
+    return f"{args.command} {action}" if action else str(args.command)
 
 
 def _handler(args: argparse.Namespace) -> Callable[[Session], Any]:
@@ -261,10 +261,10 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _stdin_lines() -> DeferredQueue:
+def _stdin_lines() -> DeferredQueue[str | None]:
     from twisted.internet import stdio
 
-    queue: DeferredQueue = DeferredQueue()
+    queue: DeferredQueue[str | None] = DeferredQueue()
     stdio.StandardIO(StdinLines(queue))
     return queue
 

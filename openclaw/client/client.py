@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import platform as platform_module
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .. import __version__
 from ..protocol.constants import PROTOCOL_VERSION
@@ -111,7 +113,7 @@ class ClientOptions:
 
 
 class _Pending:
-    def __init__(self, deferred: Deferred, expect_final: bool):
+    def __init__(self, deferred: Deferred[Any], expect_final: bool):
         self.deferred = deferred
         self.expect_final = expect_final
 
@@ -143,17 +145,17 @@ class GatewayClientProtocol(WebSocketClientProtocol):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def request(self, method: str, params: Any, timeout_s: float, expect_final: bool = False) -> Deferred:
+    def request(self, method: str, params: Any, timeout_s: float, expect_final: bool = False) -> Deferred[Any]:
         request_id = str(uuid.uuid4())
 
-        def forget(cancelled: Deferred) -> None:
+        def forget(cancelled: Deferred[Any]) -> None:
             """Cancelled (by the timeout or the caller): a late answer is then ignored."""
             self.pending.pop(request_id, None)
 
         def timed_out(result: Any, timeout: float) -> Any:
             raise GatewayCallError("TIMEOUT", f"{method} timed out")
 
-        d: Deferred = Deferred(forget)
+        d: Deferred[Any] = Deferred(forget)
         self.pending[request_id] = _Pending(d, expect_final)
         frame = {"type": "req", "id": request_id, "method": method}
         if params is not None:
@@ -162,13 +164,16 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         return d.addTimeout(timeout_s, self.owner.clock, onTimeoutCancel=timed_out)
 
     def _response(self, frame: dict[str, Any]) -> None:
-        pending = self.pending.get(frame.get("id"))
+        request_id = frame.get("id")
+        if not isinstance(request_id, str):
+            return
+        pending = self.pending.get(request_id)
         if pending is None:
             return
         payload = frame.get("payload")
         if frame.get("ok") and pending.expect_final and isinstance(payload, dict) and payload.get("status") == "accepted":
             return  # two-phase methods (agent): wait for the second response
-        del self.pending[frame["id"]]
+        del self.pending[request_id]
         if frame.get("ok"):
             pending.deferred.callback(payload)
         else:
@@ -201,7 +206,8 @@ class GatewayClientProtocol(WebSocketClientProtocol):
             self.owner._node_invoke(self, payload or {})
         elif event == "shutdown":
             self.owner._shutdown_announced(payload if isinstance(payload, dict) else {})
-        self.owner._emit(event, payload, frame)
+        if isinstance(event, str):  # an event frame without a name has nothing to deliver
+            self.owner._emit(event, payload, frame)
 
     # -- watchdog and close ------------------------------------------------------------------
 
@@ -223,9 +229,14 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         self._log.warn("gateway silent for two tick intervals; closing")
         self.local_close = (TICK_WATCHDOG_CLOSE_CODE, "tick timeout")
         self.sendClose(TICK_WATCHDOG_CLOSE_CODE, "tick timeout")
-        self.owner.clock.callLater(5, lambda: self.transport and self.transport.abortConnection())
+        self.owner.clock.callLater(5, self._abort)
 
-    def connectionLost(self, reason: Any) -> None:
+    def _abort(self) -> None:
+        if self.transport is not None:
+            # TCP and TLS transports both abort; ITransport alone does not declare it.
+            cast(ITCPTransport, self.transport).abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost_reason = reason  # onClose (called from here) only gets autobahn's summary
         super().connectionLost(reason)
 
@@ -254,8 +265,9 @@ class GatewayClientProtocol(WebSocketClientProtocol):
         )
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if getattr(self, "_watchdog", None) is not None and self._watchdog.active():
-            self._watchdog.cancel()
+        watchdog: IDelayedCall | None = getattr(self, "_watchdog", None)
+        if watchdog is not None and watchdog.active():
+            watchdog.cancel()
         for pending in list(getattr(self, "pending", {}).values()):
             pending.deferred.errback(GatewayCallError("UNAVAILABLE", f"connection closed ({code})"))
         if hasattr(self, "pending"):
@@ -269,6 +281,19 @@ class GatewayClientProtocol(WebSocketClientProtocol):
                 owner._refusal = rejection
                 reason = rejection.message
             owner._closed(self, code or 1006, reason or "")
+
+
+class _ClientFactory(WebSocketClientFactory):
+    """Autobahn's client factory, knowing the client its protocols report to."""
+
+    protocol = GatewayClientProtocol
+
+    def __init__(self, owner: GatewayClient, url: str, *, reactor: Any):
+        super().__init__(url, reactor=reactor)
+        self.owner = owner
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.owner._closed(None, 1006, reason.getErrorMessage())
 
 
 class GatewayClient:
@@ -288,7 +313,7 @@ class GatewayClient:
         on_close: Callable[[int, str, str], None] | None = None,
         on_gap: Callable[[dict[str, int]], None] | None = None,
         on_snapshot: Callable[[dict[str, Any]], None] | None = None,
-        command_handler: Callable[[str, Any], Any] | None = None,
+        command_handler: Callable[[str | None, Any], Any] | None = None,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -307,7 +332,7 @@ class GatewayClient:
         self.hello: dict[str, Any] | None = None
         # The hello-ok snapshot, kept current by presence/health events and gap refreshes.
         self.snapshot: dict[str, Any] = {}
-        self._ready: list[Deferred] = []
+        self._ready: list[Deferred[dict[str, Any]]] = []
         self._stopping = False
         self._backoff = RECONNECT_INITIAL_S
         self._retry: IDelayedCall | None = None
@@ -323,35 +348,35 @@ class GatewayClient:
 
     # -- public API --------------------------------------------------------------------------
 
-    def connect(self) -> Deferred:
+    def connect(self) -> Deferred[dict[str, Any]]:
         """Fires with the ``hello-ok`` payload (or fails with GatewayCallError)."""
         self._stopping = False
-        d: Deferred = Deferred()
+        d: Deferred[dict[str, Any]] = Deferred()
         self._ready.append(d)
         self._dial()
         return d
 
-    def when_connected(self) -> Deferred:
+    def when_connected(self) -> Deferred[dict[str, Any]]:
         if self.protocol is not None and self.hello is not None:
-            d: Deferred = Deferred()
+            d: Deferred[dict[str, Any]] = Deferred()
             d.callback(self.hello)
             return d
         d = Deferred()
         self._ready.append(d)
         return d
 
-    def call(self, method: str, params: Any = None, *, timeout_s: float | None = None, expect_final: bool = False) -> Deferred:
+    def call(self, method: str, params: Any = None, *, timeout_s: float | None = None, expect_final: bool = False) -> Deferred[Any]:
         """The response payload, or a GatewayCallError."""
         if self.protocol is None or self.hello is None:
             return fail(GatewayCallError("UNAVAILABLE", "not connected"))
         return self.protocol.request(method, {} if params is None else params, timeout_s or self.options.request_timeout_s, expect_final)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[Any]:
         """Close for good (no reconnect); fires when the socket is closed."""
         self._stopping = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        done: Deferred = Deferred()
+        done: Deferred[Any] = Deferred()
         if self.protocol is None:
             # Between attempts (or still dialling): nothing to close, but whoever waits for a
             # connection must not wait forever.
@@ -368,10 +393,7 @@ class GatewayClient:
 
     def _dial(self) -> None:
         self._retry = None  # this is the retry it held (if any); nothing is pending now
-        factory = WebSocketClientFactory(self.options.url, reactor=self._reactor)
-        factory.protocol = GatewayClientProtocol
-        factory.owner = self
-        factory.clientConnectionFailed = lambda connector, reason: self._closed(None, 1006, reason.getErrorMessage())
+        factory = _ClientFactory(self, self.options.url, reactor=self._reactor)
         context = None
         if self.options.url.startswith("wss://"):
             context = self._tls_context(factory.host)
@@ -485,15 +507,19 @@ class GatewayClient:
         self.hello = None
         self.closed_with = (code, reason)
         refusal, self._refusal = self._refusal, None
-        tls_rejected = refusal is not None and isinstance(refusal.details, Mapping) and refusal.details.get("code") in (
-            TLS_PIN_MISMATCH,
-            TLS_CERTIFICATE_REJECTED,
+        tls_refusal = (
+            refusal
+            if refusal is not None
+            and isinstance(refusal.details, Mapping)
+            and refusal.details.get("code") in (TLS_PIN_MISMATCH, TLS_CERTIFICATE_REJECTED)
+            else None
         )
+        tls_rejected = tls_refusal is not None
         hint = CLOSE_HINTS.get(code, "closed")
-        if tls_rejected:
-            hint = f"{refusal.message}: not reconnecting"
+        if tls_refusal is not None:
+            hint = f"{tls_refusal.message}: not reconnecting"
             if self.on_connect_error is not None:
-                self.on_connect_error(refusal)
+                self.on_connect_error(tls_refusal)
         retry_at_once, self._retry_at_once = self._retry_at_once, False
         gives_up = self._stopping or (
             not retry_at_once
@@ -586,13 +612,16 @@ class GatewayClient:
 
     def _node_invoke(self, protocol: GatewayClientProtocol, request: Mapping[str, Any]) -> None:
         """Node mode: run the handler and answer with ``node.invoke.result``."""
-        if self.command_handler is None:
+        handler = self.command_handler
+        if handler is None:
             return
         params_json = request.get("paramsJSON")
-        # Bad paramsJSON becomes a failed result for that invoke, not an error in the event loop.
-        d = maybeDeferred(
-            lambda: self.command_handler(request.get("command"), json.loads(params_json) if isinstance(params_json, str) else None)
-        )
+
+        def run() -> Any:
+            # Bad paramsJSON becomes a failed result for that invoke, not an error in the event loop.
+            return handler(request.get("command"), json.loads(params_json) if isinstance(params_json, str) else None)
+
+        d = maybeDeferred(run)
 
         def answered(result: Any) -> None:
             protocol.request(

@@ -172,9 +172,9 @@ def parse_value(text: str) -> Any:
 
 
 def nested(path: str, value: Any) -> dict[str, Any]:
-    result: Any = value
-    for part in reversed(path.split(".")):
-        result = {part: result}
+    result: dict[str, Any] = {}
+    for index, part in enumerate(reversed(path.split("."))):
+        result = {part: value if index == 0 else result}
     return result
 
 

@@ -15,7 +15,8 @@ import uuid
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from .commands import Session
 
@@ -27,7 +28,7 @@ RUN_END_STATES = ("final", "error", "aborted")
 class StdinLines(Protocol):
     """Standard input as lines on a queue (``twisted.internet.stdio.StandardIO`` drives it)."""
 
-    def __init__(self, queue: DeferredQueue, max_line: int = 1 << 20):
+    def __init__(self, queue: DeferredQueue[str | None], max_line: int = 1 << 20):
         self.queue = queue
         self._buffer = b""
         self._max_line = max_line
@@ -41,7 +42,7 @@ class StdinLines(Protocol):
         for line in lines:
             self.queue.put(line.rstrip(b"\r").decode("utf-8", "replace"))
 
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         if self._buffer:
             self.queue.put(self._buffer.decode("utf-8", "replace"))
             self._buffer = b""
@@ -54,7 +55,7 @@ class RunWatcher:
     def __init__(self, session: Session, run_id: str):
         self.session = session
         self.run_id = run_id
-        self.done: Deferred = Deferred()
+        self.done: Deferred[dict[str, Any]] = Deferred()
         self.printed = False
 
     def chat_event(self, payload: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ def duration(ms: Any) -> str:
     if ms < 1000:
         return f"{int(ms)}ms"
     seconds = int(ms // 1000)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
         if count or (parts and len(parts) < 2):

@@ -38,9 +38,9 @@ class SubmittedRun:
     fingerprint: tuple[Any, ...]
 
 
-def replay_or_conflict(cache: IdempotencyCache, key: str, fingerprint: tuple[Any, ...]) -> Run | None:
+def replay_or_conflict(cache: IdempotencyCache[Any], key: str, fingerprint: tuple[Any, ...]) -> Run | None:
     """The run an earlier request with this key started, or None; different input is refused."""
-    previous = cache.get(key)
+    previous: SubmittedRun | None = cache.get(key)
     if previous is None:
         return None
     if previous.fingerprint != fingerprint:

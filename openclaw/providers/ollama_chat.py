@@ -63,9 +63,9 @@ class ChatInterpreter(TextInterpreter):
             raise ProviderError(f"{self._label}: {message}", kind=kind)
         if isinstance(payload.get("model"), str):
             self.result.model = payload["model"]
-        deltas = []
-        message = payload.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
+        deltas: list[str] = []
+        reply = payload.get("message")
+        content = reply.get("content") if isinstance(reply, dict) else None
         if isinstance(content, str) and content:
             self._append(content)
             deltas.append(content)
