@@ -9,7 +9,8 @@ from __future__ import annotations
 from functools import partial
 
 import os
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import treq.client
 from autobahn.twisted.resource import WebSocketResource
