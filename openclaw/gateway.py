@@ -7,7 +7,8 @@ with ``task.Clock`` and in-memory transports.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import attrs
 import orjson

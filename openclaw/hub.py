@@ -16,7 +16,8 @@ here, so the hub may hold a more specific class than the one declared.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred

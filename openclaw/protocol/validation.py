@@ -6,7 +6,8 @@ every problem in the wording the reference clients show (``at /client/id: must b
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import fastjsonschema
 import jsonschema

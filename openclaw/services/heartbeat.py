@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
+from collections.abc import Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -113,7 +114,7 @@ def classify_reply(text: str) -> tuple[str, str | None]:
 class HeartbeatService(Service):
     _log = Logger()
 
-    def __init__(self, gateway: "GatewayHub", clock: IReactorTime):
+    def __init__(self, gateway: GatewayHub, clock: IReactorTime):
         self._gateway = gateway
         self._clock = clock
         self._enabled = True

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.service import Service
@@ -66,7 +66,7 @@ def format_line(event: dict[str, Any]) -> str:
     """One log event as a JSON line (with its newline)."""
     level = event.get("log_level") or LogLevel.info
     stamp = event.get("log_time")
-    when = datetime.fromtimestamp(stamp if isinstance(stamp, (int, float)) else 0, timezone.utc)
+    when = datetime.fromtimestamp(stamp if isinstance(stamp, (int, float)) else 0, UTC)
     record: dict[str, Any] = {
         "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "level": getattr(level, "name", str(level)),

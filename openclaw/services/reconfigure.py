@@ -9,7 +9,8 @@ that list, not one more branch in the hub.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 import attrs
 

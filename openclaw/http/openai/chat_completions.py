@@ -156,7 +156,7 @@ def build_prompt(messages: list[dict[str, Any]]) -> tuple[str | None, str, list[
     return ("\n\n".join(system) or None), active, (conversation if earlier_turns else None)
 
 
-def handle(gateway: "GatewayHub", request: Any, body: dict[str, Any]) -> Any:
+def handle(gateway: GatewayHub, request: Any, body: dict[str, Any]) -> Any:
     options = validate(body)
     model = body.get("model", "openclaw")
     agent_id = resolve_agent(gateway, request, model)
@@ -207,7 +207,7 @@ def _respond(run: Run, request: Any, model: str) -> bytes:
     )
 
 
-def _stream(gateway: "GatewayHub", request: Any, run: Run, model: str, include_usage: bool) -> Deferred:
+def _stream(gateway: GatewayHub, request: Any, run: Run, model: str, include_usage: bool) -> Deferred:
     created = int(run.accepted_at / 1000) or int(time.time())
     writer = SSEWriter(request, on_overflow=lambda: gateway.runs.connection_lost(run.owner or ""))
 

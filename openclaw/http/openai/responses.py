@@ -118,7 +118,7 @@ class PreviousResponse:
 class ResponsesEndpoint:
     """Holds the schema validator and the ``previous_response_id`` map for one gateway."""
 
-    def __init__(self, gateway: "GatewayHub"):
+    def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
         self._validator = SchemaValidator(REQUEST_SCHEMA)
         self._previous: IdempotencyCache[PreviousResponse] = IdempotencyCache(
@@ -278,7 +278,7 @@ def _respond(request: Any, view: ResponseView) -> bytes:
     return write_json(request, status, body)
 
 
-def _stream(gateway: "GatewayHub", request: Any, run: Run, view: ResponseView) -> Deferred:
+def _stream(gateway: GatewayHub, request: Any, run: Run, view: ResponseView) -> Deferred:
     writer = SSEWriter(request, on_overflow=lambda: gateway.runs.connection_lost(run.owner or ""))
 
     def send(event_type: str, **fields: Any) -> None:

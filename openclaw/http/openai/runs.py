@@ -18,7 +18,7 @@ EMPTY_ANSWER = "No response from OpenClaw."
 
 
 def start_http_run(
-    gateway: "GatewayHub",
+    gateway: GatewayHub,
     request: Any,
     *,
     run_id: str,

@@ -8,7 +8,8 @@ caller aborts the run) rather than holding an unbounded backlog.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import orjson
 from twisted.internet.defer import Deferred
