@@ -9,6 +9,9 @@ and removes them at the end.
 
 - ``health`` req/s at 50 clients x 16 in flight: one cluster instance listening with
   ``--reuse-port``, then two instances on the same port (the kernel spreads connections).
+- fan-out latency, one process vs two on the same port: an operator patches a session; the time
+  until each of ``--fanout-listeners`` ``sessions.changed`` subscribers (spread over both
+  processes by the kernel, so half of them are reached through Redis) has it (median and last).
 - cross-instance event latency: an operator on A patches a session; the time until a
   ``sessions.changed`` subscriber on A (same instance) and one on B (relayed through Redis) get it.
 - ``node.invoke`` round trip from an operator on A to a node on A, and to a node on B.
@@ -32,7 +35,7 @@ from twisted.internet import defer, reactor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.loadclient import ADMIN, Credentials, connect  # noqa: E402
+from bench.loadclient import ADMIN, READ, Credentials, connect, connect_many  # noqa: E402
 from bench.scenarios import _round_trips, sleep  # noqa: E402
 from openclaw.security.device_identity import DeviceKeyPair  # noqa: E402
 
@@ -105,6 +108,46 @@ def health_rps(port: int, seconds: float) -> Any:
     target = SimpleNamespace(url=f"ws://127.0.0.1:{port}", token=TOKEN)
     measured = yield _round_trips(target, "health", 50, 16, seconds)
     return measured["rps"]
+
+
+@defer.inlineCallbacks
+def fanout_ms(port: int, listeners_count: int, rounds: int) -> Any:
+    """``sessions.patch`` → ``sessions.changed`` at every subscriber: (median arrival, last
+    arrival), each the median over ``rounds`` in ms."""
+    url = f"ws://127.0.0.1:{port}"
+    sender = yield connect(url, Credentials(TOKEN, ADMIN, DeviceKeyPair.generate()))
+    reader = Credentials(TOKEN, READ, DeviceKeyPair.generate())
+    first = yield connect(url, reader)  # pairs the listeners' device once, before the crowd
+    listeners = [first, *(yield connect_many(url, reader, listeners_count - 1))]
+    yield defer.gatherResults([listener.request("sessions.subscribe", {}) for listener in listeners])
+    yield sleep(0.5)  # the presence churn of the new connections settles
+    medians, lasts = [], []
+    for n in range(rounds):
+        key = f"agent:main:fan-{n}-{secrets.token_hex(3)}"
+        arrivals: list[float] = []
+        everyone: defer.Deferred = defer.Deferred()
+
+        def arrived(frame: dict[str, Any], at: float, connection: Any) -> None:
+            if frame.get("event") == "sessions.changed" and frame["payload"].get("sessionKey") == key and not connection.counted:
+                connection.counted = True
+                arrivals.append(at)
+                if len(arrivals) == len(listeners) and not everyone.called:
+                    everyone.callback(None)
+
+        for connection in listeners:
+            connection.counted = False
+            connection.on_event = lambda frame, at, c=connection: arrived(frame, at, c)
+        sent = time.perf_counter()
+        sender.request("sessions.patch", {"key": key, "label": key})
+        yield everyone.addTimeout(10, reactor)
+        delays = sorted(at - sent for at in arrivals)
+        medians.append(delays[len(delays) // 2] * 1000)
+        lasts.append(delays[-1] * 1000)
+        yield sleep(0.05)
+    for connection in [sender, *listeners]:
+        connection.close()
+    yield sleep(0.5)
+    return statistics.median(medians), statistics.median(lasts)
 
 
 @defer.inlineCallbacks
@@ -192,14 +235,20 @@ def run(options: argparse.Namespace) -> Any:
             progress("one process ready")
             row["health_rps_1proc"] = yield health_rps(port, options.seconds)
             progress(f"one process: {row['health_rps_1proc']:.0f} health/s")
+            row["fanout_p50_ms_1proc"], row["fanout_last_ms_1proc"] = yield fanout_ms(port, options.fanout_listeners, options.fanout_rounds)
+            progress(f"one process: fan-out last {row['fanout_last_ms_1proc']:.1f} ms")
             stop(one)
             two = [start("a", port, schema, state_root), start("b", port, schema, state_root)]
             yield wait_ready(port)
             yield sleep(1.0)
             row["health_rps_2proc"] = yield health_rps(port, options.seconds)
             progress(f"two processes: {row['health_rps_2proc']:.0f} health/s")
+            row["fanout_p50_ms_2proc"], row["fanout_last_ms_2proc"] = yield fanout_ms(port, options.fanout_listeners, options.fanout_rounds)
+            progress(f"two processes: fan-out last {row['fanout_last_ms_2proc']:.1f} ms")
             stop(two)
             row["ratio_2proc_over_1proc"] = row["health_rps_2proc"] / row["health_rps_1proc"]
+            row["fanout_p50_2proc_over_1proc"] = row["fanout_p50_ms_2proc"] / row["fanout_p50_ms_1proc"]
+            row["fanout_last_2proc_over_1proc"] = row["fanout_last_ms_2proc"] / row["fanout_last_ms_1proc"]
             a_port, b_port = port + 1, port + 2
             pair = [start("A", a_port, schema, state_root), start("B", b_port, schema, state_root)]
             yield wait_ready(a_port)
@@ -255,6 +304,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--invokes", type=int, default=200)
     parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--fanout-listeners", type=int, default=200)
+    parser.add_argument("--fanout-rounds", type=int, default=30)
     parser.add_argument("--base-port", type=int, default=19650)
     options = parser.parse_args()
     failures: list[Any] = []

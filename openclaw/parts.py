@@ -40,6 +40,7 @@ class GatewayParts:
     health: Callable[[], dict[str, Any]] | None = None
     leases: Any = None  # an ISessionLeases; None: every session may run here at once
     rate_limiter: Callable[[Any], Any] | None = None  # clock -> IAuthRateLimiter; None: in-memory
+    dedupe: Callable[[Any], Any] | None = None  # clock -> IIdempotencyCache; None: in-memory
 
 
 def local_parts() -> GatewayParts:

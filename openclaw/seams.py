@@ -292,3 +292,24 @@ class IIdempotencyCache(Interface):
 
     def put(key: str, value: Any) -> None:
         """Remember a value for the TTL."""
+
+    def claim(key, fingerprint):
+        """Take a key for this process before doing its request.
+
+        Fires with None when this process may go ahead (in a single process: always; the local
+        ``get`` already answered replays), or with the record of the process that took the key
+        first (a dict: ``owner``, ``fp`` the fingerprint it was taken with, ``done`` and, once
+        done, ``ok`` with ``result`` or ``error``, the error shape).
+        """
+
+    def complete(key, fingerprint, result=None, error=None):
+        """The outcome of a request this process claimed, for replays elsewhere."""
+
+    def abandon(key):
+        """A request this process claimed did not start: free the key (a retry anywhere does it
+        again) and fail, retryable, whoever waits for it."""
+
+    def wait(key, record, timeout_s):
+        """Fires with the finished record of a key another process holds (fails UNAVAILABLE,
+        retryable, when that process dies or the wait times out)."""
+

@@ -222,7 +222,7 @@ def build_tree(
         tls_fingerprint=tls_certificates.fingerprint_sha256(tls[0]) if tls is not None else None,
     )
     if cluster_wiring is not None:
-        cluster_wiring.attach(gateway)
+        cluster_wiring.attach(gateway, config_control)
     children = [
         named("files", ExecutorService(files)),
         named("log-file", log_file),

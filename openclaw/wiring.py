@@ -73,7 +73,7 @@ def build_gateway(
             device_store, clock, clients, auto_approve_local=hub.auto_approve_local
         ),
         sessions=session_store,
-        dedupe=IdempotencyCache(clock),
+        dedupe=parts.dedupe(clock) if parts.dedupe is not None else IdempotencyCache(clock),
         runs=RunManager(
             clock, session_store, hub.catalog, model_client, hub.run_event, hub.sessions_changed, leases=parts.leases
         ),

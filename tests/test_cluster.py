@@ -65,11 +65,17 @@ class ClusterTestBase(TestCase):
         self.schema = fresh_schema(self)
         self.instances = {}
         extra = self.extra_args()
-        yield gatherResults([self.start_instance(name, extra) for name in self.names])
+        yield gatherResults([self.start_instance(name, [*extra, *self.instance_args(name)]) for name in self.names])
 
     names = ("A", "B", "C")
+    postgres_dsn = POSTGRES_DSN  # a test may put a proxy or a private server in between
+    redis_url = REDIS_URL
 
     def extra_args(self):
+        return []
+
+    def instance_args(self, name):
+        """Arguments for one instance only."""
         return []
 
     @inlineCallbacks
@@ -79,7 +85,7 @@ class ClusterTestBase(TestCase):
         os.makedirs(state_dir)
         args = [
             "--port", str(port), "--bind", "loopback", "--token", TOKEN, "--state-dir", state_dir,
-            "--cluster-postgres", POSTGRES_DSN, "--cluster-redis", REDIS_URL,
+            "--cluster-postgres", self.postgres_dsn, "--cluster-redis", self.redis_url,
             "--cluster-schema", self.schema, "--cluster-instance-id", name, *extra,
         ]
         process = TwistdGateway(self, args, env={"OPENCLAW_CLUSTER_HEARTBEAT_TTL_S": str(HEARTBEAT_TTL_S)})
@@ -239,8 +245,8 @@ class InstanceDeathTests(ClusterTestBase):
         self.assertNotIn("B", {entry.get("instanceId") for entry in presence["payload"]}, presence["payload"])
 
 
-class RacingRunsTests(ClusterTestBase):
-    """Two instances asked to run one session at the same moment take turns (session lease)."""
+class TwoInstancesWithModel(ClusterTestBase):
+    """A and C, both configured with one slow fake model server."""
 
     names = ("A", "C")
 
@@ -251,6 +257,18 @@ class RacingRunsTests(ClusterTestBase):
         with open(path, "w") as handle:
             json.dump(self.upstream.config(), handle)
         return ["--config", path]
+
+    @inlineCallbacks
+    def upstream_idle(self):
+        """The upstream may still be finishing its last response (one paced step after [DONE])."""
+        for _ in range(100):
+            if not self.upstream.open_requests:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+
+
+class RacingRunsTests(TwoInstancesWithModel):
+    """Two instances asked to run one session at the same moment take turns (session lease)."""
 
     @inlineCallbacks
     def test_racing_chat_sends_keep_one_consistent_transcript(self):
@@ -279,8 +297,115 @@ class RacingRunsTests(ClusterTestBase):
         self.assertEqual(roles, ["user", "assistant", "user", "assistant"])
         texts = [message["content"][0]["text"] if isinstance(message["content"], list) else message["content"] for message in history["payload"]["messages"]]
         self.assertEqual(sorted(texts[0::2]), ["from A", "from C"])
-        # The upstream may still be finishing its last response (one paced step after [DONE]).
+        yield self.upstream_idle()
+
+
+def is_final(run_id):
+    return lambda f: f.get("event") == "chat" and f["payload"].get("state") == "final" and f["payload"].get("runId") == run_id
+
+
+class IdempotencyAcrossInstancesTests(TwoInstancesWithModel):
+    """A client retrying through the balancer reaches another instance: same outcome, one run."""
+
+    @inlineCallbacks
+    def test_chat_send_and_agent_retried_on_another_instance_run_once(self):
+        on_a = yield self.operator("A")
+        on_c = yield self.operator("C")
+        params = {"sessionKey": "main", "message": "only once", "idempotencyKey": "same-chat"}
+        first = yield on_a.request("chat.send", params)
+        self.assertEqual(first["payload"], {"runId": "same-chat", "status": "started"})
+        replay = yield on_c.request("chat.send", params)
+        self.assertEqual(replay["payload"], {"runId": "same-chat", "status": "in_flight"})
+        conflict = yield on_c.request("chat.send", {**params, "message": "something else"})
+        self.assertEqual(conflict["error"]["details"], {"reason": "chat-request-conflict"})
+        yield event_seen(on_c, is_final("same-chat"))  # A's run, relayed to C
+        after = yield on_c.request("chat.send", params)
+        self.assertEqual(after["payload"], {"runId": "same-chat", "status": "ok"})
+
+        # agent: both requests get the acceptance, then the same final answer of one run.
+        agent_params = {"sessionKey": "agent:main:other", "message": "agent once", "idempotencyKey": "same-agent"}
+        from_a = send_request(on_a, "agent", agent_params)
+        accepted = yield event_seen(on_a, response_to(from_a))
+        self.assertEqual(accepted["payload"]["status"], "accepted")
+        from_c = send_request(on_c, "agent", agent_params)
+        accepted_c = yield event_seen(on_c, response_to(from_c))
+        self.assertEqual((accepted_c["payload"]["status"], accepted_c["payload"]["runId"]), ("accepted", "same-agent"))
+        final_a = yield event_seen(on_a, response_to(from_a))
+        final_c = yield event_seen(on_c, response_to(from_c))
+        self.assertEqual(final_a["payload"]["status"], "ok")
+        self.assertEqual(final_c["payload"], final_a["payload"])
+        self.assertEqual(len(self.upstream.requests), 2)  # one chat run, one agent run
+        history = yield on_c.request("chat.history", {"sessionKey": "main"})
+        self.assertEqual([m["role"] for m in history["payload"]["messages"]], ["user", "assistant"])
+        yield self.upstream_idle()
+
+    @inlineCallbacks
+    def test_node_invoke_retried_on_the_nodes_instance_reaches_the_node_once(self):
+        on_a = yield self.operator("A")
+        on_c = yield self.operator("C")
+        node = yield self.node("C")
+        node_id = node.key.device_id
+        yield self.approve_commands(on_a, node_id)
+        params = {"nodeId": node_id, "command": "system.notify", "params": {"n": 1}, "idempotencyKey": "inv-1"}
+        from_a = send_request(on_a, "node.invoke", params)
+        invoke = yield event_seen(node, is_event("node.invoke.request"))
+        from_c = send_request(on_c, "node.invoke", params)
+        refused = yield on_c.request("node.invoke", {**params, "params": {"n": 2}})
+        self.assertIn("different invoke", refused["error"]["message"])
+        yield node.request("node.invoke.result", {"id": invoke["payload"]["id"], "nodeId": node_id, "ok": True, "payloadJSON": '{"done":1}'})
+        answer_a = yield event_seen(on_a, response_to(from_a))
+        answer_c = yield event_seen(on_c, response_to(from_c))
+        self.assertEqual(answer_a["payload"]["payload"], {"done": 1})
+        self.assertEqual(answer_c["payload"], answer_a["payload"])
+        # The node was asked once: the next request it sees is a new key's.
+        send_request(on_a, "node.invoke", {**params, "params": {"n": 3}, "idempotencyKey": "inv-2"})
+        following = yield event_seen(node, is_event("node.invoke.request"))
+        self.assertEqual(following["payload"]["paramsJSON"], '{"n":3}')
+
+
+class ConfigAcrossInstancesTests(ClusterTestBase):
+    """A config.patch on A reaches C through C's own reload path; C keeps its own port setting."""
+
+    names = ("A", "C")
+
+    def instance_args(self, name):
+        path = self.mktemp() + f"-{name}.json"
+        own_port = {"A": 40001, "C": 40003, "D": 40004}[name]  # overridden by --port: only the file's value differs
+        with open(path, "w") as handle:
+            json.dump({"gateway": {"port": own_port}, "agents": {"defaults": {"timeoutSeconds": 60}}}, handle)
+        self.config_paths = {**getattr(self, "config_paths", {}), name: path}
+        return ["--config", path]
+
+    @inlineCallbacks
+    def test_config_patch_on_a_is_applied_on_c(self):
+        on_a = yield self.operator("A")
+        on_c = yield self.operator("C")
+        current = yield on_a.request("config.get", {})
+        taken = self.instances["C"].wait_for_line("config revision", timeout_s=30)
+        patched = yield on_a.request(
+            "config.patch", {"raw": json.dumps({"agents": {"defaults": {"timeoutSeconds": 90}}, "gateway": {"port": 40999}}), "baseHash": current["payload"]["hash"]}
+        )
+        self.assertTrue(patched["ok"], patched)
+        line = yield taken
+        self.assertIn("from instance A taken", line)
+        seen = yield on_c.request("config.get", {})
+        parsed = seen["payload"]["parsed"]
+        self.assertEqual(parsed["agents"]["defaults"]["timeoutSeconds"], 90)
+        self.assertEqual(parsed["gateway"]["port"], 40003)  # per-instance: C's own
+        with open(self.config_paths["C"]) as handle:
+            self.assertEqual(json.load(handle)["agents"]["defaults"]["timeoutSeconds"], 90)
+        health = yield on_c.request("health", {})
+        self.assertEqual(health["payload"]["configReload"]["hash"], seen["payload"]["hash"])
+        self.assertEqual(health["payload"]["configReload"]["lastDecision"]["decision"], "hot")
+
+        # An instance started later catches up with the newest revision.
+        late = yield self.start_instance("D", self.instance_args("D"))
+        on_d = yield self.operator("D")
         for _ in range(100):
-            if not self.upstream.open_requests:
+            seen_d = yield on_d.request("config.get", {})
+            if seen_d["payload"]["parsed"]["agents"]["defaults"]["timeoutSeconds"] == 90:
                 break
-            yield deferLater(reactor, 0.05, lambda: None)
+            yield deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(seen_d["payload"]["parsed"]["agents"]["defaults"]["timeoutSeconds"], 90)
+        self.assertEqual(seen_d["payload"]["parsed"]["gateway"]["port"], 40004)
+        self.assertTrue(late)

@@ -1,4 +1,4 @@
-"""Session leases and failed-auth lockouts across two cluster buses on the real Redis."""
+"""Session leases, failed-auth lockouts and idempotency keys across two cluster buses on the real Redis."""
 from __future__ import annotations
 
 from twisted.internet import reactor
@@ -13,6 +13,8 @@ MISSING = missing_modules()  # a venv without the cluster libraries skips, not e
 if MISSING is None:
     from openclaw.cluster.bus import ClusterBus
     from openclaw.cluster.coordination import ClusterLeases, ClusterRateLimiter
+    from openclaw.cluster.idempotency import ClusterIdempotencyCache
+    from openclaw.protocol.errors import GatewayError
     from openclaw.cluster.options import cluster_options
 
 from .support.cluster import POSTGRES_DSN, REDIS_URL, fresh_schema, require_redis
@@ -106,3 +108,91 @@ class LockoutTests(TwoBusesTestBase):
         for limiter in limiters:
             self.assertGreater(limiter.retry_after_ms(address, "token"), 25_000)
         self.assertIsNone(limiters[0].retry_after_ms("203.0.113.10", "token"))
+
+
+class IdempotencyTests(TwoBusesTestBase):
+    """One claim per key cluster-wide; the owner's outcome reaches a replay on the other bus."""
+
+    def setUp(self):
+        d = super().setUp()
+
+        def caches(_):
+            self.caches = [ClusterIdempotencyCache(reactor, bus) for bus in self.buses]
+            for bus, peer in zip(self.buses, ("b", "a")):
+                bus.live_instances.add(peer)
+
+        return d.addCallback(caches)
+
+    def test_declares_the_seam(self):
+        from zope.interface.verify import verifyObject
+
+        from openclaw.seams import IIdempotencyCache
+
+        verifyObject(IIdempotencyCache, self.caches[0])
+
+    @inlineCallbacks
+    def test_second_claim_sees_the_owner_then_its_outcome(self):
+        a, b = self.caches
+        mine = yield settle(a.claim("chat:k1", "fp1"))
+        self.assertIsNone(mine)
+        held = yield settle(b.claim("chat:k1", "fp1"))
+        self.assertEqual((held["owner"], held["fp"], held["done"]), ("a", "fp1", False))
+        waiting = b.wait("chat:k1", held, 5)
+        a.complete("chat:k1", "fp1", {"status": "ok"})
+        done = yield settle(waiting)
+        self.assertEqual((done["ok"], done["result"]), (True, {"status": "ok"}))
+        # A later claim reads the finished record (the TTL kept).
+        again = yield settle(b.claim("chat:k1", "fp1"))
+        self.assertEqual(again["result"], {"status": "ok"})
+        ttl = yield self.buses[0].link.command("PTTL", self.buses[0].key("idem", "chat:k1"))
+        self.assertGreater(ttl, 0)
+
+    @inlineCallbacks
+    def test_an_outcome_announced_before_the_wait_is_read_back(self):
+        a, b = self.caches
+        yield settle(a.claim("node.invoke:n:k", "fp"))
+        held = yield settle(b.claim("node.invoke:n:k", "fp"))
+        a.complete("node.invoke:n:k", "fp", error=GatewayError("UNAVAILABLE", "node said no", {"nodeError": {"code": "X"}}))
+        yield self.buses[0].link.command("PING")  # the outcome is stored before b waits
+        done = yield settle(b.wait("node.invoke:n:k", held, 5))
+        self.assertEqual(done["error"]["details"], {"nodeError": {"code": "X"}})
+
+    @inlineCallbacks
+    def test_a_dead_owner_fails_the_wait_and_frees_the_key(self):
+        a, b = self.caches
+        yield settle(a.claim("agent:k", "fp"))
+        held = yield settle(b.claim("agent:k", "fp"))
+        waiting = b.wait("agent:k", held, 5)
+        self.buses[1]._drop_peer("a")
+        with self.assertRaises(GatewayError) as raised:
+            yield settle(waiting)
+        self.assertEqual((raised.exception.code, raised.exception.retryable), ("UNAVAILABLE", True))
+        # A retry once the owner is known to be gone frees its claim and takes the key.
+        with self.assertRaises(GatewayError):
+            yield settle(b.wait("agent:k", held, 5))
+        yield self.buses[1].link.command("PING")
+        mine = yield settle(b.claim("agent:k", "fp"))
+        self.assertIsNone(mine)
+
+    @inlineCallbacks
+    def test_a_replay_waiting_on_the_owners_own_instance_gets_the_outcome(self):
+        a, _ = self.caches
+        yield settle(a.claim("agent:own", "fp"))
+        held = yield settle(a.claim("agent:own", "fp"))
+        self.assertEqual(held["owner"], "a")
+        waiting = a.wait("agent:own", held, 5)
+        a.complete("agent:own", "fp", {"status": "ok"})
+        done = yield settle(waiting)
+        self.assertEqual(done["result"], {"status": "ok"})
+
+    @inlineCallbacks
+    def test_abandoned_claim_is_free_again(self):
+        a, b = self.caches
+        yield settle(a.claim("chat:k2", "fp"))
+        held = yield settle(b.claim("chat:k2", "fp"))
+        waiting = b.wait("chat:k2", held, 5)
+        a.abandon("chat:k2")
+        done = yield settle(waiting)
+        self.assertTrue(done["abandoned"])
+        mine = yield settle(b.claim("chat:k2", "fp"))
+        self.assertIsNone(mine)

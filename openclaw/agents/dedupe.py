@@ -6,12 +6,16 @@ the oldest first so memory stays bounded however many keys clients invent.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+import orjson
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from ..protocol.errors import UNAVAILABLE, GatewayError
 from ..seams import IIdempotencyCache
 
 DEDUPE_TTL_S = 300.0
@@ -40,6 +44,20 @@ class IdempotencyCache(Generic[V]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
+    def claim(self, key: str, fingerprint: str) -> Deferred:
+        """One process: ``get`` already answered every replay, so the key is always ours."""
+        return succeed(None)
+
+    def complete(self, key: str, fingerprint: str, result: Any = None, error: Any = None) -> None:
+        """One process: replays read the value ``put`` stored; nothing else to tell."""
+
+    def abandon(self, key: str) -> None:
+        """One process: nothing was stored for a request that did not start."""
+
+    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> Deferred:
+        """Never needed in one process (``claim`` never names another owner)."""
+        return succeed(record)
+
     def __len__(self) -> int:
         self._expire()
         return len(self._entries)
@@ -51,3 +69,25 @@ class IdempotencyCache(Generic[V]):
             if expires > now:
                 break
             del self._entries[key]
+
+
+def fingerprint(parts: Any) -> str:
+    """A short digest of a request's input (messages may be long; the record stays small)."""
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def outcome_of(record: dict[str, Any]) -> Any:
+    """The result a finished record holds, or raise the error it holds (in the protocol's shape)."""
+    if record.get("ok"):
+        return record.get("result")
+    if record.get("abandoned"):
+        raise GatewayError(UNAVAILABLE, "the first request with this idempotencyKey did not start; retry", retryable=True)
+    error = record.get("error") or {}
+    raise GatewayError(
+        error.get("code") or UNAVAILABLE,
+        error.get("message") or "request failed",
+        error.get("details"),
+        error.get("retryable"),
+        error.get("retryAfterMs"),
+        payload=record.get("payload"),
+    )

@@ -39,6 +39,7 @@ MAX_ROUTED_INVOKES = 4096
 INVOKE_GRACE_S = 5.0  # beyond the node's own timeout, for the answer to come back over the bus
 FULL_RESYNC_EVERY_BEATS = 15
 MAX_RECORDED_GAPS = 10
+MAX_TRACKED_PEERS = 1024  # peers whose event numbering is followed (ids change on each start)
 
 
 def _hash(reply: Any) -> dict[str, Any]:
@@ -78,6 +79,8 @@ class ClusterBus:
         self.session_store: Any = None
         self.leases: Any = None  # ClusterLeases
         self.rate_limiter: Any = None  # ClusterRateLimiter
+        self.idempotency: Any = None  # ClusterIdempotencyCache
+        self.config_sync: Any = None  # ClusterConfigSync
         self.remote_presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.remote_selves: dict[str, dict[str, Any]] = {}  # each live peer's own presence entry
         self._drops: dict[str, int] = {}  # times each peer was dropped (a read begun before is void)
@@ -90,6 +93,9 @@ class ClusterBus:
         self._lost_at_ms: int | None = None
         self.gaps: list[dict[str, Any]] = []
         self.relay_failures = 0
+        self._relayed = 0  # this instance's relayed events, numbered for the receivers' gap check
+        self._last_relayed: dict[str, int] = {}  # per peer: the number of its last event seen here
+        self.missed_events = 0
         self._stopping = False
         self.started_at_ms = self._now_ms()
 
@@ -170,6 +176,8 @@ class ClusterBus:
             yield self.session_store.refresh_summary()
         for store in self.stores.values():
             store.reload()
+        if self.config_sync is not None:
+            self.config_sync.received(None)  # the newest revision, in case a notice was missed
 
     def _write_heartbeat(self) -> Deferred:
         """Refresh this instance's key (its value is this gateway's presence entry); fires with
@@ -269,6 +277,8 @@ class ClusterBus:
         nodes = self.remote_nodes.pop(peer, {})
         self.live_instances.discard(peer)
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
+        if self.idempotency is not None:
+            self.idempotency.owner_gone(peer)
         if had_presence or nodes:
             self._log.info("instance {peer} is gone: dropped its presence and {count} node(s)", peer=peer, count=len(nodes))
         if had_presence:
@@ -290,7 +300,8 @@ class ClusterBus:
 
     def relay(self, event: str, payload_json: bytes, drop_if_slow: bool, topic: str | None) -> None:
         """IEventRelay: one broadcast, encoded once, to every other instance."""
-        head = orjson.dumps({"i": self.instance_id, "e": event, "d": drop_if_slow, "t": topic})
+        self._relayed += 1  # counted even when the publish fails: receivers then see a jump
+        head = orjson.dumps({"i": self.instance_id, "n": self._relayed, "e": event, "d": drop_if_slow, "t": topic})
         message = head[:-1] + b',"p":' + payload_json + b"}"
         d = self.link.command("PUBLISH", self.events_channel, message)
         d.addErrback(self._relay_failed)
@@ -342,9 +353,26 @@ class ClusterBus:
         if data.get("i") == self.instance_id or self.gateway is None:
             return
         event = data["e"]
+        self._check_gap(data["i"], data.get("n"))
         self.gateway.clients.deliver_encoded(event, orjson.dumps(data.get("p")), drop_if_slow=bool(data.get("d")), topic=data.get("t"))
         if event == "sessions.changed" and self.session_store is not None:
             self.session_store.refresh_summary().addErrback(lambda failure: None)
+
+    def _check_gap(self, origin: str, number: Any) -> None:
+        """A peer's events are numbered: a jump means some never arrived (Redis was away, or
+        dropped them); this instance's connections then see a ``seq`` gap."""
+        if not isinstance(number, int):
+            return
+        # Kept when a peer is dropped: after a Redis restart a live peer may look dead for a
+        # beat, and its next event must still be compared with the last one seen.
+        last = self._last_relayed.pop(origin, None)
+        self._last_relayed[origin] = number
+        while len(self._last_relayed) > MAX_TRACKED_PEERS:
+            self._last_relayed.pop(next(iter(self._last_relayed)))
+        if last is not None and number > last + 1:  # (a smaller number: the peer restarted)
+            self.missed_events += number - last - 1
+            self._log.warn("{count} event(s) from instance {peer} never arrived; clients see a seq gap", count=number - last - 1, peer=origin)
+            self.gateway.clients.skip_seq()
 
     def _control(self, data: dict[str, Any]) -> None:
         origin, kind = data.get("i"), data.get("k")
@@ -372,6 +400,10 @@ class ClusterBus:
             self.live_instances.add(origin)
         elif kind == "bye":
             self._drop_peer(origin)
+        elif kind == "config" and self.config_sync is not None:
+            self.config_sync.received(int(data["rev"]))
+        elif kind == "idem" and self.idempotency is not None:
+            self.idempotency.completed(data["key"], data["rec"])
         elif kind == "lockout" and self.rate_limiter is not None:
             self.rate_limiter.lock(data["address"], data["kind"], int(data["untilMs"]))
 
@@ -524,6 +556,7 @@ class ClusterBus:
                     "redis": self.link.where,
                     "gaps": list(self.gaps),
                     "relayFailures": self.relay_failures,
+                    "missedEvents": self.missed_events,
                 },
                 "routedInvokes": len(self._routed),
                 "sessionLeases": len(self.leases.held) if self.leases is not None else 0,

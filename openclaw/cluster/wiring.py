@@ -18,7 +18,9 @@ from twisted.logger import Logger
 from ..parts import GatewayParts
 from . import schema as cluster_schema
 from .bus import ClusterBus
+from .config_sync import ClusterConfigSync
 from .coordination import ClusterLeases, ClusterRateLimiter
+from .idempotency import ClusterIdempotencyCache
 from .options import ClusterOptions
 from .postgres import PostgresDatabase
 from .registry import ClusterNodeRegistry, ClusterPresence
@@ -42,7 +44,10 @@ class ClusterWiring:
         database = partial(PostgresDatabase.threaded, reactor, options.postgres_dsn, options.schema)
         self._check_db = database("checks")
         self.device_store = PostgresDeviceStore(database("devices"), on_change=partial(self.bus.store_changed, "devices"))
-        self.node_store = PostgresNodeStore(database("nodes"), on_change=partial(self.bus.store_changed, "nodes"))
+        nodes_db = database("nodes")
+        self.node_store = PostgresNodeStore(nodes_db, on_change=partial(self.bus.store_changed, "nodes"))
+        # Config revisions are rare: they share the node store's connection.
+        self.config_sync = ClusterConfigSync(reactor, nodes_db, self.bus)
         self.session_store = PostgresSessionStore(database("sessions"), state_dir)
         self.bus.stores = {"devices": self.device_store, "nodes": self.node_store}
         self.bus.session_store = self.session_store
@@ -56,11 +61,14 @@ class ClusterWiring:
             health=bus.health,
             leases=bus.leases,
             rate_limiter=lambda clock: ClusterRateLimiter(clock, bus),
+            dedupe=lambda clock: ClusterIdempotencyCache(clock, bus),
         )
         self.service = ClusterService(self)
 
-    def attach(self, gateway: Any) -> None:
+    def attach(self, gateway: Any, config_control: Any = None) -> None:
         self.bus.attach(gateway)
+        if config_control is not None:
+            self.config_sync.attach(config_control)
 
 
 class ClusterService(Service):

@@ -12,16 +12,19 @@ from urllib.parse import urlsplit
 
 from twisted.internet.defer import inlineCallbacks
 
+from ..agents.dedupe import fingerprint as input_digest
+from ..agents.dedupe import outcome_of
 from ..agents.runs import STATUS_ABORTED, STATUS_OK, STATUS_TIMEOUT, Run
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, READ, WRITE
 from ..agents.identity import agent_identity
 from ..sessions.keys import agent_id_of, main_session_key
-from .chat import CONFLICT_MESSAGE, SubmittedRun, replay_or_conflict, resolve_agent, start_run
+from .chat import CONFLICT_MESSAGE, SubmittedRun, claim_or_conflict, replay_or_conflict, resolve_agent, start_run
 from .registry import MethodSpec, RequestContext
 from .session_views import THINKING_OFF
 
 AGENT_WAIT_DEFAULT_MS = 30_000
+REPLAY_GRACE_S = 30.0  # beyond the run's own timeout, for its outcome to reach this instance
 _RESET_COMMAND = re.compile(r"^/(new|reset)(\s.*)?$", re.IGNORECASE | re.DOTALL)
 
 
@@ -95,39 +98,88 @@ def agent(ctx: RequestContext) -> Any:
     if run is None:
         if gateway.runs.get(params["idempotencyKey"]) is not None:
             raise invalid_request("idempotencyKey is already the id of another run")
-        reset = _RESET_COMMAND.match(message.strip())
-        if reset:
-            # A retried "/new" (same idempotencyKey) must not reset the session a second time
-            # and lose the turns sent since; the reset itself is remembered like a run is.
-            reset_key = f"agent-reset:{params['idempotencyKey']}"
-            done = gateway.dedupe.get(reset_key)
-            if done is not None and done.fingerprint != fingerprint:
-                raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
-            if done is None:
-                yield gateway.reset_session(session_key, reason=reset.group(1).lower())
-                gateway.dedupe.put(reset_key, SubmittedRun(None, fingerprint))
-            remainder = reset.group(2)
-            if not remainder or not remainder.strip():
-                return {"runId": params["idempotencyKey"], "status": "ok", "summary": "session reset", "sessionKey": session_key}
-            message = remainder.strip()
-        timeout = params.get("timeout")
-        run = start_run(
-            ctx,
-            kind="agent",
-            session_key=session_key,
-            agent_id=agent_id,
-            message=message,
-            timeout_s=float(timeout) if timeout else None,
-            cache_key=cache_key,
-            fingerprint=fingerprint,
-            model_override=override,
-            extra_system_prompt=params.get("extraSystemPrompt"),
-        )
+        elsewhere = yield claim_or_conflict(gateway.dedupe, cache_key, fingerprint)
+        # Taken meanwhile by a request on this instance, or first sent to another instance.
+        run = replay_or_conflict(gateway.dedupe, cache_key, fingerprint)
+        if run is None and elsewhere is not None:
+            replayed = yield replay_elsewhere(ctx, session_key, agent_id, elsewhere)
+            return replayed
+    if run is None:
+        try:
+            run = yield _start(ctx, session_key, agent_id, message, override, cache_key, fingerprint)
+        except Exception:
+            gateway.dedupe.abandon(cache_key)
+            raise
+        if not isinstance(run, Run):
+            return run  # "/new" alone: the session was reset, no run
     elif run.finished:
         return final_payload(run)
     ctx.send_interim(acceptance(run))
     finished = yield run.when_finished()
     return final_payload(finished)
+
+
+@inlineCallbacks
+def _start(
+    ctx: RequestContext, session_key: str, agent_id: str, message: str, override: str | None, cache_key: str, fingerprint: tuple[Any, ...]
+) -> Any:
+    """Start the run (after a ``/new``'s reset), and share its outcome once it ends."""
+    gateway, params = ctx.gateway, ctx.params
+    digest = input_digest(fingerprint)
+    reset = _RESET_COMMAND.match(message.strip())
+    if reset:
+        # A retried "/new" (same idempotencyKey) must not reset the session a second time
+        # and lose the turns sent since; the reset itself is remembered like a run is.
+        reset_key = f"agent-reset:{params['idempotencyKey']}"
+        done = gateway.dedupe.get(reset_key)
+        if done is not None and done.fingerprint != fingerprint:
+            raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
+        if done is None:
+            yield gateway.reset_session(session_key, reason=reset.group(1).lower())
+            gateway.dedupe.put(reset_key, SubmittedRun(None, fingerprint))
+        remainder = reset.group(2)
+        if not remainder or not remainder.strip():
+            result = {"runId": params["idempotencyKey"], "status": "ok", "summary": "session reset", "sessionKey": session_key}
+            gateway.dedupe.complete(cache_key, digest, result)
+            return result
+        message = remainder.strip()
+    timeout = params.get("timeout")
+    run = start_run(
+        ctx,
+        kind="agent",
+        session_key=session_key,
+        agent_id=agent_id,
+        message=message,
+        timeout_s=float(timeout) if timeout else None,
+        cache_key=cache_key,
+        fingerprint=fingerprint,
+        model_override=override,
+        extra_system_prompt=params.get("extraSystemPrompt"),
+    )
+    run.when_finished().addCallback(_share_final, gateway.dedupe, cache_key, digest)
+    return run
+
+
+def _share_final(run: Run, dedupe: Any, cache_key: str, digest: str) -> None:
+    """The final payload (or error) of a run, for a replay that reaches another instance."""
+    try:
+        dedupe.complete(cache_key, digest, final_payload(run))
+    except GatewayError as error:
+        dedupe.complete(cache_key, digest, error=error)
+
+
+@inlineCallbacks
+def replay_elsewhere(ctx: RequestContext, session_key: str, agent_id: str, record: dict[str, Any]) -> Any:
+    """A replay of an ``agent`` request another instance took: the same two answers, the second
+    once that instance's run has ended."""
+    gateway = ctx.gateway
+    if not record.get("done"):
+        run_id = ctx.params["idempotencyKey"]
+        ctx.send_interim({"runId": run_id, "sessionKey": session_key, "agentId": agent_id, "status": "accepted", "acceptedAt": gateway.now_ms()})
+    timeout = ctx.params.get("timeout")
+    wait_s = (float(timeout) if timeout else float(gateway.catalog.run_timeout_s)) + REPLAY_GRACE_S
+    finished = yield gateway.dedupe.wait(f"agent:{ctx.params['idempotencyKey']}", record, wait_s)
+    return outcome_of(finished)
 
 
 def agent_wait(ctx: RequestContext) -> Any:

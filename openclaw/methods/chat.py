@@ -11,9 +11,10 @@ from typing import Any
 
 import attrs
 import orjson
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from ..agents.dedupe import IdempotencyCache
+from ..agents.dedupe import fingerprint as input_digest
 from ..agents.runs import QueueFull, Run
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..sessions.keys import agent_id_of
@@ -46,6 +47,19 @@ def replay_or_conflict(cache: IdempotencyCache[Any], key: str, fingerprint: tupl
     if previous.fingerprint != fingerprint:
         raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
     return previous.run
+
+
+def claim_or_conflict(cache: IdempotencyCache, key: str, fingerprint: tuple[Any, ...]) -> Deferred:
+    """Take the key cluster-wide; fires with None (go ahead) or the record of whoever took it
+    first with the same input (different input is refused, as on one gateway)."""
+
+    def check(record: dict[str, Any] | None) -> dict[str, Any] | None:
+        if record is not None and "fp" in record and record["fp"] != digest:
+            raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
+        return record
+
+    digest = input_digest(fingerprint)
+    return cache.claim(key, digest).addCallback(check)
 
 
 def resolve_agent(ctx: RequestContext, session_key: str, agent_id: str | None) -> str:
@@ -92,7 +106,8 @@ def start_run(
     return run
 
 
-def chat_send(ctx: RequestContext) -> dict[str, Any]:
+@inlineCallbacks
+def chat_send(ctx: RequestContext) -> Any:
     params = ctx.params
     gateway = ctx.gateway
     message = params["message"]
@@ -103,21 +118,33 @@ def chat_send(ctx: RequestContext) -> dict[str, Any]:
     cache_key = f"chat:{params['idempotencyKey']}"
     fingerprint = (session_key, message)
     previous = replay_or_conflict(gateway.dedupe, cache_key, fingerprint)
+    if previous is None:
+        if gateway.runs.get(params["idempotencyKey"]) is not None:
+            raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
+        elsewhere = yield claim_or_conflict(gateway.dedupe, cache_key, fingerprint)
+        # Taken meanwhile by a request on this instance, or first sent to another instance.
+        previous = replay_or_conflict(gateway.dedupe, cache_key, fingerprint)
+        if previous is None and elsewhere is not None:
+            status = (elsewhere.get("result") or {}).get("status") if elsewhere.get("done") else None
+            return {"runId": params["idempotencyKey"], "status": status or "in_flight"}
     if previous is not None:
         return {"runId": previous.run_id, "status": previous.status if previous.finished else "in_flight"}
-    if gateway.runs.get(params["idempotencyKey"]) is not None:
-        raise invalid_request(CONFLICT_MESSAGE, {"reason": "chat-request-conflict"})
     timeout_ms = params.get("timeoutMs")
-    run = start_run(
-        ctx,
-        kind="chat",
-        session_key=session_key,
-        agent_id=agent_id,
-        message=message,
-        timeout_s=timeout_ms / 1000.0 if timeout_ms else None,
-        cache_key=cache_key,
-        fingerprint=fingerprint,
-    )
+    try:
+        run = start_run(
+            ctx,
+            kind="chat",
+            session_key=session_key,
+            agent_id=agent_id,
+            message=message,
+            timeout_s=timeout_ms / 1000.0 if timeout_ms else None,
+            cache_key=cache_key,
+            fingerprint=fingerprint,
+        )
+    except GatewayError:
+        gateway.dedupe.abandon(cache_key)
+        raise
+    run.when_finished().addCallback(lambda finished: gateway.dedupe.complete(cache_key, input_digest(fingerprint), {"status": finished.status}))
     return {"runId": run.run_id, "status": "started"}
 
 

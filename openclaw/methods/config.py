@@ -134,6 +134,8 @@ def _write(ctx: RequestContext, text: str, document: Any, restart_delay_ms: int 
     if not written.valid:
         raise _rejected(written)
     plan = control.consider(written, restart_delay_ms)
+    if getattr(control, "on_written", None) is not None:
+        control.on_written(text)
     return written, plan
 
 

@@ -11,8 +11,10 @@ from typing import Any
 from collections.abc import Mapping
 
 import orjson
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
 
+from ..agents.dedupe import fingerprint as input_digest
+from ..agents.dedupe import outcome_of
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
 from ..security.scopes import ADMIN, PAIRING, READ, WRITE
 from ..approvals.system_run import forward_system_run
@@ -20,6 +22,8 @@ from ..services.node_pairing import normalize_list
 from ..nodes import policy as node_policy
 from ..state.nodes import DEFAULT_INVOKE_TIMEOUT_MS, node_metadata
 from .registry import ROLE_NODE, MethodSpec, RequestContext
+
+REPLAY_GRACE_S = 5.0  # beyond the invoke's own timeout, for its outcome to reach this instance
 
 LIVE_FIELDS = frozenset(
     ("displayName", "platform", "version", "coreVersion", "uiVersion", "clientId", "clientMode", "deviceFamily", "modelIdentifier", "remoteIp")
@@ -146,10 +150,32 @@ def node_invoke(ctx: RequestContext) -> Any:
     if timeout_ms <= 0:
         raise node_error({"error": {"code": "TIMEOUT", "message": "node invoke timed out"}}, dispatched=False)
     extra = {"sessionKey": params["sessionKey"]} if params.get("sessionKey") else {}
-    shared = SharedOutcome(gateway.nodes.invoke(node, command, forwarded, timeout_ms, params["idempotencyKey"], extra))
+    digest = input_digest([command, params.get("params")])
+    elsewhere = yield gateway.dedupe.claim(cache_key, digest)
+    if elsewhere is not None:
+        result = yield _replay(gateway, cache_key, (command, params.get("params")), digest, elsewhere, timeout_ms)
+        return result
+    shared = SharedOutcome(maybeDeferred(gateway.nodes.invoke, node, command, forwarded, timeout_ms, params["idempotencyKey"], extra))
     gateway.dedupe.put(cache_key, ((command, params.get("params")), shared))
+    shared.when_done().addCallback(lambda done: gateway.dedupe.complete(cache_key, digest, done.value, done.error))
     outcome = yield shared.when_done()
     return outcome.unwrap()
+
+
+@inlineCallbacks
+def _replay(gateway: Any, cache_key: str, request: tuple[Any, Any], digest: str, record: dict[str, Any], timeout_ms: int) -> Any:
+    """The outcome of an invoke with this key taken first by another request: on this instance
+    (its shared outcome), or on another instance (its record in the cluster)."""
+    previous = gateway.dedupe.get(cache_key)
+    if previous is not None:
+        if previous[0] != request:
+            raise invalid_request("idempotencyKey was already used for a different invoke")
+        outcome = yield previous[1].when_done()
+        return outcome.unwrap()
+    if record.get("fp") != digest:
+        raise invalid_request("idempotencyKey was already used for a different invoke")
+    finished = yield gateway.dedupe.wait(cache_key, record, timeout_ms / 1000.0 + REPLAY_GRACE_S)
+    return outcome_of(finished)
 
 
 class SharedOutcome:
@@ -181,6 +207,14 @@ class SharedOutcome:
         d: Deferred = Deferred()
         self._waiters.append(d)
         return d
+
+    @property
+    def value(self) -> Any:
+        return self._value
+
+    @property
+    def error(self) -> GatewayError | None:
+        return self._error
 
     def unwrap(self) -> Any:
         if self._error is not None:

@@ -89,7 +89,7 @@ def sessions_create(ctx: RequestContext) -> Any:
         turn = {"sessionKey": key, "message": message, "idempotencyKey": params.get("idempotencyKey") or str(uuid.uuid4())}
         if params.get("timeoutMs"):
             turn["timeoutMs"] = params["timeoutMs"]
-        started = chat_send(RequestContext(gateway, ctx.client, ctx.request_id, "chat.send", turn))
+        started = yield chat_send(RequestContext(gateway, ctx.client, ctx.request_id, "chat.send", turn))
         defaults_now = gateway.model_defaults(agent_id_of(key))
         result.update(
             {

@@ -99,6 +99,9 @@ class ConfigReloader(Service):
         self._last_read: config_snapshot.ConfigSnapshot | None = None
         # Called with a ``config.changed`` payload whenever a new config is taken into use.
         self.on_change: Callable[[dict[str, Any]], None] | None = None
+        # Called with the text of each client's config.* write once it is taken into use (a
+        # cluster shares it with the other instances: openclaw/cluster/config_sync.py).
+        self.on_written: Callable[[str], Any] | None = None
 
     def current_settings(self) -> GatewaySettings:
         return self._settings_for(self.snapshot)

@@ -160,6 +160,13 @@ class ClientRegistry:
             return 0  # nothing to encode
         return self._deliver(event, recipients, orjson.dumps(payload), drop_if_slow, state_version)
 
+    def skip_seq(self) -> None:
+        """Events meant for these connections were lost on the way (a cluster bus message that
+        never arrived): advance every connection's ``seq`` so its next event shows the gap, which
+        clients already treat as "refresh what you show"."""
+        for client in self._clients.values():
+            client.next_seq()
+
     def deliver_encoded(
         self, event: str, payload_json: bytes, *, drop_if_slow: bool = False, topic: str | None = None
     ) -> int:

@@ -43,6 +43,7 @@ class TestClient:
         self.challenge: dict[str, Any] | None = None
         self.skipped: list[Any] = []
         self.received_bytes = 0  # message payload bytes, for tests that bound what a run costs
+        self.event_seqs: list[int] = []  # every event's seq, in arrival order (gap checks)
 
     def _opened(self, protocol: _TestProtocol) -> None:
         self.protocol = protocol
@@ -51,6 +52,8 @@ class TestClient:
     def _received(self, payload: bytes, is_binary: bool) -> None:
         self.received_bytes += len(payload)
         frame = payload if is_binary else json.loads(payload)
+        if isinstance(frame, dict) and frame.get("type") == "event" and isinstance(frame.get("seq"), int):
+            self.event_seqs.append(frame["seq"])
         if self._waiters:
             self._waiters.popleft().callback(frame)
         else:
