@@ -127,7 +127,10 @@ def fanout_ms(port: int, listeners_count: int, rounds: int) -> Any:
         arrivals: list[float] = []
         everyone: defer.Deferred = defer.Deferred()
 
-        def arrived(frame: dict[str, Any], at: float, connection: Any) -> None:
+        def arrived(
+            frame: dict[str, Any], at: float, connection: Any,
+            key: str = key, arrivals: list[float] = arrivals, everyone: defer.Deferred = everyone,
+        ) -> None:
             if frame.get("event") == "sessions.changed" and frame["payload"].get("sessionKey") == key and not connection.counted:
                 connection.counted = True
                 arrivals.append(at)
