@@ -46,7 +46,8 @@ def base_urls(settings: Any) -> tuple[str, str]:
 
 def dashboard_url(settings: Any) -> str:
     """The Control UI's address (``gateway.controlUi.basePath``, default ``/``)."""
-    return base_urls(settings)[1] + settings.control_ui.base_path + "/"
+    base_path: str = settings.control_ui.base_path
+    return base_urls(settings)[1] + base_path + "/"
 
 
 def dashboard_line(settings: Any) -> str:

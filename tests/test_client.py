@@ -510,6 +510,16 @@ class RequestTimeoutTests(SynchronousTestCase):
         self.assertEqual(protocol.pending, {})
         protocol._response({"type": "res", "id": protocol.sent[0]["id"], "ok": True, "payload": {}})
 
+    def test_a_response_whose_id_is_not_a_string_is_ignored(self) -> None:
+        """A malformed ``res`` (an id that is a list) used to raise TypeError (unhashable) here."""
+        protocol = self._protocol()
+        d = protocol.request("health", None, timeout_s=5)
+        protocol._response({"type": "res", "id": [protocol.sent[0]["id"]], "ok": True, "payload": {}})
+        protocol._response({"type": "res", "id": {"a": 1}, "ok": True, "payload": {}})
+        self.assertNoResult(d)
+        protocol._response({"type": "res", "id": protocol.sent[0]["id"], "ok": True, "payload": {"ok": True}})
+        self.assertEqual(self.successResultOf(d), {"ok": True})
+
     def test_an_answer_in_time_leaves_no_timer(self) -> None:
         protocol = self._protocol()
         d = protocol.request("health", None, timeout_s=5)

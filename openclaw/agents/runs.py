@@ -69,7 +69,7 @@ def _failover_reason(error: ProviderError) -> str:
 class LocalLeases:
     """One process runs every session it is asked to: the lease is always free."""
 
-    def hold(self, session_key: str) -> Deferred:
+    def hold(self, session_key: str) -> Deferred[None]:
         return succeed(None)
 
     def release(self, session_key: str) -> None:
@@ -111,13 +111,13 @@ class Run:
     error_detail: dict[str, Any] | None = None
     target: ModelRef | None = None
     seq: int = 0
-    _observers: list[Deferred] = attrs.field(factory=list, repr=False)
+    _observers: list[Deferred[Run]] = attrs.field(factory=list, repr=False)
     _text_listeners: list[Callable[[str], None]] = attrs.field(factory=list, repr=False)
     _stream: FallbackStream | None = attrs.field(default=None, repr=False)
     _timer: IDelayedCall | None = attrs.field(default=None, repr=False)
     _abort_reason: str | None = attrs.field(default=None, repr=False)
     # While waiting for the session's lease (cluster mode: another instance runs this session).
-    _lease: Deferred | None = attrs.field(default=None, repr=False)
+    _lease: Deferred[None] | None = attrs.field(default=None, repr=False)
     # The answer so far, joined when read: re-joining per chunk made a long answer quadratic.
     _text_parts: list[str] = attrs.field(factory=list, repr=False)
 
@@ -194,11 +194,11 @@ class Run:
         for d in observers:
             d.callback(self)
 
-    def when_finished(self) -> Deferred:
+    def when_finished(self) -> Deferred[Run]:
         """Fires with this run once it reaches a terminal status."""
         if self.finished:
             return succeed(self)
-        d: Deferred = Deferred()
+        d: Deferred[Run] = Deferred()
         self._observers.append(d)
         return d
 
@@ -246,7 +246,7 @@ class RunManager:
         self._runs: dict[str, Run] = {}  # run id -> unfinished run
         # Ended runs stay queryable (agent.wait, replays) for a while, bounded in time and count.
         self._finished: IdempotencyCache[Run] = IdempotencyCache(clock, FINISHED_RUN_TTL_S, FINISHED_RUNS_KEPT)
-        self._waiters: dict[str, list[Deferred]] = {}
+        self._waiters: dict[str, list[Deferred[dict[str, Any]]]] = {}
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -318,14 +318,14 @@ class RunManager:
         for session_key in list(set(self._active) | set(self._queues)):
             self.abort(session_key, reason="gateway-stopping")
 
-    def wait(self, run_id: str, timeout_ms: int) -> Deferred:
+    def wait(self, run_id: str, timeout_ms: int) -> Deferred[dict[str, Any]]:
         """``agent.wait``: the run's outcome, or ``status: timeout`` if it is still going."""
         run = self.get(run_id)
         if run is not None and run.finished:
             return succeed(run.wait_summary())
         waiters = self._waiters.setdefault(run_id, [])
 
-        def forget(cancelled: Deferred) -> None:
+        def forget(cancelled: Deferred[dict[str, Any]]) -> None:
             if cancelled in waiters:
                 waiters.remove(cancelled)
             if not waiters:
@@ -337,7 +337,7 @@ class RunManager:
             summary["status"] = STATUS_TIMEOUT
             return summary
 
-        d: Deferred = Deferred(forget)
+        d: Deferred[dict[str, Any]] = Deferred(forget)
         waiters.append(d)
         return d.addTimeout(timeout_ms / 1000.0, self._clock, onTimeoutCancel=timed_out)
 
@@ -372,7 +372,7 @@ class RunManager:
         lease.addCallbacks(self._leased, self._lease_refused, callbackArgs=(run,), errbackArgs=(run,))
         lease.addErrback(self._crashed, run)
 
-    def _leased(self, _: Any, run: Run) -> Deferred:
+    def _leased(self, _: None, run: Run) -> Deferred[Any]:
         run._lease = None
         return self._drive(run)
 
@@ -388,7 +388,7 @@ class RunManager:
     def _crashed(self, failure: Failure, run: Run) -> None:
         self._log.failure("run {run_id} failed unexpectedly", failure, run_id=run.run_id)
         if not run.finished:
-            run.error = failure.getErrorMessage() or failure.type.__name__
+            run.error = failure.getErrorMessage() or type(failure.value).__name__
             self._chat(run, STATUS_ERROR, errorMessage=run.error, errorKind="unknown")
             self._finish(run, STATUS_ERROR)
 
@@ -440,7 +440,9 @@ class RunManager:
             return None
         return catalog, entry, history
 
-    def _stream_answer(self, run: Run, targets: list[Any], history: Any, live: LiveText, unavailable: str | None) -> Deferred:
+    def _stream_answer(
+        self, run: Run, targets: list[Any], history: Any, live: LiveText, unavailable: str | None
+    ) -> Deferred[Completion]:
         """Start the upstream stream; the text goes out in paced batches, flushed however it ends."""
         messages = self._prompt(run, history, targets[0] if targets else None)
 
@@ -453,7 +455,7 @@ class RunManager:
             run.target = targets[0]
             self._event(run, "lifecycle", {"phase": "model", "provider": targets[0].provider.id, "model": targets[0].model.id})
 
-        def flushed(result: Any) -> Any:
+        def flushed(result: Completion | Failure) -> Completion | Failure:
             live.flush()
             return result
 
@@ -528,16 +530,15 @@ class RunManager:
             line["runId"] = run_id
         return line
 
-    def _record(self, run: Run, message: dict[str, Any], changes: dict[str, Any]) -> Deferred:
+    def _record(self, run: Run, message: dict[str, Any], changes: dict[str, Any]) -> Deferred[dict[str, Any] | None]:
         if run.session_id is None:
             return succeed(None)
         message.setdefault("timestamp", self.now_ms())
         changes.setdefault("updatedAt", self.now_ms())
         d = self._store.append(run.session_key, run.session_id, [self.transcript_line(message, run.run_id)], changes)
-        d.addErrback(lambda f: self._log.failure("could not record run {run_id}", f, run_id=run.run_id))
-        return d
+        return d.addErrback(self._record_failed, run)
 
-    def _record_answer(self, run: Run, completion: Completion) -> Deferred:
+    def _record_answer(self, run: Run, completion: Completion) -> Deferred[dict[str, Any] | None]:
         target = completion.target
         usage = run.usage or {}
         message = self._assistant_message(run.text)
@@ -559,22 +560,24 @@ class RunManager:
             changes["contextTokens"] = target.model.context_window
         return self._record(run, message, changes)
 
-    def _record_partial(self, run: Run) -> Deferred:
+    def _record_partial(self, run: Run) -> Deferred[dict[str, Any] | None]:
         if not run.text:
             return self._record_flag(run, {"abortedLastRun": True})
         message = self._assistant_message(run.text)
         message["stopReason"] = "aborted"
         return self._record(run, message, {"abortedLastRun": True})
 
-    def _record_flag(self, run: Run, changes: dict[str, Any]) -> Deferred:
+    def _record_flag(self, run: Run, changes: dict[str, Any]) -> Deferred[dict[str, Any] | None]:
         if run.session_id is None:
             return succeed(None)
         changes.setdefault("updatedAt", self.now_ms())
         d = self._store.append(run.session_key, run.session_id, [], changes)
-        d.addErrback(lambda f: self._log.failure("could not record run {run_id}", f, run_id=run.run_id))
-        return d
+        return d.addErrback(self._record_failed, run)
 
-    def _record_error(self, run: Run) -> Deferred:
+    def _record_failed(self, failure: Failure, run: Run) -> None:
+        self._log.failure("could not record run {run_id}", failure, run_id=run.run_id)
+
+    def _record_error(self, run: Run) -> Deferred[dict[str, Any] | None]:
         message = self._assistant_message(run.text)
         message.update({"stopReason": "error", "errorMessage": run.error})
         return self._record(run, message, {})

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 
 from ..files import write_atomically
 from ..protocol.errors import invalid_request
+from ..stores.sqlite import Executor
 
 FILE_NAME = "exec-approvals.json"
 MAX_FILE_BYTES = 256 * 1024
@@ -50,7 +51,7 @@ def resolved_defaults(file: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ExecApprovalsFile:
-    def __init__(self, state_dir: str, executor: Any):
+    def __init__(self, state_dir: str, executor: Executor):
         self.path = os.path.join(state_dir, FILE_NAME)
         self._executor = executor
 
@@ -80,11 +81,11 @@ class ExecApprovalsFile:
         except FileNotFoundError:
             return None
 
-    def get(self) -> Deferred:
+    def get(self) -> Deferred[dict[str, Any]]:
         """Fires with ``{path, exists, file, hash, resolvedDefaults}``."""
         return self._executor.submit(lambda: self._snapshot(self._read()))
 
-    def set(self, file: Mapping[str, Any], base_hash: str | None) -> Deferred:
+    def set(self, file: Mapping[str, Any], base_hash: str | None) -> Deferred[dict[str, Any]]:
         """Replace the file; fires with the new snapshot (or fails when ``baseHash`` is stale)."""
         data = orjson.dumps(dict(file), option=orjson.OPT_INDENT_2)
         if len(data) > MAX_FILE_BYTES:

@@ -51,7 +51,7 @@ class ApprovalRecord:
     terminal_reason: str | None = None
     consumed: bool = False
     timer: IDelayedCall | None = attrs.field(default=None, repr=False)
-    waiters: list[Deferred] = attrs.field(factory=list, repr=False)
+    waiters: list[Deferred[ApprovalRecord]] = attrs.field(factory=list, repr=False)
 
     @property
     def pending(self) -> bool:
@@ -155,11 +155,16 @@ class ApprovalRecords:
         if record is not None and record.timer is not None and record.timer.active():
             record.timer.cancel()
 
-    def wait(self, record: ApprovalRecord) -> Deferred:
+    def wait(self, record: ApprovalRecord) -> Deferred[ApprovalRecord]:
         """Fires with the record once it is decided or expired."""
         if not record.pending:
             return succeed(record)
-        d: Deferred = Deferred(lambda _: record.waiters.remove(d) if d in record.waiters else None)
+
+        def forget(cancelled: Deferred[ApprovalRecord]) -> None:
+            if cancelled in record.waiters:
+                record.waiters.remove(cancelled)
+
+        d: Deferred[ApprovalRecord] = Deferred(forget)
         record.waiters.append(d)
         return d
 

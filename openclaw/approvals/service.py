@@ -60,9 +60,9 @@ def run_binding(argv: list[str], cwd: Any, agent_id: Any, session_key: Any, env:
 def _command_text(params: Mapping[str, Any]) -> str | None:
     plan = params.get("systemRunPlan")
     if plan:
-        return plan.get("commandText") or shlex.join(plan.get("argv") or [])
+        return str(plan.get("commandText") or shlex.join(plan.get("argv") or []))
     if params.get("command"):
-        return params["command"]
+        return str(params["command"])
     if params.get("commandArgv"):
         return shlex.join(params["commandArgv"])
     return None
@@ -143,7 +143,7 @@ class ExecApprovals:
 
     # -- asking -------------------------------------------------------------------------------
 
-    def request(self, client: ConnectedClient, params: Mapping[str, Any], send_interim: Callable[[Any], None]) -> Deferred:
+    def request(self, client: ConnectedClient, params: Mapping[str, Any], send_interim: Callable[[Any], None]) -> Deferred[dict[str, Any]]:
         request = project_request(params)
         now = self.records.now_ms()
         timeout_ms = min(params.get("timeoutMs") or DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS)
@@ -275,7 +275,7 @@ class ExecApprovals:
             page["nextCursor"] = str(start + limit)
         return page
 
-    def wait_decision(self, approval_id: str, client: ConnectedClient) -> Deferred:
+    def wait_decision(self, approval_id: str, client: ConnectedClient) -> Deferred[dict[str, Any]]:
         if not approval_id.strip():
             raise invalid_request("id is required")
         record = self._visible(approval_id, client)

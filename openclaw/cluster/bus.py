@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 
 import orjson
 import txredisapi
@@ -86,7 +86,7 @@ class ClusterBus:
         self._drops: dict[str, int] = {}  # times each peer was dropped (a read begun before is void)
         self.remote_nodes: dict[str, dict[str, dict[str, Any]]] = {}
         self.live_instances: set[str] = set()
-        self._routed: dict[str, tuple[str, Deferred, Any]] = {}
+        self._routed: dict[str, tuple[str, Deferred[dict[str, Any]], Any]] = {}
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._beats = 0
@@ -116,7 +116,7 @@ class ClusterBus:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> Deferred:
+    def start(self) -> Deferred[None]:
         d = self.link.start()
 
         def beating(_: Any) -> None:
@@ -125,7 +125,7 @@ class ClusterBus:
         return d.addCallback(beating)
 
     @inlineCallbacks
-    def stop(self) -> Any:
+    def stop(self) -> Generator[Deferred[Any], Any, None]:
         """Say goodbye (peers drop this instance at once instead of after the TTL), then close."""
         self._stopping = True
         if self._beat.running:
@@ -179,7 +179,7 @@ class ClusterBus:
         if self.config_sync is not None:
             self.config_sync.received(None)  # the newest revision, in case a notice was missed
 
-    def _write_heartbeat(self) -> Deferred:
+    def _write_heartbeat(self) -> Deferred[Any]:
         """Refresh this instance's key (its value is this gateway's presence entry); fires with
         the previous value, None when the key had expired."""
         ttl_ms = int(self.options.heartbeat_ttl_s * 1000)
@@ -187,7 +187,7 @@ class ClusterBus:
         value = orjson.dumps({**entry, "startedAtMs": self.started_at_ms})
         d = self.link.command("SET", self.key("instance", self.instance_id), value, "PX", ttl_ms, "GET")
 
-        def member(previous: Any) -> Deferred:
+        def member(previous: Any) -> Deferred[Any]:
             return self.link.command("SADD", self.key("instances"), self.instance_id).addCallback(lambda _: previous)
 
         return d.addCallback(member)
@@ -284,7 +284,7 @@ class ClusterBus:
         if had_presence:
             self._presence_changed()
 
-    def _forget_instance(self, peer: str) -> Deferred:
+    def _forget_instance(self, peer: str) -> Deferred[Any]:
         d = self.link.command("SREM", self.key("instances"), peer)
         d.addCallback(lambda _: self.link.command("DEL", self.key("presence", peer), self.key("nodes", peer), self.key("instance", peer)))
         return d
@@ -295,7 +295,7 @@ class ClusterBus:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def publish(self, channel: str, message: Mapping[str, Any]) -> Deferred:
+    def publish(self, channel: str, message: Mapping[str, Any]) -> Deferred[Any]:
         return self.link.command("PUBLISH", channel, orjson.dumps(message))
 
     def relay(self, event: str, payload_json: bytes, drop_if_slow: bool, topic: str | None) -> None:
@@ -376,8 +376,8 @@ class ClusterBus:
 
     def _control(self, data: dict[str, Any]) -> None:
         origin, kind = data.get("i"), data.get("k")
-        if origin == self.instance_id:
-            return
+        if not isinstance(origin, str) or origin == self.instance_id:
+            return  # ours, or not from an instance
         if kind == "presence":
             entries = self.remote_presence.setdefault(origin, {})
             if data.get("entry") is None:
@@ -392,7 +392,7 @@ class ClusterBus:
             else:
                 nodes[data["id"]] = data["node"]
         elif kind == "store":
-            store = self.stores.get(data.get("s"))
+            store = self.stores.get(str(data.get("s")))
             if store is not None:
                 store.apply(data.get("op") or "", data.get("a") or [])
         elif kind == "hello":
@@ -445,12 +445,12 @@ class ClusterBus:
 
     def route_invoke(
         self, target: str, node_id: str, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]
-    ) -> Deferred:
+    ) -> Deferred[dict[str, Any]]:
         """Ask instance ``target`` to invoke its node; fires with the node's result dict."""
         if len(self._routed) >= MAX_ROUTED_INVOKES:
             raise GatewayError(UNAVAILABLE, "too many invokes in flight to other instances", retryable=True)
         invoke_id = str(uuid.uuid4())
-        result: Deferred = Deferred()
+        result: Deferred[dict[str, Any]] = Deferred()
         timer = self._clock.callLater(timeout_ms / 1000.0 + INVOKE_GRACE_S, self._routed_timeout, invoke_id)
         self._routed[invoke_id] = (target, result, timer)
         message = {

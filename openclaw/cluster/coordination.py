@@ -44,18 +44,19 @@ class ClusterLeases:
         self._renew.clock = clock
 
     def _key(self, session_key: str) -> str:
-        return self._bus.key("lease", session_key)
+        key: str = self._bus.key("lease", session_key)
+        return key
 
-    def hold(self, session_key: str) -> Deferred:
+    def hold(self, session_key: str) -> Deferred[None]:
         """Fires once this instance holds the lease; retries while another instance holds it."""
         waiting: list[Any] = []
 
-        def cancel(_: Deferred) -> None:
+        def cancel(_: Deferred[None]) -> None:
             for call in waiting:
                 if call.active():
                     call.cancel()
 
-        result: Deferred = Deferred(cancel)
+        result: Deferred[None] = Deferred(cancel)
 
         def attempt() -> None:
             waiting.clear()
@@ -91,11 +92,12 @@ class ClusterLeases:
         attempt()
         return result
 
-    def _taken(self, session_key: str) -> Deferred:
+    def _taken(self, session_key: str) -> Deferred[Any]:
         self.held.add(session_key)
         if not self._renew.running:
             self._renew.start(self._ttl_ms / 3000.0, now=False)
-        return self._bus.link.command("SADD", self._bus.key("leases", self._bus.instance_id), session_key)
+        listed: Deferred[Any] = self._bus.link.command("SADD", self._bus.key("leases", self._bus.instance_id), session_key)
+        return listed
 
     def release(self, session_key: str) -> None:
         if session_key in self.held:
@@ -127,18 +129,19 @@ class ClusterLeases:
             self._release_now(session_key)
         self.held.clear()
 
-    def release_dead(self, instance_id: str) -> Deferred:
+    def release_dead(self, instance_id: str) -> Deferred[Any]:
         """Free the leases a dead instance held (only those still naming it)."""
         link = self._bus.link
         set_key = self._bus.key("leases", instance_id)
 
-        def free(members: Any) -> Deferred:
+        def free(members: Any) -> Deferred[Any]:
             from twisted.internet.defer import gatherResults
 
             calls = [link.command("EVAL", RELEASE_IF_OURS, 1, self._key(str(m)), instance_id) for m in (members or ())]
             return gatherResults(calls).addCallback(lambda _: link.command("DEL", set_key))
 
-        return link.command("SMEMBERS", set_key).addCallback(free)
+        members: Deferred[Any] = link.command("SMEMBERS", set_key)
+        return members.addCallback(free)
 
 
 @implementer(IAuthRateLimiter)

@@ -22,9 +22,10 @@ import psycopg
 from twisted.internet.defer import Deferred
 
 from ..protocol.errors import UNAVAILABLE, GatewayError
-from ..stores.sqlite import ThreadExecutor
+from ..stores.sqlite import Executor, ThreadExecutor
 
 T = TypeVar("T")
+R = TypeVar("R")
 CONNECT_TIMEOUT_S = 5
 POSTGRES_RETRY_AFTER_MS = 1000
 
@@ -85,7 +86,7 @@ class PostgresDatabase:
     the order the reactor issued it; more throughput comes from more instances, not more threads.
     """
 
-    def __init__(self, dsn: str, schema: str, executor: Any):
+    def __init__(self, dsn: str, schema: str, executor: Executor):
         self._dsn = dsn
         self.schema = schema
         self.path = f"postgresql schema {schema!r}"
@@ -113,7 +114,7 @@ class PostgresDatabase:
                 self._connections.append(connection)
         return connection
 
-    def run(self, work: Callable[..., T], *args: Any) -> Deferred:
+    def run(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
         """``work(connection, *args)`` in one transaction on the worker; fires after COMMIT."""
 
         def in_transaction() -> T:
@@ -136,7 +137,7 @@ class PostgresDatabase:
             except Exception:  # noqa: BLE001 - it is broken already
                 pass
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         """Close the connections on the worker, then stop it; closing twice is harmless."""
 
         def shut() -> None:
@@ -148,7 +149,7 @@ class PostgresDatabase:
                 except Exception:  # noqa: BLE001 - closing what may be broken
                     pass
 
-        def stop(result: Any) -> Any:
+        def stop(result: R) -> R:
             self._executor.stop()
             return result
 

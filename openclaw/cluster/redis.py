@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -21,6 +22,10 @@ from .options import RedisAddress
 
 CONNECT_TIMEOUT_S = 5
 REPLY_TIMEOUT_S = 10
+
+
+def _ignore(_: object) -> None:
+    """Consume a failure already reported elsewhere."""
 
 
 class RedisUnavailable(Exception):
@@ -102,42 +107,45 @@ class RedisLink:
             retryPolicy=policy, clock=reactor,
         )
         self.connected = False
-        self._first_ready: Deferred | None = Deferred()
+        self._first_ready: Deferred[None] | None = Deferred()
 
     @property
     def where(self) -> str:
         return f"{self._address.host}:{self._address.port}"
 
-    def start(self) -> Deferred:
+    def start(self) -> Deferred[None]:
         """Connect; fires once both connections are up and subscribed, fails on the first refusal."""
         self._command_service.startService()
         self._subscriber_service.startService()
         first = self._command_service.whenConnected(failAfterFailures=1)
-        first.addCallback(lambda _: self._subscriber_service.whenConnected(failAfterFailures=1))
         ready = self._first_ready
 
-        def subscribed(_: Any) -> Any:
-            return ready
+        def subscriber(_: object) -> Deferred[IProtocol]:
+            return self._subscriber_service.whenConnected(failAfterFailures=1)
 
-        return first.addCallback(subscribed)
+        def subscribed(_: object) -> Deferred[None]:
+            return ready if ready is not None else succeed(None)
 
-    def stop(self) -> Deferred:
+        return first.addCallback(subscriber).addCallback(subscribed)
+
+    def stop(self) -> Deferred[list[Any]]:
         """Close both connections (on the next turn: a refused start may still be inside
         ClientService's own callbacks, which cannot be re-entered)."""
         if self._first_ready is not None and not self._first_ready.called:
             self._first_ready.errback(RedisUnavailable("stopped before Redis answered"))
-            self._first_ready.addErrback(lambda _: None)
+            self._first_ready.addErrback(_ignore)
 
-        def stop_both() -> Deferred:
+        def stop_both(_: None) -> Deferred[list[Any]]:
             return gatherResults([self._command_service.stopService(), self._subscriber_service.stopService()])
 
-        return deferLater(self._clock, 0, stop_both)
+        return deferLater(self._clock, 0).addCallback(stop_both)
 
-    def command(self, *args: Any) -> Deferred:
+    def command(self, *args: Any) -> Deferred[Any]:
         protocol = self._commands
         if protocol is None or not protocol.connected:
             return fail(RedisUnavailable(f"Redis at {self.where} is not connected"))
-        return protocol.execute_command(*args)
+        reply: Deferred[Any] = protocol.execute_command(*args)  # txredisapi replies: any Redis value
+        return reply
 
     def _commands_ready(self, protocol: Any) -> None:
         self._commands = protocol

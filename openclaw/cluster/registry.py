@@ -72,7 +72,7 @@ class RemoteClient:
 
     @property
     def client_id(self) -> str:
-        return self.client.get("id", "")
+        return str(self.client.get("id", ""))
 
 
 @attrs.define(eq=False)
@@ -155,11 +155,16 @@ class ClusterNodeRegistry(NodeRegistry):
         remote = [RemoteNode.from_record(r) for r in self._bus.all_remote_nodes() if r["nodeId"] not in self._nodes]
         return [*self._nodes.values(), *remote]
 
-    def invoke(self, node: Any, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]) -> Deferred:
+    def invoke(self, node: Any, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]
+    ) -> Deferred[dict[str, Any]]:
         if isinstance(node, RemoteNode):
-            return self._bus.route_invoke(node.instance_id, node.node_id, command, params, timeout_ms, idempotency_key, extra)
+            routed: Deferred[dict[str, Any]] = self._bus.route_invoke(
+                node.instance_id, node.node_id, command, params, timeout_ms, idempotency_key, extra
+            )
+            return routed
         return super().invoke(node, command, params, timeout_ms, idempotency_key, extra)
 
-    def invoke_here(self, node: ConnectedNode, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]) -> Deferred:
+    def invoke_here(self, node: ConnectedNode, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]
+    ) -> Deferred[dict[str, Any]]:
         """An invoke another instance routed to a node connected here."""
         return super().invoke(node, command, params, timeout_ms, idempotency_key, extra)

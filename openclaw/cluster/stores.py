@@ -19,12 +19,13 @@ behave the same in both modes:
 from __future__ import annotations
 
 import json
-from typing import Any
-from collections.abc import Callable
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
 
 import orjson
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..protocol.errors import GatewayError
 from ..stores.devices import DeviceStore, DeviceToken, PairedDevice, PendingPairing
@@ -32,6 +33,7 @@ from ..stores.nodes import NodeStore
 from ..stores.sessions import SessionStore, _iso
 from .postgres import Connection, PostgresDatabase
 
+T = TypeVar("T")
 _log = Logger(namespace="openclaw.cluster.stores")
 SESSION_LOCK_SPACE = 0x5E55  # second argument of hashtextextended: keeps our keys apart
 
@@ -43,8 +45,8 @@ class PostgresSessionStore(SessionStore):
         super().__init__(database, state_dir)  # type: ignore[arg-type]
         self._schema = database.schema
 
-    def _write(self, work: Any, *args: Any) -> Deferred:
-        def locking(connection: Connection, *work_args: Any) -> Any:
+    def _write(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        def locking(connection: Connection, *work_args: Any) -> T:
             connection.locking = True  # type: ignore[attr-defined]
             return work(connection, *work_args)
 
@@ -75,7 +77,8 @@ class PostgresSessionStore(SessionStore):
     ) -> str | None:
         """Move transcript lines to ``transcript_archive`` under one archive name; returns it."""
         name = f"postgresql:{self._schema}/{session_id}.jsonl.{reason}.{_iso(now_ms).replace(':', '-')}"
-        condition, args = "session_id = ?", [session_id]
+        condition = "session_id = ?"
+        args: list[Any] = [session_id]
         if before_id is not None:
             condition += " AND id < ?"
             args.append(before_id)
@@ -90,15 +93,19 @@ class PostgresSessionStore(SessionStore):
             connection.execute(f"DELETE FROM transcript WHERE {condition}", args)
         return name
 
-    def refresh_summary(self) -> Deferred:
+    def refresh_summary(self) -> Deferred[None]:
         """Re-read the count and recent keys ``health`` shows (after another instance wrote)."""
         return self._db.run(self._refresh_summary).addCallback(self._set_summary)
+
+
+def _reload_failed(failure: Failure) -> None:
+    _log.failure("reloading a shared store failed", failure)
 
 
 class _Reloader:
     """Reloads a memory-served store, one at a time; a request during a reload runs one more."""
 
-    def __init__(self, reload: Callable[[], Deferred]):
+    def __init__(self, reload: Callable[[], Deferred[None]]):
         self._reload = reload
         self._running = False
         self._again = False
@@ -109,7 +116,7 @@ class _Reloader:
             return
         self._running = True
         d = self._reload()
-        d.addErrback(lambda failure: _log.failure("reloading a shared store failed", failure))
+        d.addErrback(_reload_failed)
         d.addBoth(self._done)
 
     def _done(self, _: Any) -> None:
@@ -125,7 +132,7 @@ class PostgresDeviceStore(DeviceStore):
         self.on_change = on_change
         self._reloader = _Reloader(self._reload_all)
 
-    def refresh(self, device_id: str) -> Deferred:
+    def refresh(self, device_id: str) -> Deferred[None]:
         def read(connection: Any) -> tuple[Any, list[Any], list[Any]]:
             return (
                 connection.execute("SELECT record FROM paired_devices WHERE device_id = ?", (device_id,)).fetchone(),
@@ -161,7 +168,7 @@ class PostgresDeviceStore(DeviceStore):
         """Another instance changed the tables: read them again (coalesced)."""
         self._reloader.request()
 
-    def _reload_all(self) -> Deferred:
+    def _reload_all(self) -> Deferred[None]:
         """Read into a fresh view and swap it in whole: a handshake never sees a half-read store."""
         fresh = DeviceStore(self._db)
 
@@ -170,7 +177,7 @@ class PostgresDeviceStore(DeviceStore):
 
         return fresh.load().addCallback(swap)
 
-    def _changed(self, result: Any, op: str, *args: Any) -> Any:
+    def _changed(self, result: T, op: str, *args: Any) -> T:
         """After COMMIT: tell the other instances what changed (they apply it to memory)."""
         if self.on_change is not None:
             self.on_change(op, list(args))
@@ -200,22 +207,22 @@ class PostgresDeviceStore(DeviceStore):
         else:
             self.reload()
 
-    def put_paired(self, device: PairedDevice) -> Deferred:
+    def put_paired(self, device: PairedDevice) -> Deferred[PairedDevice]:
         return super().put_paired(device).addCallback(self._changed, "put_paired", device.to_record())
 
-    def remove_paired(self, device_id: str) -> Deferred:
+    def remove_paired(self, device_id: str) -> Deferred[PairedDevice | None]:
         return super().remove_paired(device_id).addCallback(self._changed, "remove_paired", device_id)
 
-    def put_token(self, token: DeviceToken) -> Deferred:
+    def put_token(self, token: DeviceToken) -> Deferred[DeviceToken]:
         return super().put_token(token).addCallback(self._changed, "put_token", token.device_id, token.role)
 
-    def remove_token(self, device_id: str, role: str) -> Deferred:
+    def remove_token(self, device_id: str, role: str) -> Deferred[DeviceToken | None]:
         return super().remove_token(device_id, role).addCallback(self._changed, "remove_token", device_id, role)
 
-    def put_pending(self, request: PendingPairing) -> Deferred:
+    def put_pending(self, request: PendingPairing) -> Deferred[PendingPairing]:
         return super().put_pending(request).addCallback(self._changed, "put_pending", request.to_record())
 
-    def remove_pending(self, request_ids: Any) -> Deferred:
+    def remove_pending(self, request_ids: Iterable[str]) -> Deferred[list[str]]:
         ids = list(request_ids)
         return super().remove_pending(ids).addCallback(self._changed, "remove_pending", ids)
 
@@ -229,7 +236,7 @@ class PostgresNodeStore(NodeStore):
     def reload(self) -> None:
         self._reloader.request()
 
-    def refresh(self, node_id: str) -> Deferred:
+    def refresh(self, node_id: str) -> Deferred[None]:
         def read(connection: Any) -> Any:
             return connection.execute("SELECT record FROM paired_nodes WHERE node_id = ?", (node_id,)).fetchone()
 
@@ -241,7 +248,7 @@ class PostgresNodeStore(NodeStore):
 
         return self._db.run(read).addCallback(fill)
 
-    def _changed(self, result: Any, op: str, *args: Any) -> Any:
+    def _changed(self, result: T, op: str, *args: Any) -> T:
         if self.on_change is not None:
             self.on_change(op, list(args))
         return result
@@ -260,16 +267,16 @@ class PostgresNodeStore(NodeStore):
         else:
             self.reload()
 
-    def put_paired(self, record: dict[str, Any]) -> Deferred:
+    def put_paired(self, record: dict[str, Any]) -> Deferred[object]:
         return super().put_paired(record).addCallback(self._changed, "put_paired", record)
 
-    def remove_paired(self, node_id: str) -> Deferred:
+    def remove_paired(self, node_id: str) -> Deferred[object]:
         return super().remove_paired(node_id).addCallback(self._changed, "remove_paired", node_id)
 
-    def put_pending(self, record: dict[str, Any]) -> Deferred:
+    def put_pending(self, record: dict[str, Any]) -> Deferred[object]:
         return super().put_pending(record).addCallback(self._changed, "put_pending", record)
 
-    def remove_pending(self, request_ids: Any) -> Deferred:
+    def remove_pending(self, request_ids: Iterable[str]) -> Deferred[object]:
         ids = list(request_ids)
         if not ids:
             return succeed(None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Any
+from collections.abc import Generator
 
 from psycopg.conninfo import conninfo_to_dict
 from twisted.application.service import Service
@@ -79,12 +80,12 @@ class ClusterService(Service):
     def __init__(self, wiring: ClusterWiring):
         self._wiring = wiring
 
-    def startService(self) -> Deferred:
+    def startService(self) -> Deferred[None]:
         super().startService()
         return self._start()
 
     @inlineCallbacks
-    def _start(self) -> Any:
+    def _start(self) -> Generator[Deferred[Any], Any, None]:
         options = self._wiring.options
         where = describe_postgres(options.postgres_dsn)
         try:
@@ -110,6 +111,6 @@ class ClusterService(Service):
         with self._wiring._check_db.connect() as connection:
             return cluster_schema.check_version(connection, schema)
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         return self._wiring.bus.stop()

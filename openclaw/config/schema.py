@@ -19,6 +19,11 @@ from collections.abc import Iterator
 Schema = dict[str, Any]
 
 
+def _reload(mode: str) -> dict[str, Any]:
+    """The ``x-reload`` annotation (how a change to the section is applied), as keyword extras."""
+    return {"x-reload": mode}
+
+
 def _obj(properties: dict[str, Schema], description: str = "", *, strict: bool = True, **extra: Any) -> Schema:
     schema: Schema = {"type": "object", "properties": properties}
     if strict:
@@ -67,7 +72,7 @@ HEARTBEAT = _obj(
         "timeoutSeconds": _leaf("integer", "time limit of a heartbeat turn", minimum=1),
     },
     "the periodic agent turn",
-    **{"x-reload": "hot"},
+    **_reload("hot"),
 )
 
 PROVIDER = _obj(
@@ -122,7 +127,7 @@ GATEWAY = _obj(
                         "exemptLoopback": _leaf("boolean", "never lock out loopback clients", True),
                     },
                     "failed-auth limiting",
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
             },
             "client authentication",
@@ -138,7 +143,7 @@ GATEWAY = _obj(
                 "allowedOrigins": {**_STRINGS, "description": "browser origins allowed to connect"},
             },
             "browser clients",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "tls": _free("TLS for the listener (enabled, certPath, keyPath, caPath, autoGenerate)", properties={
             "enabled": _leaf("boolean", "serve TLS", False),
@@ -155,7 +160,7 @@ GATEWAY = _obj(
                 "debounceMs": _leaf("integer", "wait after the last change before reloading", 300, minimum=0),
             },
             "config hot reload",
-            **{"x-reload": "none"},
+            **_reload("none"),
         ),
         "http": _obj(
             {
@@ -174,11 +179,11 @@ GATEWAY = _obj(
                         ),
                     },
                     "OpenAI-compatible endpoints (read on every request)",
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
                 "securityHeaders": _obj(
                     {"strictTransportSecurity": {"anyOf": [{"type": "string"}, {"const": False}], "description": "HSTS header value"}},
-                    **{"x-reload": "hot"},
+                    **_reload("hot"),
                 ),
             },
             "the HTTP side of the port",
@@ -189,9 +194,9 @@ GATEWAY = _obj(
                 "commands": _obj({"allow": _STRINGS, "deny": _STRINGS}, "node command allow/deny lists"),
             },
             "capability nodes",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **{"x-reload": "hot"}),
+        "tools": _obj({"allow": _STRINGS, "deny": _STRINGS}, "/tools/invoke allow/deny lists", **_reload("hot")),
         "trustedProxies": {**_STRINGS, "description": "reverse proxies whose forwarding headers are trusted"},
         "metrics": _obj(
             {
@@ -199,9 +204,9 @@ GATEWAY = _obj(
                 "auth": _leaf("boolean", "require the gateway token or password for /metrics", True),
             },
             "Prometheus metrics",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "remote": _free("client-side settings for reaching a remote gateway", **{"x-reload": "none"}),
+        "remote": _free("client-side settings for reaching a remote gateway", **_reload("none")),
     },
     "the gateway process",
 )
@@ -215,7 +220,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 "providers": {"type": "object", "additionalProperties": PROVIDER, "description": "model servers by id"},
             },
             "model providers",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "agents": _obj(
             {
@@ -239,7 +244,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 },
             },
             "agents",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "session": _obj(
             {
@@ -247,7 +252,7 @@ CONFIG_SCHEMA: Schema = _obj(
                 "scope": _enum(("per-sender", "global"), "one session per sender or one shared", "per-sender"),
             },
             "session keys",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
         "env": _obj(
             {
@@ -258,15 +263,15 @@ CONFIG_SCHEMA: Schema = _obj(
                 },
             },
             "environment",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
-        "hooks": _free("webhook ingress", **{"x-reload": "hot"}),
+        "hooks": _free("webhook ingress", **_reload("hot")),
         "logging": _obj(
             {
                 "level": _enum(("debug", "info", "warn", "error"), "minimum level written to the log file", "info"),
             },
             "logging",
-            **{"x-reload": "hot"},
+            **_reload("hot"),
         ),
     },
     "OpenClaw gateway configuration",

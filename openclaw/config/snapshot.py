@@ -74,7 +74,8 @@ def content_hash(raw: str | None) -> str:
 def _problem(error: jsonschema.ValidationError) -> str:
     """What is wrong, from the rule alone: the value itself is never quoted (it may be a secret,
     or an expanded ``${VAR}``, and issues reach ``operator.read`` clients and the log)."""
-    rule, limit = error.validator, error.validator_value
+    rule = error.validator
+    limit: Any = error.validator_value  # the keyword's value in the schema: any JSON
     if rule == "type":
         return f"expected {' or '.join(limit) if isinstance(limit, list) else limit}"
     if rule == "enum":

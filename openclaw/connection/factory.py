@@ -28,7 +28,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         defer_debug_formatting()
         self.gateway = gateway
         self.connections: set[GatewayServerProtocol] = set()
-        self._drain_waiters: list[Deferred] = []
+        self._drain_waiters: list[Deferred[None]] = []
         self.setProtocolOptions(
             # Clients send JSON text; compression is deliberately off, as in the reference.
             perMessageCompressionAccept=lambda offers: None,
@@ -60,9 +60,9 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
             for waiter in waiters:
                 waiter.callback(None)
 
-    def when_drained(self) -> Deferred:
+    def when_drained(self) -> Deferred[None]:
         """Fires once no WebSocket connection is left (used by a graceful stop)."""
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         if not self.connections:
             d.callback(None)
         else:

@@ -6,10 +6,11 @@ connection must use, so the transport code only has to send the response and clo
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
 from urllib.parse import urlsplit
 
 import attrs
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from ..protocol.constants import (
     CLOSE_POLICY_VIOLATION,
@@ -130,7 +131,7 @@ def negotiate_protocol(params: dict[str, Any]) -> int:
     if high >= PROTOCOL_VERSION and low <= PROTOCOL_VERSION:
         return PROTOCOL_VERSION
     if mode == "probe" and high >= MIN_PROBE_PROTOCOL_VERSION and low <= PROTOCOL_VERSION:
-        return min(high, PROTOCOL_VERSION)
+        return min(int(high), PROTOCOL_VERSION)
     if role == ROLE_NODE and mode == "node" and high >= MIN_NODE_PROTOCOL_VERSION and low <= MIN_NODE_PROTOCOL_VERSION:
         return MIN_NODE_PROTOCOL_VERSION
     raise GatewayError(
@@ -176,7 +177,7 @@ class Handshake:
         return is_loopback(info.remote_ip) and _is_local_hostname(parts.hostname) and _is_local_hostname(host.hostname)
 
     @inlineCallbacks
-    def admit(self, info: ConnectionInfo, params: dict[str, Any]):
+    def admit(self, info: ConnectionInfo, params: dict[str, Any]) -> Generator[Deferred[Any], Any, Admission]:
         """The connect gate, each check in the reference's order; fires with an :class:`Admission`.
 
         Readiness first (nothing is judged against a half-loaded store), then the protocol, role
@@ -302,7 +303,7 @@ class Handshake:
         return device, device_token
 
     def _verify_device_token(
-        self, device: VerifiedDevice, role: str, scopes: tuple[str, ...], auth: dict[str, Any], secret_reason: str
+        self, device: VerifiedDevice, role: str, scopes: tuple[str, ...], auth: dict[str, Any], secret_reason: str | None
     ) -> DeviceToken:
         """The fallback when the shared secret failed: the device's own token for this role.
 
@@ -316,6 +317,7 @@ class Handshake:
             if not scopes_cover(scopes, stored.scopes) and role == ROLE_OPERATOR:
                 raise auth_failure("scope_mismatch")
             return stored
+        reason: str | None
         if explicit and auth.get("token") is None and auth.get("password") is None:
             reason = "device_token_mismatch"
         else:

@@ -9,13 +9,13 @@ wait in a bounded queue whenever the peer stops reading.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionDeny
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -41,6 +41,9 @@ from ..stores.storage_errors import storage_error
 from ._autobahn import write_text_frame
 from .handshake import Admission, ConnectionInfo
 from .outbound import DROPPED, OVERFLOW, OutboundQueue
+
+if TYPE_CHECKING:
+    from ..hub import GatewayHub
 
 PHASE_UPGRADE = "upgrade"
 PHASE_PREAUTH = "preauth"
@@ -84,9 +87,8 @@ def _client_label(params: Any) -> tuple[str, str, str]:
 def refusal_code(error: GatewayError) -> str:
     """The most specific code of a refusal: ``details.code`` (AUTH_TOKEN_MISMATCH, …) or the error code."""
     details = error.details
-    if isinstance(details, dict) and isinstance(details.get("code"), str):
-        return details["code"]
-    return error.code
+    code = details.get("code") if isinstance(details, dict) else None
+    return code if isinstance(code, str) else error.code
 
 
 def _response(request_id: str, ok: bool, payload: Any = None, error: GatewayError | None = None) -> bytes:
@@ -96,6 +98,7 @@ def _response(request_id: str, ok: bool, payload: Any = None, error: GatewayErro
     else:
         if payload is not None:
             frame["payload"] = payload
+        assert error is not None  # a failed response always carries its error
         frame["error"] = error.to_shape()
     return orjson.dumps(frame)
 
@@ -122,8 +125,9 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         self._unauthorized_streak = 0
 
     @property
-    def _gateway(self):
-        return self.factory.gateway
+    def _gateway(self) -> GatewayHub:
+        gateway: GatewayHub = self.factory.gateway
+        return gateway
 
     @property
     def conn_id(self) -> str:
@@ -131,7 +135,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
 
     # -- opening -----------------------------------------------------------------------------
 
-    def onConnect(self, request):
+    def onConnect(self, request: ConnectionRequest) -> None:
         remote_ip = _peer_ip(self.transport)
         if not self._gateway.preauth.acquire(remote_ip):
             raise ConnectionDeny(503, "Too many unauthenticated sockets")
@@ -190,8 +194,9 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             producer = getattr(self.transport, "producer", None)
             if producer is not None:
                 # The HTTPChannel that carried the upgrade is still registered (pitfall 2).
-                self.transport.unregisterProducer()
-            self.transport.registerProducer(self, True)
+                cast(IConsumer, self.transport).unregisterProducer()
+            # TCP and TLS transports are consumers; ITransport alone does not say so.
+            cast(IConsumer, self.transport).registerProducer(self, True)
             self._phase = PHASE_PREAUTH
             challenge = {"nonce": self._nonce, "ts": gateway.now_ms(), "capabilities": list(CHALLENGE_CAPABILITIES)}
             self._write(orjson.dumps({"type": "event", "event": "connect.challenge", "payload": challenge}))
@@ -298,7 +303,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
     def _rejected(self, failure: Failure, request_id: str) -> None:
         if self._phase != PHASE_CONNECTING:
             return
-        if failure.check(GatewayError):
+        if isinstance(failure.value, GatewayError):
             self._fail_handshake(request_id, failure.value)
             return
         stored = storage_error(failure)
@@ -317,6 +322,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         self._cancel_handshake_timer()
         self._release_preauth()
         params = admission.params
+        assert self._info is not None  # set by onConnect, before any frame
         self._client = ConnectedClient(
             conn_id=self._conn_id,
             role=admission.role,
@@ -372,6 +378,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             self._respond(request_id, False, error=GatewayError(UNAVAILABLE, SERVER_BUSY, retryable=True))
             return
         self._in_flight += 1
+        assert self._client is not None  # request frames are handled once admitted
         context = RequestContext(
             gateway=gateway,
             client=self._client,
@@ -402,11 +409,12 @@ class GatewayServerProtocol(WebSocketServerProtocol):
 
     def _failed(self, failure: Failure, request_id: str, method: str, started: float) -> None:
         self._in_flight -= 1
-        error = failure.value if failure.check(GatewayError) else storage_error(failure)
+        raised = failure.value
+        error = raised if isinstance(raised, GatewayError) else storage_error(failure)
         if error is None:
             self._log.failure("method {method} failed", failure, method=method)
-            error = GatewayError(UNAVAILABLE, str(failure.value) or failure.type.__name__)
-        elif not failure.check(GatewayError):
+            error = GatewayError(UNAVAILABLE, str(raised) or type(raised).__name__)
+        elif not isinstance(raised, GatewayError):
             self._log.warn("method {method} failed: {message}", method=method, message=error.message)
         gateway = self._gateway
         gateway.metrics.request_done(method, error.code, gateway.clock.seconds() - started)
@@ -442,9 +450,11 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         self._enqueue(frame, droppable=False)
 
     def _enqueue(self, frame: bytes, *, droppable: bool) -> bool:
-        outcome = self._outbound.offer(frame, droppable=droppable)
+        outbound = self._outbound
+        assert outbound is not None  # created in onOpen, before anything is sent
+        outcome = outbound.offer(frame, droppable=droppable)
         if outcome == OVERFLOW:
-            self._outbound.clear()
+            outbound.clear()
             self.close_with(CLOSE_POLICY_VIOLATION, "slow consumer")
             return False
         return outcome != DROPPED

@@ -55,7 +55,8 @@ def compress(data: bytes, coding: str) -> bytes:
     if coding == "br":
         if brotli is None:
             raise ValueError("brotli is not installed")
-        return brotli.compress(data, quality=5)
+        compressed: bytes = brotli.compress(data, quality=5)
+        return compressed
     if coding == "gzip":
         return gzip.compress(data, compresslevel=6, mtime=0)
     raise ValueError(f"unknown coding {coding!r}")

@@ -93,7 +93,7 @@ class ControlUiHandler:
         return lookup(self._gateway.current_config(), "gateway.controlUi.enabled", True) is not False
 
     def _below_base(self, request: Any) -> bytes | None:
-        path = request.path.split(b"?", 1)[0]
+        path: bytes = request.path.split(b"?", 1)[0]
         base = self.settings.base_path.encode("utf-8")
         if not base:
             return path
@@ -122,8 +122,10 @@ class ControlUiHandler:
             return plain_text(request, 404, "Not Found")
         if is_page:
             return self._serve_index(request)
-        d = self._executor.submit(lambda: files.stat_key(settings.root, parts))
-        d.addCallback(self._with_stamp, request, settings.root, parts)
+        root = settings.root
+        assert root is not None  # usable settings have a root
+        d = self._executor.submit(lambda: files.stat_key(root, parts))
+        d.addCallback(self._with_stamp, request, root, parts)
         return d
 
     # -- files ----------------------------------------------------------------------------------
@@ -169,6 +171,7 @@ class ControlUiHandler:
 
     def _serve_index(self, request: Any) -> Any:
         root = self.settings.root
+        assert root is not None  # only usable settings serve the page
         d = self._executor.submit(lambda: files.load(root, ["index.html"]))
         d.addCallback(self._send_index, request)
         return d

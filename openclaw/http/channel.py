@@ -16,11 +16,14 @@ A WebSocket upgrade completes its headers, so it leaves this count before the pr
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
+from ..connection.limits import PreauthLimiter
 from .headers import SECURITY_HEADERS
 
 HEADER_TIMEOUT_S = 15.0
@@ -39,8 +42,17 @@ TOO_MANY = _raw_response(b"503 Too many unauthenticated sockets", "too many unfi
 TIMED_OUT = _raw_response(b"408 Request Timeout", "request headers took too long")
 
 
+class _ChannelLimits(Protocol):
+    """What the channel reads from its site (http/site.py's GatewaySite)."""
+
+    unfinished: PreauthLimiter
+    header_timeout_s: float
+
+
 class GatewayHTTPChannel(HTTPChannel):
     """HTTPChannel plus the header deadline and the unfinished-request cap (see the module)."""
+
+    site: _ChannelLimits
 
     _deadline: IDelayedCall | None = None
     _counted_ip: str | None = None
@@ -49,11 +61,13 @@ class GatewayHTTPChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        peer = self.transport.getPeer()
+        transport = self.transport
+        assert transport is not None  # connected: makeConnection set it
+        peer = transport.getPeer()
         ip = getattr(peer, "host", None) or ""
         if not self.site.unfinished.acquire(ip):
-            self.transport.write(TOO_MANY)
-            self.transport.loseConnection()
+            transport.write(TOO_MANY)
+            transport.loseConnection()
             return
         self._counted, self._counted_ip = True, ip
         self._arm()
@@ -68,11 +82,11 @@ class GatewayHTTPChannel(HTTPChannel):
 
     def requestDone(self, request: Any) -> None:
         super().requestDone(request)
-        if self.persistent and self.transport is not None and not self.transport.disconnecting:
+        if self.persistent and self.transport is not None and not getattr(self.transport, "disconnecting", False):
             self._started = bool(self._dataBuffer)
             self._arm()  # the next request's headers get their own deadline
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._headers_done()
         super().connectionLost(reason)
 

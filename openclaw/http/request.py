@@ -105,5 +105,7 @@ class GatewayRequest(server.Request):
             b"Connection: close",
         ]
         transport = self.channel.transport
+        if transport is None:  # the client already went away: nobody to answer
+            return
         transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         transport.loseConnection()

@@ -71,7 +71,8 @@ class GatewaySite(Site):
 
     noisy = False
     displayTracebacks = False
-    protocol = GatewayHTTPChannel
+    # Twisted annotates this for its default HTTP/1.1-or-2 wrapper; buildProtocol takes any HTTPChannel.
+    protocol = GatewayHTTPChannel  # type: ignore[assignment]
     requestFactory = GatewayRequest
     max_body_bytes = MAX_BODY_BYTES
     body_timeout_s = BODY_TIMEOUT_S

@@ -201,12 +201,12 @@ def models_list(ctx: RequestContext) -> dict[str, Any]:
     for entry in catalog.models():
         if wanted and entry.get("provider") != wanted:
             continue
-        provider = catalog.providers.get(entry.get("provider"))
+        provider = catalog.providers.get(entry.get("provider", ""))
         local = _is_local(provider.base_url if provider is not None else "")
         entry.setdefault("input", ["text"])
         entry.setdefault("local", local)
-        usable = provider is not None and not provider.unavailable
-        entry.setdefault("available", bool(usable and (local or provider.api_key)))
+        usable = provider is not None and not provider.unavailable and (local or bool(provider.api_key))
+        entry.setdefault("available", usable)
         models.append(entry)
     return {"models": models}
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from typing import Any
+from collections.abc import Generator
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from ..protocol.constants import CLOSE_INVALIDATED
 from ..protocol.errors import missing_scope
@@ -21,25 +22,25 @@ def pair_list(ctx: RequestContext) -> dict[str, Any]:
 
 
 @inlineCallbacks
-def pair_approve(ctx: RequestContext):
+def pair_approve(ctx: RequestContext) -> Generator[Deferred[Any], Any, dict[str, Any]]:
     device = yield ctx.gateway.pairing.approve(ctx.params["requestId"], ctx.client.scopes)
     return {"requestId": ctx.params["requestId"], "device": device.to_wire()}
 
 
 @inlineCallbacks
-def pair_reject(ctx: RequestContext):
+def pair_reject(ctx: RequestContext) -> Generator[Deferred[Any], Any, dict[str, Any]]:
     request = yield ctx.gateway.pairing.reject(ctx.params["requestId"])
     return {"requestId": request.request_id, "deviceId": request.device_id}
 
 
 @inlineCallbacks
-def pair_remove(ctx: RequestContext):
+def pair_remove(ctx: RequestContext) -> Generator[Deferred[Any], Any, dict[str, Any]]:
     device = yield ctx.gateway.pairing.remove(ctx.params["deviceId"])
     return {"deviceId": device.device_id, "removedAtMs": ctx.gateway.now_ms()}
 
 
 @inlineCallbacks
-def pair_rename(ctx: RequestContext):
+def pair_rename(ctx: RequestContext) -> Generator[Deferred[Any], Any, dict[str, Any]]:
     device = yield ctx.gateway.pairing.rename(ctx.params["deviceId"], ctx.params["label"])
     return {"deviceId": device.device_id, "label": device.operator_label}
 
@@ -58,7 +59,7 @@ def _check_token_authority(ctx: RequestContext) -> None:
 
 
 @inlineCallbacks
-def token_rotate(ctx: RequestContext):
+def token_rotate(ctx: RequestContext) -> Generator[Deferred[Any], Any, dict[str, Any]]:
     _check_token_authority(ctx)
     params = ctx.params
     token = yield ctx.gateway.pairing.rotate_token(params["deviceId"], params["role"], params.get("scopes"))
@@ -77,7 +78,7 @@ def token_rotate(ctx: RequestContext):
 
 
 @inlineCallbacks
-def token_revoke(ctx: RequestContext):
+def token_revoke(ctx: RequestContext) -> Generator[Deferred[Any], Any, dict[str, Any]]:
     _check_token_authority(ctx)
     params = ctx.params
     yield ctx.gateway.pairing.revoke_token(params["deviceId"], params["role"])

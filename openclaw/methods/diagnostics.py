@@ -26,13 +26,14 @@ def stability(ctx: RequestContext) -> dict[str, Any]:
     return ctx.gateway.stability.snapshot(params.get("limit"), params.get("type"), params.get("sinceSeq"))
 
 
-def usage_cost(ctx: RequestContext) -> Deferred:
+def usage_cost(ctx: RequestContext) -> Deferred[dict[str, Any]]:
     params = _params(ctx)
     days = params.get("days", DEFAULT_USAGE_DAYS)
     agent_id = None if params.get("allAgents") else params.get("agentId")
     gateway = ctx.gateway
     prices = configured_prices(gateway.current_config())
-    return gateway.sessions.usage_cost(gateway.now_ms(), days, prices, agent_id)
+    cost: Deferred[dict[str, Any]] = gateway.sessions.usage_cost(gateway.now_ms(), days, prices, agent_id)
+    return cost
 
 
 def methods() -> list[MethodSpec]:

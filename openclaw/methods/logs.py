@@ -14,10 +14,11 @@ The file is read on the executor (a thread in production), never on the reactor 
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from ..protocol.errors import UNAVAILABLE, GatewayError
 from ..protocol.schema.operations import LOGS_TAIL_MAX_BYTES, LOGS_TAIL_MAX_LIMIT
@@ -29,7 +30,7 @@ DEFAULT_MAX_BYTES = 250_000
 
 
 class Executor(Protocol):
-    def submit(self, work: Callable[[], Any]) -> Deferred: ...
+    def submit(self, work: Callable[[], Any]) -> Deferred[Any]: ...
 
 
 def _clamp(value: Any, low: int, high: int, default: int) -> int:
@@ -88,7 +89,7 @@ def read_log_slice(
 def methods(executor: Executor) -> list[MethodSpec]:
     """The ``logs.tail`` spec; ``executor.submit(fn)`` runs the read and returns a Deferred."""
 
-    def logs_tail(ctx: RequestContext) -> Deferred:
+    def logs_tail(ctx: RequestContext) -> Deferred[dict[str, Any]]:
         path = getattr(ctx.gateway, "log_file_path", None)
         if not path:
             raise GatewayError(UNAVAILABLE, "the gateway has no log file")
@@ -104,9 +105,11 @@ def methods(executor: Executor) -> list[MethodSpec]:
         def answer(result: dict[str, Any]) -> dict[str, Any]:
             return {"file": path, **result}
 
-        def unreadable(failure: Any) -> None:
+        def unreadable(failure: Failure) -> NoReturn:
             failure.trap(OSError)
-            raise GatewayError(UNAVAILABLE, f"could not read the log file: {failure.value.strerror or failure.value}")
+            error = failure.value
+            reason = error.strerror if isinstance(error, OSError) else None
+            raise GatewayError(UNAVAILABLE, f"could not read the log file: {reason or error}")
 
         return d.addCallbacks(answer, unreadable)
 

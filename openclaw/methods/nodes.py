@@ -47,10 +47,11 @@ def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
     stored = gateway.node_pairing.store.paired(node_id)
     live = gateway.nodes.get(node_id)
     row: dict[str, Any] = {"nodeId": node_id}
+    record = stored or {}
     for key in ("displayName", "platform", "version", "coreVersion", "uiVersion", "clientId", "clientMode", "deviceFamily", "modelIdentifier"):
-        if (stored or {}).get(key) is not None:
-            row[key] = stored[key]
-    row["caps"] = list((stored or {}).get("caps", []))
+        if record.get(key) is not None:
+            row[key] = record[key]
+    row["caps"] = list(record.get("caps", []))
     row["commands"] = list((stored or {}).get("commands", []))
     if live is not None:
         metadata = node_metadata(live.client)
@@ -75,8 +76,8 @@ def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
     if live is not None:
         row["lastSeenAtMs"] = live.last_seen_at_ms
         row["lastSeenReason"] = live.last_seen_reason
-    if (stored or {}).get("approvedAtMs") is not None:
-        row["approvedAtMs"] = stored["approvedAtMs"]
+    if record.get("approvedAtMs") is not None:
+        row["approvedAtMs"] = record["approvedAtMs"]
     row.update({"paired": stored is not None, "connected": live is not None})
     return row
 
@@ -185,7 +186,7 @@ class SharedOutcome:
         self._value: Any = None
         self._error: GatewayError | None = None
         self._done = False
-        self._waiters: list[Any] = []
+        self._waiters: list[Deferred[SharedOutcome]] = []
         d.addCallbacks(self._succeeded, self._failed)
 
     def _succeeded(self, result: dict[str, Any]) -> None:
@@ -201,10 +202,10 @@ class SharedOutcome:
         for waiter in waiters:
             waiter.callback(self)
 
-    def when_done(self) -> Any:
+    def when_done(self) -> Deferred[SharedOutcome]:
         if self._done:
             return succeed(self)
-        d: Deferred = Deferred()
+        d: Deferred[SharedOutcome] = Deferred()
         self._waiters.append(d)
         return d
 

@@ -118,7 +118,7 @@ class MethodRegistry:
                 raise missing_scope(required)
         return spec
 
-    def dispatch(self, context: RequestContext) -> Deferred:
+    def dispatch(self, context: RequestContext) -> Deferred[Any]:
         """Gate, validate and run one request; fires with the payload or fails with GatewayError."""
         return maybeDeferred(self.run, context)
 

@@ -75,7 +75,8 @@ def _cli_projection(gateway: Any) -> dict[str, Any]:
 
 
 def system_presence(ctx: RequestContext) -> list[dict[str, Any]]:
-    return ctx.gateway.presence.entries()
+    entries: list[dict[str, Any]] = ctx.gateway.presence.entries()
+    return entries
 
 
 def system_event(ctx: RequestContext) -> dict[str, Any]:

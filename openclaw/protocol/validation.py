@@ -7,7 +7,7 @@ every problem in the wording the reference clients show (``at /client/id: must b
 from __future__ import annotations
 
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import fastjsonschema
 import jsonschema
@@ -143,13 +143,13 @@ def _at(error: jsonschema.ValidationError, message: str, *, root_label: bool = F
 
 def _describe(error: jsonschema.ValidationError) -> list[str]:
     keyword = error.validator
-    value = error.validator_value
+    value: Any = error.validator_value  # the keyword's value in the schema: any JSON
     instance = error.instance
     if keyword == "required":
         missing = [name for name in value if isinstance(instance, dict) and name not in instance]
         return [_at(error, f"must have required property '{name}'") for name in missing[:1]]
     if keyword == "additionalProperties" and value is False and isinstance(instance, dict):
-        known = error.schema.get("properties", {})
+        known = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
         extra = [name for name in instance if name not in known]
         return [_at(error, f"unexpected property '{name}'", root_label=True) for name in extra]
     if keyword == "type":

@@ -14,7 +14,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..agents.catalog import API_ANTHROPIC, API_OLLAMA, API_RESPONSES, ModelRef
+from ..agents.builtin_providers import API_ANTHROPIC, API_OLLAMA, API_RESPONSES
+from ..agents.catalog import ModelRef
 from . import anthropic_messages, ollama_chat, openai_completions, openai_responses
 from .errors import ProviderError, ProviderNotConfigured, StreamAborted
 from .streaming import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_STREAM_BYTES, StreamRequest, StreamResult, UpstreamStream
@@ -108,10 +109,10 @@ class FallbackStream:
         self._on_delta = on_delta
         self._current: UpstreamStream | None = None
         self._attempts: list[str] = []
-        self._done: Deferred = Deferred()
+        self._done: Deferred[Completion] = Deferred()
         self._cancelled: str | None = None
 
-    def start(self) -> Deferred:
+    def start(self) -> Deferred[Completion]:
         """Fires with a Completion, or fails with ProviderError / StreamAborted."""
         if not self._targets:
             self._done.errback(

@@ -9,13 +9,13 @@ wherever the request is, so an aborted run stops costing upstream tokens at once
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol as TypingProtocol
+from typing import Any, Protocol as TypingProtocol, cast
 from collections.abc import Callable, Mapping
 
 import attrs
 import orjson
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -110,7 +110,8 @@ class _BodyReader(Protocol):
 
     def connectionMade(self) -> None:
         if self._stream._settled:
-            self.transport.stopProducing()  # cancelled while the headers were on their way
+            # cancelled while the headers were on their way; a response body's transport is a producer
+            cast(IPushProducer, self.transport).stopProducing()
             return
         self._stream._body_transport = self.transport
 
@@ -136,12 +137,14 @@ def _error_detail(body: bytes) -> str:
         return body.decode("utf-8", "replace").strip()[:500]
     if isinstance(parsed, dict):
         error = parsed.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"][:500]
+        nested = error.get("message") if isinstance(error, dict) else None
+        if isinstance(nested, str):
+            return nested[:500]
         if isinstance(error, str):
             return error[:500]
-        if isinstance(parsed.get("message"), str):
-            return parsed["message"][:500]
+        message = parsed.get("message")
+        if isinstance(message, str):
+            return message[:500]
     return ""
 
 
@@ -170,14 +173,14 @@ class UpstreamStream:
         self._decoder = decoder if decoder is not None else SSEDecoder()
         self._received = 0
         self._idle: IDelayedCall | None = None
-        self._request_d: Deferred | None = None
+        self._request_d: Deferred[Any] | None = None
         self._body_transport: Any = None
-        self._done: Deferred = Deferred()
+        self._done: Deferred[StreamResult] = Deferred()
         self._settled = False
         self._aborting = False
         self.emitted_text = False
 
-    def start(self) -> Deferred:
+    def start(self) -> Deferred[StreamResult]:
         """Send the request; fires with a StreamResult or fails with ProviderError/StreamAborted."""
         self._touch()
         self._request_d = self._http.request(
@@ -273,8 +276,7 @@ class UpstreamStream:
     def _body_ended(self, reason: Failure | None) -> None:
         if self._settled:
             return
-        clean = reason is None or reason.check(ResponseDone, PotentialDataLoss)
-        if clean:
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
             try:
                 self._interpret(self._decoder.finish())
             except (SSEError, ProviderError) as exc:
@@ -307,4 +309,5 @@ class UpstreamStream:
         if failure is not None:
             self._done.errback(failure)
         else:
+            assert result is not None  # every caller passes one or the other
             self._done.callback(result)

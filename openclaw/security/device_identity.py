@@ -40,7 +40,7 @@ def b64_decode_permissive(text: str) -> bytes:
         raise ValueError("not base64") from exc
 
 
-def raw_public_key(text: str) -> bytes:
+def raw_public_key(text: object) -> bytes:
     """The raw 32-byte key from base64url/base64 raw bytes or a PEM SPKI block."""
     if not isinstance(text, str) or not text or len(text) > MAX_PUBLIC_KEY_INPUT:
         raise DeviceKeyError("public key missing or too long")
@@ -146,7 +146,7 @@ def signature_token(auth: dict[str, Any] | None) -> str:
     for key in ("token", "deviceToken", "bootstrapToken"):
         value = auth.get(key)
         if value is not None:
-            return value
+            return str(value)
     return ""
 
 

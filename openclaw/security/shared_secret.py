@@ -113,12 +113,12 @@ def check_bearer(settings: AuthSettings, presented: str | None) -> bool:
 
 
 def auth_failure(
-    reason: str,
+    reason: str | None,
     *,
     can_retry_with_device_token: bool = False,
     retry_after_ms: int | None = None,
 ) -> GatewayError:
-    code, message, next_step = FAILURES.get(reason, ("AUTH_UNAUTHORIZED", "unauthorized", "review_auth_configuration"))
+    code, message, next_step = FAILURES.get(reason or "", ("AUTH_UNAUTHORIZED", "unauthorized", "review_auth_configuration"))
     if can_retry_with_device_token:
         next_step = "retry_with_device_token"
     details = {

@@ -7,7 +7,7 @@ full outbound buffer had to discard, so the client can see the gap.
 from __future__ import annotations
 
 from typing import Any, Protocol
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 
 import attrs
 import orjson
@@ -56,11 +56,11 @@ class ConnectedClient:
 
     @property
     def client_id(self) -> str:
-        return self.client.get("id", "")
+        return str(self.client.get("id", ""))
 
     @property
     def mode(self) -> str:
-        return self.client.get("mode", "")
+        return str(self.client.get("mode", ""))
 
     @property
     def instance_id(self) -> str | None:
@@ -111,7 +111,7 @@ class ClientRegistry:
     def __len__(self) -> int:
         return len(self._clients)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ConnectedClient]:
         return iter(list(self._clients.values()))
 
     def add(self, client: ConnectedClient) -> None:
@@ -151,7 +151,7 @@ class ClientRegistry:
             payload_json = orjson.dumps(payload)
             self._relay.relay(event, payload_json, drop_if_slow, topic)
             return self.deliver_encoded(event, payload_json, drop_if_slow=drop_if_slow, topic=topic)
-        recipients = self._clients.values()
+        recipients: Collection[ConnectedClient] = self._clients.values()
         if topic is not None:
             recipients = [client for client in recipients if topic in client.subscriptions]
         if only is not None:
@@ -172,13 +172,13 @@ class ClientRegistry:
     ) -> int:
         """Deliver an already encoded event to this instance's connections only (what a relay
         received from another instance); ``seq`` is this instance's, per connection."""
-        recipients = self._clients.values()
+        recipients: Collection[ConnectedClient] = self._clients.values()
         if topic is not None:
             recipients = [client for client in recipients if topic in client.subscriptions]
         return self._deliver(event, recipients, payload_json, drop_if_slow, None)
 
     def _deliver(
-        self, event: str, recipients: Any, payload_json: bytes, drop_if_slow: bool, state_version: dict[str, int] | None
+        self, event: str, recipients: Collection[ConnectedClient], payload_json: bytes, drop_if_slow: bool, state_version: dict[str, int] | None
     ) -> int:
         name_json = orjson.dumps(event)
         version_json = orjson.dumps(state_version) if state_version is not None else None

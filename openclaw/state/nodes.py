@@ -57,7 +57,7 @@ class PendingInvoke:
     invoke_id: str
     node_id: str
     command: str
-    result: Deferred
+    result: Deferred[dict[str, Any]]
     timer: IDelayedCall | None = None
 
 
@@ -119,7 +119,8 @@ class NodeRegistry:
         for invoke in list(node.invokes.values()):
             self._finish(node, invoke, GatewayError(UNAVAILABLE, f"{why} ({invoke.command})", {"code": "NOT_CONNECTED"}))
 
-    def invoke(self, node: ConnectedNode, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]) -> Deferred:
+    def invoke(self, node: ConnectedNode, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]
+    ) -> Deferred[dict[str, Any]]:
         """Send the request to the node; fires with the node's result dict or fails with GatewayError."""
         if len(node.invokes) >= MAX_PENDING_INVOKES_PER_NODE:
             raise GatewayError(UNAVAILABLE, "too many invokes in flight to this node", retryable=True)

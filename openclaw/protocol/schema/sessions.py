@@ -3,6 +3,8 @@
 Objects are closed like every other params object: an unknown key is an INVALID_REQUEST naming
 it. Mutations accept ``null`` to clear a field.
 """
+from typing import Any
+
 from .common import BOOLEAN, NON_EMPTY, array, enum, integer, obj, string
 
 SESSION_KEY = string(1, 512)
@@ -10,7 +12,7 @@ NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_BOOLEAN = {"type": ["boolean", "null"]}
 
 
-def nullable_enum(*values: str) -> dict:
+def nullable_enum(*values: str) -> dict[str, Any]:
     return {"enum": [*values, None]}
 
 
@@ -177,9 +179,10 @@ CHAT_HISTORY = obj(
 # chat.startup takes chat.history's params (the reference's schema is the same object).
 CHAT_STARTUP = CHAT_HISTORY
 
+_SESSION_KEY_OR_PROFILE: dict[str, Any] = {"not": {"required": ["sessionKey", "authProfileId"]}}
 CHAT_METADATA = obj(
     {"agentId": NON_EMPTY, "authProfileId": string(1, 256), "sessionKey": SESSION_KEY},
-    **{"not": {"required": ["sessionKey", "authProfileId"]}},
+    **_SESSION_KEY_OR_PROFILE,
 )
 
 SESSION_BY_KEY = obj({"key": SESSION_KEY, "agentId": NON_EMPTY}, ("key",))
