@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 class Admitter(Protocol):
     """The handshake (``connection.handshake.Handshake``): admits a ``connect`` request."""
 
-    def admit(self, info: Any, params: dict[str, Any]) -> Deferred[Any]: ...
+    # params: the connect request's, already checked against its schema by the caller.
+    def admit(self, info: Any, params: Any) -> Deferred[Any]: ...
 
 
 class MethodTable(Protocol):
