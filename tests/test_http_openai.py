@@ -21,8 +21,10 @@ from io import BytesIO
 from typing import Any
 
 import openai
+from klein import Klein
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
@@ -35,9 +37,11 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, read
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.server import Site
 from zope.interface import implementer
 
 from openclaw.agents.runs import STATUS_ABORTED, STATUS_OK
+from openclaw.http.app import GatewayHttpApp
 from openclaw.http.openai.sse import SSEWriter
 from openclaw.http.request import BODY_TIMEOUT_S
 from openclaw.security.scopes import ADMIN, READ, WRITE
@@ -1357,57 +1361,172 @@ class DisconnectTests(_GatewayTestBase):
         self.assertEqual(len(self.upstream.requests), 1, "the dropped run never reached the upstream")
 
 
+class KleinCancellationTests(_GatewayTestBase):
+    """A disconnect reaches the run through Klein's own cancellation: the Deferred a ``/v1`` run
+    route returns is cancelled when its request's connection is lost, and cancelling it aborts
+    the run, which closes the upstream request at once. The client side here is in memory, so
+    the test itself calls ``connectionLost`` (or ``cancel``); the upstream is a real socket."""
+
+    ROUTES = {b"/v1/chat/completions": {"model": "openclaw", "messages": HI}, b"/v1/responses": {"model": "openclaw", "input": "hi"}}
+
+    def setUp(self):
+        d = super().setUp()
+        d.addCallback(lambda _: setattr(self.upstream, "behaviour", Behaviour(mode="hang-after-first")))
+        return d
+
+    def in_memory_connection(self) -> tuple[Any, StringTransport]:
+        """A connection to the gateway's own Site (its timers on a Clock), with no socket."""
+        site = self.running.port.factory
+        self.patch(site, "reactor", Clock())
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        channel = site.buildProtocol(peer)
+        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", self.port), peerAddress=peer)
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def route_request(self, path: bytes, body: dict[str, Any]) -> Request:
+        """A ``Request`` as the Site would hand it to Klein, for calling a route method directly."""
+        channel = HTTPChannel()
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001))
+        channel.makeConnection(transport)
+        request = Request(channel, False)
+        request.method, request.uri, request.path, request.clientproto = b"POST", path, path, b"HTTP/1.1"
+        request.requestHeaders.setRawHeaders(b"authorization", [b"Bearer " + TOKEN.encode()])
+        request.content = BytesIO(json.dumps(body).encode())
+        return request
+
+    @inlineCallbacks
+    def first_delta(self, ws: Any):
+        """The run's id, once "Hel" has streamed from the upstream (which then hangs)."""
+        delta = yield ws.next_matching(is_chat("delta"))
+        self.assertEqual(len(self.upstream.open_requests), 1)
+        return delta["payload"]["runId"]
+
+    @inlineCallbacks
+    def assertAbortedAndUpstreamClosed(self, run_id: str):
+        yield self.upstream.connections.when(lambda connections: not connections)
+        yield self.upstream.open_requests.when(lambda requests: not requests)
+        yield wait_until(lambda: self.gateway.runs.active_count == 0)
+        run = self.gateway.runs.get(run_id)
+        self.assertEqual((run.status, run.abort_reason, run.text), (STATUS_ABORTED, "client-disconnected", "Hel"))
+
+    @inlineCallbacks
+    def assertConnectionLossAborts(self, path: bytes, stream: bool):
+        ws = yield self.operator()
+        channel, transport = self.in_memory_connection()
+        channel.dataReceived(self.request_bytes({**self.ROUTES[path], "stream": stream}, path))
+        run_id = yield self.first_delta(ws)
+        written = transport.value()
+        self.assertEqual(b'Hel"' in written, stream)
+        channel.connectionLost(Failure(ConnectionDone()))
+        yield self.assertAbortedAndUpstreamClosed(run_id)
+        self.assertEqual(transport.value(), written, "nothing is written after the loss")
+        if not stream:
+            self.assertEqual(written, b"", "a JSON answer is written only once the run has ended")
+
+    def test_connection_lost_aborts_chat_completion(self):
+        return self.assertConnectionLossAborts(b"/v1/chat/completions", stream=False)
+
+    def test_connection_lost_aborts_streamed_chat_completion(self):
+        return self.assertConnectionLossAborts(b"/v1/chat/completions", stream=True)
+
+    def test_connection_lost_aborts_response(self):
+        return self.assertConnectionLossAborts(b"/v1/responses", stream=False)
+
+    def test_connection_lost_aborts_streamed_response(self):
+        return self.assertConnectionLossAborts(b"/v1/responses", stream=True)
+
+    @inlineCallbacks
+    def assertCancelAborts(self, path: bytes, stream: bool):
+        """Cancelling the route's Deferred alone (no connection loss) is enough to abort."""
+        ws = yield self.operator()
+        request = self.route_request(path, {**self.ROUTES[path], "stream": stream})
+        app = GatewayHttpApp(self.gateway)
+        route = app.chat_completions if path == b"/v1/chat/completions" else app.responses
+        answer = route(request)
+        run_id = yield self.first_delta(ws)
+        self.assertNoResult(answer)
+        answer.cancel()
+        self.failureResultOf(answer, CancelledError)
+        yield self.assertAbortedAndUpstreamClosed(run_id)
+        self.assertFalse(request.finished)
+
+    def test_cancel_aborts_chat_completion(self):
+        return self.assertCancelAborts(b"/v1/chat/completions", stream=False)
+
+    def test_cancel_aborts_streamed_chat_completion(self):
+        return self.assertCancelAborts(b"/v1/chat/completions", stream=True)
+
+    def test_cancel_aborts_response(self):
+        return self.assertCancelAborts(b"/v1/responses", stream=False)
+
+    def test_cancel_aborts_streamed_response(self):
+        return self.assertCancelAborts(b"/v1/responses", stream=True)
+
+
 class SSEWriterTests(SynchronousTestCase):
-    """The writer on a real ``Request``: when ``finished`` fires decides whether Klein finishes the
-    request (success) or leaves a dead one alone, and so whether the run is aborted."""
+    """The writer under Klein, on a real ``Request``: the route returns ``finished``. While it is
+    pending Klein leaves the request alone; when the connection goes, Klein cancels it (and the
+    writer writes no more); when it fires, the writer has finished the request itself."""
 
     def setUp(self) -> None:
+        self.open()
+
+    def open(self, **writer_options: Any) -> None:
+        """A request for the route, on a connection of its own; the route has run when this returns."""
+        self.writers: list[tuple[SSEWriter, Any]] = []
+        self.writer_options = writer_options
+        app = Klein()
+        app.route("/stream")(self.stream)
+        site = Site(app.resource(), reactor=Clock())
+        self.channel = site.buildProtocol(None)
         self.transport = StringTransport()
-        self.channel = HTTPChannel()
         self.channel.makeConnection(self.transport)
-        self.request = Request(self.channel, False)
-        self.request.method, self.request.uri, self.request.path, self.request.clientproto = b"POST", b"/x", b"/x", b"HTTP/1.1"
-        self.channel.requests.append(self.request)
-        self.overflows: list[bool] = []
+        self.channel.dataReceived(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.writer, self.request = self.writers[0]
         self.lost: list[Any] = []
         self.request.notifyFinish().addErrback(self.lost.append)
 
-    def writer(self, **kwargs: Any) -> SSEWriter:
-        writer = SSEWriter(self.request, on_overflow=lambda: self.overflows.append(True), **kwargs)
+    def stream(self, request: Any) -> Deferred:
+        writer = SSEWriter(request, **self.writer_options)
         writer.start()
-        return writer
+        self.writers.append((writer, request))
+        return writer.finished
 
     def drop(self) -> None:
         self.channel.connectionLost(Failure(ConnectionDone()))
 
-    def test_finished_fires_after_the_request_hears_of_the_disconnect(self):
-        writer = self.writer()
+    def test_disconnect_cancels_the_route_deferred(self):
+        writer = self.writer
         writer.data({"n": 1})
         writer.stopProducing()  # what the transport does first when the connection goes
         self.assertFalse(writer.finished.called, "the request does not know yet; Klein would finish it")
         self.drop()
-        self.assertTrue(writer.finished.called)
-        self.assertEqual(len(self.lost), 1, "the request's owner hears of the disconnect")
+        self.assertTrue(writer.finished.called, "Klein cancelled it")
+        self.assertEqual(len(self.lost), 1)
         self.assertFalse(self.request.finished)
         writer.data({"n": 2})
         writer.done()  # the run ending later writes nothing and finishes nothing
         self.assertNotIn(b'"n":2', self.transport.value())
         self.assertFalse(self.request.finished)
+        self.assertEqual(self.flushLoggedErrors(), [], "a cancelled route is not an error")
 
     def test_normal_end(self):
-        writer = self.writer()
+        writer = self.writer
         writer.data({"n": 1}, event="e")
+        self.assertFalse(self.request.finished, "Klein does not finish the request while the route's Deferred is pending")
         writer.done()
         self.assertTrue(writer.finished.called)
         self.assertTrue(self.request.finished)
         self.assertIsNone(self.request.producer)
         wire = self.transport.value()
         self.assertIn(b"event: e\ndata: {\"n\":1}\n\n", wire)
-        self.assertIn(b"data: [DONE]\n\n", wire)
+        self.assertTrue(wire.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), wire)
         self.assertEqual(self.lost, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_paused_frames_wait_then_flush(self):
-        writer = self.writer()
+        writer = self.writer
         before = self.transport.value()
         writer.pauseProducing()
         writer.data({"n": 1})
@@ -1419,17 +1538,29 @@ class SSEWriterTests(SynchronousTestCase):
         self.assertTrue(self.request.finished)
         self.assertTrue(writer.finished.called)
 
-    def test_overflow_aborts_the_connection(self):
-        writer = self.writer(max_pending=64)
+    def test_frames_waiting_when_the_client_goes_are_dropped(self):
+        writer = self.writer
+        writer.pauseProducing()
+        writer.data({"n": 1})
+        writer.done()
+        self.drop()
+        self.assertTrue(writer.finished.called)
+        writer.resumeProducing()
+        self.assertNotIn(b'"n":1', self.transport.value())
+        self.assertFalse(self.request.finished)
+
+    def test_overflow_drops_the_connection(self):
+        self.open(max_pending=64)
+        writer = self.writer
         writer.pauseProducing()
         writer.data({"text": "x" * 32})
-        self.assertEqual(self.overflows, [])
+        self.assertFalse(self.transport.disconnecting)
         writer.data({"text": "x" * 32})
-        self.assertEqual(self.overflows, [True])
         self.assertTrue(self.transport.disconnecting)
         writer.data({"text": "more"})
-        self.assertEqual(self.overflows, [True], "reported once")
-        self.assertFalse(writer.finished.called)
+        writer.resumeProducing()
+        self.assertNotIn(b"more", self.transport.value())
+        self.assertFalse(writer.finished.called, "only the request hearing of the loss ends it")
         self.drop()
         self.assertTrue(writer.finished.called)
         self.assertFalse(self.request.finished)
@@ -1516,12 +1647,13 @@ class ChatCompletionsValidationTests(SynchronousTestCase):
     """Odd shapes in optional fields are 400s with a reason, never a 500 from an AttributeError."""
 
     def refused(self, **fields):
-        from openclaw.http.openai.chat_completions import validate
+        from openclaw.http.openai.chat_completions import REQUEST_SCHEMA, validate
         from openclaw.http.openai.common import HttpError
+        from openclaw.http.openai.validation import BodyValidator
 
         body = {"messages": [{"role": "user", "content": "hi"}], **fields}
         with self.assertRaises(HttpError) as caught:
-            validate(body)
+            validate(BodyValidator(REQUEST_SCHEMA), body)
         self.assertEqual(caught.exception.status, 400)
         return caught.exception.message
 

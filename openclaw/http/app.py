@@ -22,7 +22,8 @@ from ..control_ui.handler import ControlUiHandler
 from ..security.scopes import READ, WRITE
 from ..security.shared_secret import check_bearer
 from .headers import plain_text, sized
-from .openai import chat_completions, models
+from .openai import models
+from .openai.chat_completions import ChatCompletionsEndpoint
 from .openai.common import (
     CHAT_COMPLETIONS,
     RESPONSES,
@@ -106,6 +107,7 @@ class GatewayHttpApp:
 
     def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
+        self._chat_completions = ChatCompletionsEndpoint(gateway)
         self._responses = ResponsesEndpoint(gateway)
         self.control_ui = ControlUiHandler(gateway, gateway.file_executor, self._control_ui_config, self._ui_auth)
 
@@ -153,7 +155,7 @@ class GatewayHttpApp:
 
     @openai_route(app, "/v1/chat/completions", b"POST", WRITE, lambda gateway: endpoint_enabled(gateway, CHAT_COMPLETIONS))
     def chat_completions(self, request: Any, subject: str) -> Any:
-        return chat_completions.handle(self._gateway, request, read_json_body(request))
+        return self._chat_completions.handle(request, read_json_body(request))
 
     @openai_route(app, "/v1/responses", b"POST", WRITE, lambda gateway: endpoint_enabled(gateway, RESPONSES))
     def responses(self, request: Any, subject: str) -> Any:

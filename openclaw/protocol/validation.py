@@ -50,13 +50,24 @@ class SchemaValidator:
             return False
         return True
 
+    def problems(self, value: Any) -> list[jsonschema.ValidationError]:
+        """Every problem with ``value`` as jsonschema reports it (schema order); empty when valid.
+
+        For callers that word their own messages from where each problem is (the HTTP API)."""
+        if self.is_valid(value):
+            return []
+        return self._explain(value)
+
+    def _explain(self, value: Any) -> list[jsonschema.ValidationError]:
+        if self._explainer is None:
+            self._explainer = jsonschema.Draft7Validator(self._schema)
+        return list(self._explainer.iter_errors(value))
+
     def errors(self, value: Any) -> list[str]:
         """Every problem with ``value`` in the reference's wording; empty when it is valid."""
         if self.is_valid(value):
             return []
-        if self._explainer is None:
-            self._explainer = jsonschema.Draft7Validator(self._schema)
-        found = sorted(self._explainer.iter_errors(value), key=_error_order)
+        found = sorted(self._explain(value), key=_error_order)
         messages: list[str] = []
         for error in found:
             for message in _describe(error):

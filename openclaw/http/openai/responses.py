@@ -16,7 +16,7 @@ from ...agents.runs import STATUS_OK, Run
 from ...protocol.schema.common import BOOLEAN, NON_EMPTY, array, enum, obj, string
 from ...protocol.validation import SchemaValidator
 from .common import IMAGE_ONLY_TEXT, HttpError, write_json
-from .runs import answer_text, run_error, start_http_run, token_usage
+from .runs import abort_on_cancel, answer_text, run_error, start_http_run, token_usage
 from .sse import SSEWriter
 from .targets import canonical_explicit_key, requested_session_key, resolve_agent, session_key
 
@@ -125,7 +125,8 @@ class ResponsesEndpoint:
             gateway.clock, ttl_s=PREVIOUS_RESPONSE_TTL_S, max_entries=PREVIOUS_RESPONSE_MAX
         )
 
-    def handle(self, request: Any, body: dict[str, Any], auth_subject: str) -> Any:
+    def handle(self, request: Any, body: dict[str, Any], auth_subject: str) -> Deferred[bytes] | Deferred[None]:
+        """The answer (JSON or an SSE stream); cancelling it aborts the run (``runs.py``)."""
         gateway = self._gateway
         problems = self._validator.errors(body)
         if problems:
@@ -149,7 +150,6 @@ class ResponsesEndpoint:
         options = {"max_tokens": body.get("max_output_tokens"), "temperature": body.get("temperature"), "top_p": body.get("top_p")}
         run = start_http_run(
             gateway,
-            request,
             run_id=response_id,
             agent_id=agent_id,
             session_key=key,
@@ -159,11 +159,15 @@ class ResponsesEndpoint:
             options={name: value for name, value in options.items() if value is not None},
         )
         remember = PreviousResponse(key, auth_subject, agent_id, explicit)
-        run.when_finished().addCallback(lambda _: self._previous.put(response_id, remember))
+        run.when_finished().addCallback(self._remember, response_id, remember)
         view = ResponseView(run, body["model"])
         if body.get("stream") is True:
-            return _stream(gateway, request, run, view)
-        return run.when_finished().addCallback(lambda finished: _respond(request, view))
+            return abort_on_cancel(gateway, run, _stream(request, run, view))
+        return abort_on_cancel(gateway, run, run.when_finished()).addCallback(_respond, request, view)
+
+    def _remember(self, _: Run, response_id: str, previous: PreviousResponse) -> None:
+        """Once the run has ended, ``previous_response_id`` may continue its session."""
+        self._previous.put(response_id, previous)
 
 
 def build_prompt(body: dict[str, Any]) -> tuple[str | None, str, list[dict[str, Any]] | None]:
@@ -272,25 +276,22 @@ class ResponseView:
         return body
 
 
-def _respond(request: Any, view: ResponseView) -> bytes:
+def _respond(_: Run, request: Any, view: ResponseView) -> bytes:
     body = view.body()
     status = run_error(view.run).status if body["status"] == "failed" else 200
     return write_json(request, status, body)
 
 
-def _stream(gateway: GatewayHub, request: Any, run: Run, view: ResponseView) -> Deferred:
-    writer = SSEWriter(request, on_overflow=lambda: gateway.runs.connection_lost(run.owner or ""))
+def _stream(request: Any, run: Run, view: ResponseView) -> Deferred[None]:
+    """Response events as the model writes; the Deferred fires when the response is finished."""
+    writer = SSEWriter(request)
+    part = {"item_id": view.message_id, "output_index": 0, "content_index": 0}
 
     def send(event_type: str, **fields: Any) -> None:
         writer.data({"type": event_type, **fields}, event=event_type)
 
-    writer.start()
-    send("response.created", response=view.body())
-    send("response.in_progress", response=view.body())
-    send("response.output_item.added", output_index=0, item=view.message_item("in_progress"))
-    part = {"item_id": view.message_id, "output_index": 0, "content_index": 0}
-    send("response.content_part.added", **part, part={"type": "output_text", "text": ""})
-    run.on_text(lambda delta: send("response.output_text.delta", **part, delta=delta))
+    def send_delta(delta: str) -> None:
+        send("response.output_text.delta", **part, delta=delta)
 
     def ended(finished: Run) -> None:
         body = view.body()
@@ -299,12 +300,18 @@ def _stream(gateway: GatewayHub, request: Any, run: Run, view: ResponseView) -> 
         else:
             text = answer_text(finished)
             if not finished.text:
-                send("response.output_text.delta", **part, delta=text)
+                send_delta(text)
             send("response.output_text.done", **part, text=text)
             send("response.content_part.done", **part, part={"type": "output_text", "text": text})
             send("response.output_item.done", output_index=0, item=view.message_item(body["status"], text))
             send(f"response.{body['status']}", response=body)
         writer.done()
 
+    writer.start()
+    send("response.created", response=view.body())
+    send("response.in_progress", response=view.body())
+    send("response.output_item.added", output_index=0, item=view.message_item("in_progress"))
+    send("response.content_part.added", **part, part={"type": "output_text", "text": ""})
+    run.on_text(send_delta)
     run.when_finished().addCallback(ended)
     return writer.finished

@@ -1,11 +1,16 @@
 """Start an agent run for an HTTP request, on the same run path WebSocket ``agent`` uses.
 
 The run is owned by the request: when the client disconnects, the run is aborted and the upstream
-request closed, because nobody else is waiting for this answer.
+request closed, because nobody else is waiting for this answer. The disconnect arrives the way
+Klein delivers it: Klein cancels the Deferred a route returned when its request's connection is
+lost before the response finished, and :func:`abort_on_cancel` makes that cancellation abort the run.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from twisted.internet.defer import Deferred
 
 from ...agents.runs import STATUS_TIMEOUT, QueueFull, Run
 from ...providers.errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_TIMEOUT
@@ -14,12 +19,15 @@ from .common import HttpError
 if TYPE_CHECKING:
     from ...hub import GatewayHub
 
+_T = TypeVar("_T")
+
 EMPTY_ANSWER = "No response from OpenClaw."
+# The abort reason a run records when its HTTP client went away.
+CLIENT_DISCONNECTED = "client-disconnected"
 
 
 def start_http_run(
     gateway: GatewayHub,
-    request: Any,
     *,
     run_id: str,
     agent_id: str,
@@ -47,8 +55,26 @@ def start_http_run(
         gateway.runs.submit(run)
     except QueueFull as exc:
         raise HttpError(429, str(exc), "rate_limit_error") from None
-    request.notifyFinish().addErrback(lambda _: gateway.runs.connection_lost(owner))
     return run
+
+
+def abort_on_cancel(gateway: GatewayHub, run: Run, outcome: Deferred[_T]) -> Deferred[_T]:
+    """``outcome``'s result, in a Deferred whose cancellation stops waiting and aborts ``run``.
+
+    The route returns this Deferred (or one with callbacks added to it), so when Klein cancels
+    it for a client that went away, the run stops and with it the upstream request. ``outcome``
+    is cancelled first, so that whatever it would still deliver (the ended run, the end of a
+    stream) is dropped instead of arriving at an answer that is already settled.
+    """
+    answer: Deferred[_T] = Deferred(functools.partial(_client_gone, gateway, run, outcome))
+    outcome.chainDeferred(answer)
+    return answer
+
+
+def _client_gone(gateway: GatewayHub, run: Run, outcome: Deferred[Any], answer: Deferred[Any]) -> None:
+    """The canceller of :func:`abort_on_cancel`'s Deferred (``answer``)."""
+    outcome.cancel()
+    gateway.runs.abort(run.session_key, run.run_id, reason=CLIENT_DISCONNECTED)
 
 
 def run_error(run: Run) -> HttpError:

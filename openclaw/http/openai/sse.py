@@ -2,14 +2,19 @@
 
 Model output is pushed, not pulled, so a client that reads slower than the model writes would
 grow the transport's buffer without limit. The writer registers as a push producer: while the
-transport is paused, frames wait in a bounded queue; past the bound the stream gives up (the
-caller aborts the run) rather than holding an unbounded backlog.
+transport is paused, frames wait in a bounded queue; past the bound the stream gives up and
+drops the connection rather than holding an unbounded backlog.
+
+The route returns :attr:`SSEWriter.finished`, so Klein holds it while the body is written. It
+fires only when the writer has finished the response itself; a connection that goes away first
+reaches the writer the way it reaches any Klein route: Klein cancels that Deferred, and its
+canceller stops the writer (the route's own canceller aborts the run, see ``runs.py``).
 """
+
 from __future__ import annotations
 
 from collections import deque
 from typing import Any
-from collections.abc import Callable
 
 import orjson
 from twisted.internet.defer import Deferred
@@ -21,16 +26,17 @@ MAX_PENDING_BYTES = 4 * 1024 * 1024
 
 @implementer(IPushProducer)
 class SSEWriter:
-    def __init__(self, request: Any, on_overflow: Callable[[], None], max_pending: int = MAX_PENDING_BYTES):
+    def __init__(self, request: Any, max_pending: int = MAX_PENDING_BYTES):
         self._request = request
-        self._on_overflow = on_overflow
         self._max_pending = max_pending
         self._paused = False
         self._pending: deque[bytes] = deque()
         self._pending_bytes = 0
-        self.closed = False
-        # Fires once the response has really ended (after any queued frames went out).
-        self.finished: Deferred = Deferred()
+        self.closed = False  # no more frames: the stream ended or was stopped
+        self._stopped = False  # the response will not be finished by this writer
+        # Fires once the writer has finished the response (after any queued frames went out);
+        # never for a connection that went away, which cancels it instead.
+        self.finished: Deferred[None] = Deferred(self._cancelled)
 
     def start(self) -> None:
         """Send the headers now, so clients see the stream open before the model answers."""
@@ -40,19 +46,17 @@ class SSEWriter:
         request.setHeader(b"Cache-Control", b"no-cache")
         request.setHeader(b"Connection", b"keep-alive")
         request.registerProducer(self, True)
-        # ``finished`` fires once the request itself has ended (finished or disconnected), never
-        # from stopProducing: the transport calls that before the request learns the connection
-        # is gone, and Klein would then finish the dead request as a success (no abort, and
-        # "Producer was not unregistered").
-        request.notifyFinish().addBoth(self._request_ended)
         request.write(b"")
 
-    def _request_ended(self, _: Any) -> None:
-        self.closed = True
+    def _cancelled(self, _: Deferred[None]) -> None:
+        """The client is gone (Klein cancelled the Deferred the route returned): write no more."""
+        self._stop()
+
+    def _stop(self) -> None:
         self._pending.clear()
         self._pending_bytes = 0
-        if not self.finished.called:
-            self.finished.callback(None)
+        self.closed = True
+        self._stopped = True
 
     def data(self, payload: Any, event: str | None = None) -> None:
         frame = b"data: " + orjson.dumps(payload) + b"\n\n"
@@ -74,11 +78,11 @@ class SSEWriter:
 
     def _finish(self) -> None:
         request = self._request
-        if not (getattr(request, "_disconnected", False) or request.finished):
-            request.unregisterProducer()
-            request.finish()
-        if not self.finished.called:
-            self.finished.callback(None)
+        if self._stopped or getattr(request, "_disconnected", False) or request.finished:
+            return  # gone: ``finished`` is cancelled when the request hears of it
+        request.unregisterProducer()
+        request.finish()
+        self.finished.callback(None)
 
     def _send(self, frame: bytes) -> None:
         if self.closed or getattr(self._request, "_disconnected", False):
@@ -89,12 +93,14 @@ class SSEWriter:
         self._pending.append(frame)
         self._pending_bytes += len(frame)
         if self._pending_bytes > self._max_pending:
-            self._pending.clear()
-            self._pending_bytes = 0
-            self.closed = True
-            self._on_overflow()
-            if self._request.channel is not None and self._request.channel.transport is not None:
-                self._request.channel.transport.abortConnection()  # ``finished`` fires when it is gone
+            self._stop()
+            self._overflowed()
+
+    def _overflowed(self) -> None:
+        """Drop the connection: the request hears of it, and Klein's cancellation aborts the run."""
+        channel = self._request.channel
+        if channel is not None and channel.transport is not None:
+            channel.transport.abortConnection()
 
     # IPushProducer: the transport tells us when its buffer is full or drained.
     def pauseProducing(self) -> None:
@@ -110,7 +116,7 @@ class SSEWriter:
             self._finish()
 
     def stopProducing(self) -> None:
-        """The connection is gone (``finished`` fires when the request hears of it)."""
-        self._pending.clear()
-        self._pending_bytes = 0
-        self.closed = True
+        """The connection is gone. ``finished`` does not fire here: the transport says so before
+        the request learns of it, and Klein would then finish the dead request as a success. It is
+        cancelled once the request hears of the loss."""
+        self._stop()
