@@ -11,6 +11,7 @@ from typing import Any
 
 # (key, label) in the order the table shows them.
 ROWS = [
+    ("load_1m_at_start", "machine load (1-minute average) as the target started"),
     ("startup_s", "start-up to first connect.challenge (s)"),
     ("idle_rss_mb", "RSS idle (MB)"),
     ("idle_tree_rss_mb", "RSS idle, process tree (MB)"),

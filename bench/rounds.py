@@ -55,30 +55,40 @@ def figure(rounds: Sequence[Round], target: str, key: str) -> Spread | None:
     return Spread(values) if values else None
 
 
-def ratio(rounds: Sequence[Round], key: str, against: str) -> Spread | None:
-    """ours ÷ against, computed inside each round, over the rounds where both were measured."""
+BASELINES = ("floor", "reference")
+
+
+def candidates(names: Sequence[str]) -> list[str]:
+    """The gateways under judgement: ours, and any other checkout (``before``) the run measured."""
+    return [name for name in names if name not in BASELINES]
+
+
+def ratio(rounds: Sequence[Round], key: str, against: str, mine: str = "ours") -> Spread | None:
+    """mine ÷ against, computed inside each round, over the rounds where both were measured."""
     values = []
     for one in rounds:
-        ours = _numbers([one.get("ours", {}).get(key)])
+        ours = _numbers([one.get(mine, {}).get(key)])
         theirs = _numbers([one.get(against, {}).get(key)])
         if ours and theirs and theirs[0]:
             values.append(ours[0] / theirs[0])
     return Spread(values) if values else None
 
 
-def check_target(rounds: Sequence[Round], target: tuple[str, str | None, float, str]) -> tuple[str, str, str]:
+def check_target(
+    rounds: Sequence[Round], target: tuple[str, str | None, float, str], mine: str = "ours"
+) -> tuple[str, str, str]:
     """(what, measured, verdict): verdict is met / NO / inconclusive (mixed rounds) / - (missing)."""
     key, against, factor, direction = target
     verdicts = []
     for one in rounds:
-        ours = _numbers([one.get("ours", {}).get(key)])
+        ours = _numbers([one.get(mine, {}).get(key)])
         bound = factor if against is None else _numbers([one.get(against, {}).get(key)])
         if not ours or bound == []:
             continue
         limit = bound if against is None else bound[0] * factor
         verdicts.append(ours[0] <= limit if direction == "<=" else ours[0] >= limit)
     what = f"{key} {direction} {factor}" + ("" if against is None else f" x {against}")
-    measured = ratio(rounds, key, against) if against else figure(rounds, "ours", key)
+    measured = ratio(rounds, key, against, mine) if against else figure(rounds, mine, key)
     shown = "-" if measured is None else measured.render()
     if not verdicts:
         return what, shown, "-"
@@ -92,8 +102,9 @@ def check_target(rounds: Sequence[Round], target: tuple[str, str | None, float, 
 def render_rounds(rounds: Sequence[Round], max_spread: float = DEFAULT_MAX_SPREAD) -> str:
     """Markdown: medians (min–max) per target, then each ratio's median and spread, flagged when too wide."""
     names = list(dict.fromkeys(name for one in rounds for name in one))
-    others = [other for other in ("floor", "reference") if "ours" in names and other in names]
-    header = ["figure", *names, *[f"ours/{other}" for other in others]]
+    mine = candidates(names)
+    pairs = [(one, other) for one in mine for other in BASELINES if other in names]
+    header = ["figure", *names, *[f"{one}/{other}" for one, other in pairs]]
     lines = [
         f"{len(rounds)} round(s); cells are median (min–max); a ratio marked 'wide' spread more than "
         f"{max_spread:.0%} of its median between rounds and is not a result.",
@@ -108,15 +119,15 @@ def render_rounds(rounds: Sequence[Round], max_spread: float = DEFAULT_MAX_SPREA
         if all(cell is None for cell in cells):
             continue
         row = [label, *["-" if cell is None else cell.render() for cell in cells]]
-        for other in others:
-            spread = ratio(rounds, key, other)
+        for one, other in pairs:
+            spread = ratio(rounds, key, other, one)
             text = "-" if spread is None else spread.render()
             row.append(f"{text} wide" if spread is not None and spread.wide(max_spread) else text)
         lines.append("| " + " | ".join(row) + " |")
-    if "ours" in names:
-        lines += ["", "| target | ours (ratio or figure) | verdict |", "|---|---|---|"]
+    for one in mine:
+        lines += ["", f"| target | {one} (ratio or figure) | verdict |", "|---|---|---|"]
         lines += [f"| {what} | {shown} | {verdict} |" for what, shown, verdict in
-                  (check_target(rounds, one) for one in TARGETS)]
+                  (check_target(rounds, target, one) for target in TARGETS)]
     return "\n".join(lines)
 
 

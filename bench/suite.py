@@ -35,7 +35,9 @@ ORDER = ["startup", "idle", "handshakes", "rpc", "chat", "fanout", "memory"]
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", default="ours,reference,floor", help="which targets the suite starts itself")
+    parser.add_argument("--targets", default="ours,reference,floor",
+                        help="which targets the suite starts itself; NAME@PATH is the gateway of another checkout "
+                             "(e.g. before@../before at the commit before a change), compared like ours")
     parser.add_argument("--url", help="measure one already-running gateway instead")
     parser.add_argument("--token", default="bench-token")
     parser.add_argument("--pid", type=int, help="pid of the --url gateway, for memory figures")
@@ -101,7 +103,8 @@ def wait_until_ready(target: targets.Target, deadline_s: float = 120.0) -> Any:
 
 @defer.inlineCallbacks
 def measure(target: targets.Target, chosen: list[str], options: argparse.Namespace) -> Any:
-    results: dict[str, Any] = {}
+    # The machine's 1-minute load when this target began: a shared machine says here how shared it was.
+    results: dict[str, Any] = {"load_1m_at_start": round(os.getloadavg()[0], 2)}
     if "startup" in chosen:
         print(f"[{target.name}] startup", flush=True)
         results.update((yield scenarios.startup(target, options)))
@@ -131,7 +134,11 @@ def build_targets(options: argparse.Namespace) -> list[targets.Target]:
     measured = []
     for offset, name in enumerate(options.targets.split(",")):
         port = options.base_port + offset
-        if name == "ours":
+        if "@" in name:
+            label, root = name.split("@", 1)
+            measured.append(targets.ours(port, options.token, options.upstream_url, name=label,
+                                         root=Path(root).resolve()))
+        elif name == "ours":
             measured.append(targets.ours(port, options.token, options.upstream_url,
                                          Path(options.profile) if options.profile else None))
         elif name == "floor":
@@ -164,6 +171,7 @@ def run_rounds(measured: list[targets.Target], chosen: list[str], options: argpa
         for target in rounds.rotated(measured, index):
             print(f"round {index + 1}/{options.rounds}: {target.name}", flush=True)
             one[target.name] = yield measure(target, chosen, options)
+            print(json.dumps({"round": index + 1, "target": target.name, "figures": one[target.name]}), flush=True)
         done.append({target.name: one[target.name] for target in measured})
     return done
 

@@ -200,21 +200,30 @@ class Target:
         return round(sum(_rss_kb(pid) for pid in [self.pid, *_descendants(self.pid)]) / 1024, 1)
 
 
-def ours(port: int, token: str, upstream_url: str | None, profile: Path | None = None) -> Target:
-    """This checkout's gateway under twistd, with a fresh state directory and the bench model."""
-    target = Target("ours", f"ws://127.0.0.1:{port}", token, has_model=upstream_url is not None)
+def ours(
+    port: int, token: str, upstream_url: str | None, profile: Path | None = None, *, name: str = "ours",
+    root: Path = ROOT,
+) -> Target:
+    """A checkout's gateway under twistd (this one unless ``root`` says which), fresh state, the bench model.
+
+    Another checkout (``name@PATH`` in the suite's ``--targets``, e.g. the commit before a change)
+    runs with its own ``.venv`` when it has one, so before and after meet the same machine in
+    every round.
+    """
+    target = Target(name, f"ws://127.0.0.1:{port}", token, has_model=upstream_url is not None)
     state = target.workdir / "state"
     state.mkdir()
     config: dict[str, Any] = {"gateway": {"port": port}}
     if upstream_url:
         config.update(_model_config(upstream_url))
     (state / "openclaw.json").write_text(json.dumps(config, indent=2))
-    twistd = str(Path(sys.executable).with_name("twistd"))
+    python = root / ".venv" / "bin" / "python" if root != ROOT else Path(sys.executable)
+    twistd = str(python.with_name("twistd") if python.exists() else Path(sys.executable).with_name("twistd"))
     # As installed for real: byte code cached after the first start (an environment that forbids
     # writing it would recompile the whole package on every start and time that instead).
     target.env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     # This checkout's code and its twisted/plugins drop-in, whatever the venv has installed.
-    target.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    target.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     target.command = [
         twistd, "-n", "--pidfile=", "openclaw", "--port", str(port), "--token", token, "--state-dir", str(state),
     ]
@@ -241,7 +250,7 @@ def reference(port: int, token: str, upstream_url: str | None, shared: Path) -> 
     if not script.exists() or not (anchor / "node_modules" / "openclaw" / "openclaw.mjs").exists():
         return None
     target = Target("reference", f"ws://127.0.0.1:{port}", token, has_model=upstream_url is not None,
-                    start_deadline_s=120.0)
+                    start_deadline_s=300.0)  # a loaded 2-core machine took over 2 minutes
     home = target.workdir / "home"
     (home / ".openclaw").mkdir(parents=True)
     config: dict[str, Any] = {

@@ -60,6 +60,23 @@ class VerdictTests(SynchronousTestCase):
         self.assertEqual(rounds.check_target(done, ("x", None, 4, "<="))[2], "met")
 
 
+class BeforeAndAfterTests(SynchronousTestCase):
+    """A second checkout (``before@PATH``) in the same rounds is judged like ours, against the same baselines."""
+
+    def test_each_candidate_gets_its_own_ratios_and_verdicts(self) -> None:
+        done = [
+            {"before": {"health_10x1_rps": 600}, "ours": {"health_10x1_rps": 950}, "floor": {"health_10x1_rps": 1000}}
+            for _ in range(3)
+        ]
+        self.assertEqual(rounds.ratio(done, "health_10x1_rps", "floor", "before").median, 0.6)
+        target = ("health_10x1_rps", "floor", 0.9, ">=")
+        self.assertEqual(rounds.check_target(done, target, "before")[2], "NO")
+        self.assertEqual(rounds.check_target(done, target)[2], "met")
+        table = rounds.render_rounds(done)
+        self.assertIn("| before/floor | ours/floor |", table)
+        self.assertIn("| target | before (ratio or figure) | verdict |", table)
+
+
 class RotationTests(SynchronousTestCase):
     def test_each_round_starts_with_another_target(self) -> None:
         names = ["ours", "reference", "floor"]

@@ -7,13 +7,18 @@ shortcut; all of them hold one entry per key, so their bound is structural.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import orjson
 from hypothesis import given, settings, strategies as st
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.connection.handshake import Admission
+from openclaw.connection.handshake import Admission, ConnectionInfo
+from openclaw.protocol.errors import GatewayError
+from openclaw.security.device_identity import DeviceKeyPair
 from openclaw.methods.registry import MethodSpec
 from openclaw.protocol.schema.common import integer, obj
 from openclaw.protocol.validation import ProtocolValidators, SchemaValidator, is_plain_request
@@ -21,6 +26,7 @@ from openclaw.security.rate_limit import is_loopback
 from openclaw.state.clients import ConnectedClient
 
 from .support.gateway import make_gateway
+from .support.wsclient import TOKEN, connect_params
 
 CLI_CLIENT = {"id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli"}
 VALIDATORS = ProtocolValidators()
@@ -184,3 +190,71 @@ class BroadcastFrameTests(SynchronousTestCase):
                 event_frame(b'"presence"', orjson.dumps(payload), index * 7 + 1, b'{"presence":3,"health":1}'),
                 event_frame(b'"tick"', b'{"ts":1}', index * 7 + 2, None),
             ])
+
+
+class _PendingWrites:
+    """A database whose writes wait until the test fires them: the disk as seen from the reactor."""
+
+    def __init__(self) -> None:
+        self.writes: list[Deferred[Any]] = []
+
+    def run(self, work: Any) -> Deferred[Any]:
+        self.writes.append(Deferred())
+        return self.writes[-1]
+
+
+class DeviceTokenMemoryTests(SynchronousTestCase):
+    """Paired devices and their tokens are read from memory on every handshake (last-used written
+    behind), and a revoke is seen by the very next handshake, before its own write has finished."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.gateway = make_gateway(self, clock=self.clock)
+        self.key = DeviceKeyPair.generate()
+        first = self.successResultOf(self.admit({"token": TOKEN}))  # silently paired: a local CLI
+        self.device_token = first.device_token.token
+        self.store = self.gateway.pairing.store
+        self.disk = _PendingWrites()
+        self.patch(self.store._db, "run", self.disk.run)
+
+    def admit(self, auth: dict[str, Any]) -> Deferred[Admission]:
+        nonce = f"n{len(self.clock.getDelayedCalls())}-{self.clock.seconds()}"
+        info = ConnectionInfo(conn_id="c", nonce=nonce, remote_ip="127.0.0.1", headers={"host": "127.0.0.1:18789"})
+        params = connect_params(device=self.key, nonce=nonce, auth=auth, signed_at_ms=self.gateway.now_ms())
+        return self.gateway.handshake.admit(info, params)
+
+    def test_a_stale_last_used_time_is_written_behind(self) -> None:
+        self.clock.advance(61)  # past the once-a-minute last-used write
+        admission = self.successResultOf(self.admit({"deviceToken": self.device_token}))
+        self.assertEqual(admission.auth_method, "device-token")
+        self.assertEqual(len(self.disk.writes), 2)  # paired device's last-seen and the token's last-used
+        self.assertEqual(admission.device_token.last_used_at_ms, self.gateway.now_ms())
+
+    def test_a_confirmed_token_costs_no_write(self) -> None:
+        self.successResultOf(self.admit({"deviceToken": self.device_token}))
+        self.assertEqual(self.disk.writes, [])
+
+    def test_a_revoked_token_is_refused_at_once(self) -> None:
+        revoked = self.gateway.pairing.revoke_token(self.key.device_id, "operator")
+        self.assertNoResult(revoked)  # its delete is still on the way to the disk
+        failure = self.failureResultOf(self.admit({"deviceToken": self.device_token}), GatewayError)
+        self.assertEqual(failure.value.details["authReason"], "device_token_mismatch")
+
+    def test_a_failed_write_behind_does_not_bring_back_a_revoked_token(self) -> None:
+        self.clock.advance(61)
+        self.successResultOf(self.admit({"deviceToken": self.device_token}))
+        token_write = self.disk.writes[-1]
+        self.gateway.pairing.revoke_token(self.key.device_id, "operator")
+        token_write.errback(OSError("disk full"))
+        self.assertIsNone(self.store.token(self.key.device_id, "operator"))
+        self.failureResultOf(self.admit({"deviceToken": self.device_token}), GatewayError)
+        self.flushLoggedErrors(OSError)
+
+    def test_a_changed_scope_waits_for_its_write(self) -> None:
+        paired_scopes = list(self.store.paired(self.key.device_id).scopes)
+        self.store.token(self.key.device_id, "operator").scopes = ["operator.read"]
+        pending = self.admit({"token": TOKEN})
+        self.assertNoResult(pending)  # the token's new scopes are a real change: hello-ok waits for the disk
+        self.disk.writes[-1].callback(None)
+        self.assertEqual(self.successResultOf(pending).device_token.scopes, paired_scopes)

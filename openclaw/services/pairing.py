@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, suc
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..protocol.constants import CLOSE_INVALIDATED, CLOSE_POLICY_VIOLATION, PAIRING_PENDING_TTL_MS
 from ..protocol.errors import NOT_PAIRED, GatewayError, invalid_request
@@ -185,6 +186,9 @@ class DevicePairingService(Service):
                 lambda failure: self._log.failure("could not record last-seen time", failure)
             )
 
+    def _log_last_used_failure(self, failure: Failure) -> None:
+        self._log.failure("could not record a device token's last-used time", failure)
+
     def _pairing_required(self, request: PendingPairing, paired: PairedDevice | None) -> GatewayError:
         message = REASON_MESSAGES[request.reason]
         details: dict[str, Any] = {
@@ -344,10 +348,13 @@ class DevicePairingService(Service):
         if existing is not None:
             stale = now - (existing.last_used_at_ms or 0) >= LAST_SEEN_WRITE_INTERVAL_MS
             existing.last_used_at_ms = now
-            if existing.scopes == scopes and not stale:
-                return succeed(existing)  # nothing worth a disk write on this handshake
-            existing.scopes = scopes
-            return self.store.put_token(existing)
+            if existing.scopes != scopes:
+                existing.scopes = scopes
+                return self.store.put_token(existing)  # a real change: hello-ok waits for the disk
+            if stale:
+                # Only the last-used time moved: written behind, the handshake does not wait on the disk.
+                self.store.put_token(existing).addErrback(self._log_last_used_failure)
+            return succeed(existing)
         token = DeviceToken(device_id=device.device_id, role=role, token=new_device_token(), scopes=scopes, created_at_ms=now, last_used_at_ms=now)
         return self.store.put_token(token)
 

@@ -253,9 +253,16 @@ class DeviceStore:
     # -- writes (memory now, disk through the worker) ----------------------------------------------
 
     def _written(self, d: Deferred[T], table: dict[Any, Any], key: Any, previous: Any) -> Deferred[T]:
-        """On a failed write (a full disk), memory goes back to what the disk still holds."""
+        """On a failed write (a full disk), memory goes back to what the disk still holds.
+
+        Unless something newer replaced or removed the entry meanwhile (a revoke after a
+        written-behind last-used time): undoing then would bring back what was revoked.
+        """
+        written = table.get(key)
 
         def undo(failure: Failure) -> Failure:
+            if table.get(key) is not written:
+                return failure
             if previous is None:
                 table.pop(key, None)
             else:
