@@ -276,7 +276,7 @@ class IIdempotencyCache(Interface):
     def put(key: str, value: Any) -> None:
         """Remember a value for the TTL."""
 
-    def claim(key, fingerprint):
+    def claim(key: str, fingerprint: str) -> Deferred[dict[str, Any] | None]:
         """Take a key for this process before doing its request.
 
         Fires with None when this process may go ahead (in a single process: always; the local
@@ -285,14 +285,14 @@ class IIdempotencyCache(Interface):
         done, ``ok`` with ``result`` or ``error``, the error shape).
         """
 
-    def complete(key, fingerprint, result=None, error=None):
+    def complete(key: str, fingerprint: str, result: Any = None, error: Any = None) -> None:
         """The outcome of a request this process claimed, for replays elsewhere."""
 
-    def abandon(key):
+    def abandon(key: str) -> None:
         """A request this process claimed did not start: free the key (a retry anywhere does it
         again) and fail, retryable, whoever waits for it."""
 
-    def wait(key, record, timeout_s):
+    def wait(key: str, record: dict[str, Any], timeout_s: float) -> Deferred[dict[str, Any]]:
         """Fires with the finished record of a key another process holds (fails UNAVAILABLE,
         retryable, when that process dies or the wait times out)."""
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from twisted.internet.defer import inlineCallbacks
 
+from .support.upstream import Behaviour
 from .test_sessions_methods import SessionsTestCase, is_sessions_changed
 
 # Every method the reference's UI called right after connecting (captured with headless Chromium).
@@ -262,3 +263,115 @@ class DeleteFromUiTests(SessionsTestCase):
             "sessions.delete", {"key": created["key"], "expectedSessionUpdatedAt": entry["updatedAt"], "emitLifecycleHooks": True}
         )
         self.assertIs(deleted["deleted"], True)
+
+
+class MorePagesTests(SessionsTestCase):
+    """Skills, Settings > Appearance/General/Profile/Cloud workers, Worktrees, Meetings, Skill
+    workshop, Memory and Memory import: the calls those pages make regardless of hello-ok, with
+    the answers a reference gateway gives when it has none of these configured."""
+
+    @inlineCallbacks
+    def test_skills_page(self):
+        library = yield self.ok("skills.library.list", {"scope": "all"})
+        self.assertEqual(
+            library,
+            {"entries": [], "profileId": None, "multipleProfiles": False, "defaultTarget": "unavailable", "canManageWorkspace": False, "defaultSelectionLimit": 64},
+        )
+        for_session = yield self.ok("skills.library.list", {"sessionKey": "agent:main:main"})
+        self.assertEqual(for_session["session"], {"sessionKey": "agent:main:main", "selections": [], "attachable": []})
+        self.assertEqual((yield self.ok("skills.search", {"limit": 20})), {"results": []})
+        proposals = yield self.ok("skills.proposals.list", {"agentId": "main"})
+        self.assertEqual((proposals["schema"], proposals["proposals"], proposals["installedSkills"]), ("openclaw.skill-workshop.proposals-manifest.v1", [], []))
+        error = yield self.error("skills.library.list", {"scope": "everyone"})
+        self.assertIn("skills.library.list", error["message"])
+        yield self.error("skills.search", {"limit": 0})
+        yield self.error("skills.library.save", {"slug": "x"}, code="UNAVAILABLE")
+
+    @inlineCallbacks
+    def test_themes(self):
+        listed = yield self.ok("themes.list", {})
+        self.assertEqual(listed["current"], {"id": "claw", "mode": "system", "scope": "gateway", "overrides": {}})
+        self.assertEqual(len(listed["themes"]), 11)
+        self.assertEqual(listed["themes"][0], listed["theme"])
+        self.assertEqual({theme["source"] for theme in listed["themes"]}, {"builtin"})
+        knot = yield self.ok("themes.get", {"id": "knot"})
+        self.assertEqual((knot["theme"]["name"], knot["current"]["id"]), ("Knot", "claw"))
+        error = yield self.error("themes.get", {"id": "nope"})
+        self.assertEqual(error["message"], "Theme nope is unavailable. List themes to choose an installed theme.")
+        error = yield self.error("themes.set", {"id": "knot"}, code="UNAVAILABLE")
+        self.assertIn("not available on this gateway", error["message"])
+        yield self.error("themes.set", {"foo": 1})
+        self.assertNotIn("themes.set", self.gateway.methods.advertised())
+
+    @inlineCallbacks
+    def test_github_identity_is_absent(self):
+        status = yield self.ok("tools.github.status", {"agentId": "main", "selectedScope": "system"})
+        self.assertEqual((status["agentId"], status["selectedScope"]), ("main", "system"))
+        self.assertEqual((status["selected"]["scope"], status["selected"]["configured"]), ("system", False))
+        self.assertEqual(status["selected"]["identity"], status["effective"])
+        self.assertEqual((status["effective"]["credentialState"], status["effective"]["account"], status["effective"]["evidence"]), ("unavailable", None, "none"))
+        error = yield self.error("tools.github.status", {"agentId": "main"})
+        self.assertIn("selectedScope", error["message"])
+        yield self.error("tools.github.configure", {"scope": "system"}, code="UNAVAILABLE")
+
+    @inlineCallbacks
+    def test_other_empty_pages(self):
+        self.assertEqual((yield self.ok("worktrees.list", {})), {"worktrees": []})
+        self.assertEqual((yield self.ok("transcripts.list", {"limit": 50})), {"sessions": [], "nextCursor": None})
+        self.assertEqual((yield self.ok("taskSuggestions.list", {})), {"suggestions": []})
+        self.assertEqual((yield self.ok("environments.list", {"projection": "profiles"})), {"environments": []})
+        self.assertEqual(len((yield self.ok("environments.list", {}))["environments"]), 1)
+        error = yield self.error("doctor.memory.status", {"agentId": "main"}, code="UNAVAILABLE")
+        self.assertEqual(error["message"], "agent memory is not available on this gateway (doctor.memory.status)")
+        yield self.error("migrations.memory.plan", {"agentId": "main", "overwrite": False}, code="UNAVAILABLE")
+
+    @inlineCallbacks
+    def test_usage_page_params(self):
+        params = {
+            "startDate": "2026-11-06", "endDate": "2026-12-05", "agentScope": "all", "mode": "specific", "timeZone": "UTC",
+            "utcOffset": "UTC+0", "groupBy": "family", "limit": 1000, "includeContextWeight": False,
+        }
+        report = yield self.ok("sessions.usage", params)
+        self.assertEqual(report["sessions"], [])
+        yield self.ok("sessions.usage", {"range": "7d"})
+        error = yield self.error("sessions.usage", {"agentScope": "some"})
+        self.assertIn("agentScope", error["message"])
+
+
+class RunStatusTests(SessionsTestCase):
+    """The session status the UI shows (Sessions page, chat header): "Done" after a turn, as the
+    reference keeps ``status``/``startedAt``/``endedAt``/``runtimeMs``/``lastRunId`` on the row."""
+
+    @inlineCallbacks
+    def row(self):
+        listed = yield self.ok("sessions.list", {})
+        (row,) = [row for row in listed["sessions"] if row["key"] == "agent:main:main"]
+        return row
+
+    @inlineCallbacks
+    def test_done_after_a_turn(self):
+        final = yield self.chat("main", "hi")
+        row = yield self.row()
+        self.assertEqual(row["status"], "done")
+        self.assertEqual(row["lastRunId"], final["runId"])
+        self.assertLessEqual(row["startedAt"], row["endedAt"])
+        self.assertEqual(row["runtimeMs"], row["endedAt"] - row["startedAt"])
+        described = yield self.ok("sessions.describe", {"key": "agent:main:main"})
+        self.assertEqual(described["session"]["status"], "done")
+
+    @inlineCallbacks
+    def test_failed_after_an_upstream_error(self):
+        self.upstream.behaviour = Behaviour(mode="error", status=500)
+        response = yield self.client.request("chat.send", {"sessionKey": "main", "message": "hi", "idempotencyKey": "k-fail"})
+        self.assertTrue(response["ok"], response)
+        yield self.client.next_matching(lambda frame: frame.get("event") == "chat" and frame["payload"].get("state") == "error")
+        row = yield self.row()
+        self.assertEqual(row["status"], "failed")
+        self.assertIn("endedAt", row)
+
+    @inlineCallbacks
+    def test_a_stale_running_status_is_not_claimed(self):
+        self.store_patch("agent:main:main", {"status": "running", "startedAt": 1, "lastRunId": "gone"})
+        row = yield self.row()
+        self.assertNotIn("status", row)
+        self.assertEqual(row["lastRunId"], "gone")

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from openclaw.methods import absent
+from openclaw.methods import absent, absent_workspace
 from openclaw.methods.registry import MethodSpec
 from openclaw.security.device_identity import DeviceKeyPair
 from openclaw.services.maintenance import PeriodicBroadcast
@@ -490,9 +490,11 @@ class HelloSnapshotTests(TestCase):
                 "usage.status",
                 "sessions.usage",
                 "diagnostics.lanes",
+                "themes.list",
+                "themes.get",
             }
             # truthfully empty reads of families this gateway lacks (their writes are not advertised)
-            | {spec.name for spec in absent.methods() if spec.advertised},
+            | {spec.name for family in (absent, absent_workspace) for spec in family.methods() if spec.advertised},
         )
         self.assertNotIn("test.hidden", methods)
         self.assertNotIn("cron.add", methods)

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.methods import absent
+from openclaw.methods import absent, absent_workspace, themes
 from openclaw.connection.handshake import Admission
 from openclaw.gateway import CORE_EVENTS
 from openclaw.protocol import schema as protocol_schema
@@ -144,7 +144,9 @@ class ExportTests(SynchronousTestCase):
 # take filters the reference clients add over releases.
 # Writes of families this gateway lacks take any object: whatever is sent, the answer is
 # "not available here" (methods/absent.py).
-NOT_AVAILABLE = frozenset(spec.name for spec in absent.methods() if not spec.advertised)
+NOT_AVAILABLE = frozenset(
+    spec.name for family in (absent, absent_workspace, themes) for spec in family.methods() if not spec.advertised
+)
 OPEN_PARAMS = frozenset(("models.list", "set-heartbeats", "wake", "usage.cost", "commands.list")) | NOT_AVAILABLE
 
 

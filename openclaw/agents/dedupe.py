@@ -44,7 +44,7 @@ class IdempotencyCache(Generic[V]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    def claim(self, key: str, fingerprint: str) -> Deferred:
+    def claim(self, key: str, fingerprint: str) -> "Deferred[Any]":
         """One process: ``get`` already answered every replay, so the key is always ours."""
         return succeed(None)
 
@@ -54,7 +54,7 @@ class IdempotencyCache(Generic[V]):
     def abandon(self, key: str) -> None:
         """One process: nothing was stored for a request that did not start."""
 
-    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> Deferred:
+    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> "Deferred[Any]":
         """Never needed in one process (``claim`` never names another owner)."""
         return succeed(record)
 
@@ -73,7 +73,8 @@ class IdempotencyCache(Generic[V]):
 
 def fingerprint(parts: Any) -> str:
     """A short digest of a request's input (messages may be long; the record stays small)."""
-    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    digest: str = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return digest[:32]
 
 
 def outcome_of(record: dict[str, Any]) -> Any:

@@ -49,6 +49,13 @@ STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_ABORTED = "aborted"
 STATUS_TIMEOUT = "timeout"
+# A session's last-run status, in the reference's words (its UI: Running, Done, Failed, Killed,
+# Timed out).
+SESSION_RUNNING = "running"
+SESSION_DONE = "done"
+SESSION_FAILED = "failed"
+SESSION_KILLED = "killed"
+SESSION_TIMEOUT = "timeout"
 TERMINAL = (STATUS_OK, STATUS_ERROR, STATUS_ABORTED, STATUS_TIMEOUT)
 
 
@@ -428,7 +435,17 @@ class RunManager:
             run.session_key,
             run.session_id,
             [self.transcript_line(user_message, run.run_id)],
-            {"updatedAt": self.now_ms(), "lastInteractionAt": self.now_ms(), "abortedLastRun": None},
+            {
+                "updatedAt": self.now_ms(),
+                "lastInteractionAt": self.now_ms(),
+                "abortedLastRun": None,
+                # The run state the UI's session status shows ("Running", then "Done", ...).
+                "status": SESSION_RUNNING,
+                "startedAt": run.started_at,
+                "endedAt": None,
+                "runtimeMs": None,
+                "lastRunId": run.run_id,
+            },
         )
         self._sessions_changed(run.session_key, reason="agent.run.started", runId=run.run_id)
         self._event(run, "lifecycle", {"phase": "start", "startedAt": run.started_at}, sessionId=run.session_id)
@@ -550,7 +567,7 @@ class RunManager:
                 "stopReason": run.stop_reason,
             }
         )
-        changes: dict[str, Any] = {"modelProvider": target.provider.id, "model": target.model.id, "abortedLastRun": False}
+        changes: dict[str, Any] = {"modelProvider": target.provider.id, "model": target.model.id, "abortedLastRun": False, **self._ended(run, SESSION_DONE)}
         if usage:
             changes.update(
                 {"inputTokens": usage.get("input", 0), "outputTokens": usage.get("output", 0), "totalTokens": usage.get("totalTokens", 0)}
@@ -560,11 +577,12 @@ class RunManager:
         return self._record(run, message, changes)
 
     def _record_partial(self, run: Run) -> Deferred[dict[str, Any] | None]:
+        ended = self._ended(run, SESSION_TIMEOUT if run.abort_reason == "timeout" else SESSION_KILLED)
         if not run.text:
-            return self._record_flag(run, {"abortedLastRun": True})
+            return self._record_flag(run, {"abortedLastRun": True, **ended})
         message = self._assistant_message(run.text)
         message["stopReason"] = "aborted"
-        return self._record(run, message, {"abortedLastRun": True})
+        return self._record(run, message, {"abortedLastRun": True, **ended})
 
     def _record_flag(self, run: Run, changes: dict[str, Any]) -> Deferred[dict[str, Any] | None]:
         if run.session_id is None:
@@ -579,7 +597,13 @@ class RunManager:
     def _record_error(self, run: Run) -> Deferred[dict[str, Any] | None]:
         message = self._assistant_message(run.text)
         message.update({"stopReason": "error", "errorMessage": run.error})
-        return self._record(run, message, {})
+        return self._record(run, message, self._ended(run, SESSION_TIMEOUT if run.error_kind == KIND_TIMEOUT else SESSION_FAILED))
+
+    def _ended(self, run: Run, status: str) -> dict[str, Any]:
+        """The session's last-run fields once ``run`` is over, as the reference keeps them."""
+        ended = self.now_ms()
+        runtime = ended - run.started_at if run.started_at is not None else None
+        return {"status": status, "endedAt": ended, "runtimeMs": runtime}
 
     def _conclude_aborted(self, run: Run) -> None:
         reason = run.abort_reason or "aborted"

@@ -263,6 +263,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
         if errors is not None:
             self._fail_handshake(request_id, invalid_request(f"invalid connect params: {errors}"))
             return
+        assert isinstance(params, dict)  # the connect params schema is an object
         self._phase = PHASE_CONNECTING
         d = self._gateway.handshake.admit(self._info, params)
         d.addCallbacks(self._admitted, self._rejected, callbackArgs=(request_id,), errbackArgs=(request_id,))

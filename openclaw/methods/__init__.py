@@ -17,14 +17,14 @@ def default_methods(file_executor: Any) -> MethodRegistry:
     The families are imported here, not at package import, so ``import openclaw.methods.chat``
     alone does not pull in every other family.
     """
-    from . import absent, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory
-    from . import logs, node_side, nodes, operator_pages, session_views, sessions, system
+    from . import absent, absent_workspace, agent, approvals, chat, chat_views, config, devices, diagnostics, heartbeat, inventory
+    from . import logs, node_side, nodes, operator_pages, session_views, sessions, system, themes
     from .registry import MethodRegistry
 
     registry = MethodRegistry()
     for family in (
         system, devices, sessions, chat, chat_views, session_views, operator_pages, agent, config, heartbeat,
-        nodes, node_side, diagnostics, inventory, approvals, absent,
+        nodes, node_side, diagnostics, inventory, approvals, absent, absent_workspace, themes,
     ):
         registry.add_all(family.methods())
     registry.add_all(logs.methods(file_executor))

@@ -49,7 +49,9 @@ def replay_or_conflict(cache: IdempotencyCache[Any], key: str, fingerprint: tupl
     return previous.run
 
 
-def claim_or_conflict(cache: IdempotencyCache, key: str, fingerprint: tuple[Any, ...]) -> Deferred:
+def claim_or_conflict(
+    cache: IdempotencyCache[Any], key: str, fingerprint: tuple[Any, ...]
+) -> Deferred[dict[str, Any] | None]:
     """Take the key cluster-wide; fires with None (go ahead) or the record of whoever took it
     first with the same input (different input is refused, as on one gateway)."""
 

@@ -20,6 +20,9 @@ from .registry import MethodSpec, RequestContext
 
 USAGE_DEFAULT_DAYS = 30
 USAGE_MAX_DAYS = 366
+USAGE_MAX_ROWS = 10_000
+# The reference's preset windows; "all" is the widest window one report covers here.
+USAGE_RANGE_DAYS = {"7d": 7, "30d": 30, "90d": 90, "1y": 365, "all": USAGE_MAX_DAYS}
 
 
 def _meminfo() -> dict[str, int]:
@@ -92,7 +95,13 @@ def system_info(ctx: RequestContext) -> Any:
 
 
 def environments_list(ctx: RequestContext) -> dict[str, Any]:
-    """One environment: this gateway's host, which runs agent turns and keeps sessions."""
+    """One environment: this gateway's host, which runs agent turns and keeps sessions.
+
+    The ``profiles`` projection lists cloud-worker profiles (the Cloud workers settings page):
+    there are none here.
+    """
+    if (ctx.params or {}).get("projection") == "profiles":
+        return {"environments": []}
     return {
         "environments": [
             {
@@ -126,14 +135,16 @@ def sessions_usage(ctx: RequestContext) -> Any:
     gateway = ctx.gateway
     today = datetime.fromtimestamp(gateway.now_ms() / 1000, timezone.utc).date()
     end = _date(params["endDate"], "endDate") if params.get("endDate") else today
-    start = _date(params["startDate"], "startDate") if params.get("startDate") else end - timedelta(days=USAGE_DEFAULT_DAYS - 1)
+    days = USAGE_RANGE_DAYS.get(params.get("range") or "", USAGE_DEFAULT_DAYS)
+    start = _date(params["startDate"], "startDate") if params.get("startDate") else end - timedelta(days=days - 1)
     if start > end:
         raise invalid_request("invalid sessions.usage params: startDate is after endDate")
     if (end - start).days >= USAGE_MAX_DAYS:
         raise invalid_request(f"invalid sessions.usage params: at most {USAGE_MAX_DAYS} days at once")
-    agent_id = params.get("agentId") if params.get("mode") != "all" else None
+    agent_id = None if params.get("agentScope") == "all" else params.get("agentId")
     prices = configured_prices(gateway.current_config())
-    return gateway.sessions.usage_report(gateway.now_ms(), start, end, prices, agent_id, params.get("limit") or 1000)
+    limit = min(params.get("limit") or 1000, USAGE_MAX_ROWS)
+    return gateway.sessions.usage_report(gateway.now_ms(), start, end, prices, agent_id, limit)
 
 
 def diagnostics_lanes(ctx: RequestContext) -> dict[str, Any]:

@@ -76,6 +76,11 @@ def session_row(ctx: RequestContext, key: str, entry: Mapping[str, Any]) -> dict
     row.setdefault("modelProvider", defaults.get("modelProvider"))
     row.setdefault("model", defaults.get("model"))
     row["hasActiveRun"] = gateway.runs.has_activity(key)
+    if row.get("status") == "running" and not row["hasActiveRun"]:
+        # A run recorded as running that no longer exists (the gateway stopped during it): its
+        # outcome is unknown, so no status is claimed.
+        for field in ("status", "endedAt", "runtimeMs"):
+            row.pop(field, None)
     return {field: value for field, value in row.items() if value is not None}
 
 

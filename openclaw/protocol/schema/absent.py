@@ -7,6 +7,7 @@ object: whatever they are sent, the answer is that the feature is not available 
 from .common import BOOLEAN, EMPTY_PARAMS, NON_EMPTY, Schema, array, enum, integer, obj, string
 
 SESSION_REF = obj({"sessionKey": NON_EMPTY, "agentId": NON_EMPTY}, ("sessionKey",))
+GITHUB_SCOPE = enum("system", "agent")
 TASK_STATUS = enum("queued", "running", "completed", "failed", "timed_out", "cancelled", "lost")
 ANY_OBJECT: Schema = {"type": "object"}
 
@@ -98,4 +99,48 @@ ABSENT_METHOD_PARAMS: dict[str, Schema] = {
     "sessions.companion.state": SESSION_REF,
     "sessions.companion.ask": ANY_OBJECT,
     "sessions.companion.reset": ANY_OBJECT,
+    # skills library and registry, GitHub identity, worktrees, transcripts, task suggestions, memory
+    "skills.library.list": obj({"sessionKey": string(1, 512), "scope": enum("mine", "team", "all")}),
+    "skills.search": obj({"query": NON_EMPTY, "limit": integer(1, 100)}),
+    "skills.proposals.list": obj({"agentId": NON_EMPTY}),
+    "skills.library.save": ANY_OBJECT,
+    "skills.library.mutate": ANY_OBJECT,
+    "skills.library.activate": ANY_OBJECT,
+    "skills.library.import": ANY_OBJECT,
+    "skills.install": ANY_OBJECT,
+    "tools.github.status": obj({"agentId": NON_EMPTY, "selectedScope": GITHUB_SCOPE}, ("agentId", "selectedScope")),
+    "tools.github.configure": ANY_OBJECT,
+    "tools.github.authorize.start": ANY_OBJECT,
+    "tools.github.authorize.poll": ANY_OBJECT,
+    "tools.github.authorize.cancel": ANY_OBJECT,
+    "worktrees.list": EMPTY_PARAMS,
+    "worktrees.create": ANY_OBJECT,
+    "transcripts.list": obj(
+        {
+            "limit": integer(1, 100),
+            "cursor": NON_EMPTY,
+            "providerId": NON_EMPTY,
+            "accountId": string(1, 256),
+            "agentId": string(1, 256),
+            "startedAfter": string(None, 64),
+            "startedBefore": string(None, 64),
+        }
+    ),
+    "taskSuggestions.list": obj({"sessionKey": string(1, 512), "agentId": string(1, 128)}),
+    "taskSuggestions.create": ANY_OBJECT,
+    "taskSuggestions.accept": ANY_OBJECT,
+    "taskSuggestions.dismiss": ANY_OBJECT,
+    "doctor.memory.status": obj({"agentId": NON_EMPTY}),
+    "migrations.memory.plan": obj({"agentId": NON_EMPTY, "overwrite": BOOLEAN}, ("agentId",)),
+    # themes (methods/themes.py)
+    "themes.list": EMPTY_PARAMS,
+    "themes.get": obj({"id": string(1, 256)}),
+    "themes.set": obj(
+        {
+            "id": {"anyOf": [string(1, 256), {"type": "null"}]},
+            "mode": {"anyOf": [enum("system", "light", "dark"), {"type": "null"}]},
+            "appearance": obj({name: {"type": ["string", "null"]} for name in ("accent", "fontUi", "fontChat")}),
+        }
+    ),
+    "themes.import": ANY_OBJECT,
 }
