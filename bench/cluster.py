@@ -127,7 +127,10 @@ def fanout_ms(port: int, listeners_count: int, rounds: int) -> Any:
         arrivals: list[float] = []
         everyone: defer.Deferred = defer.Deferred()
 
-        def arrived(frame: dict[str, Any], at: float, connection: Any) -> None:
+        def arrived(
+            frame: dict[str, Any], at: float, connection: Any,
+            key: str = key, arrivals: list[float] = arrivals, everyone: defer.Deferred = everyone,
+        ) -> None:
             if frame.get("event") == "sessions.changed" and frame["payload"].get("sessionKey") == key and not connection.counted:
                 connection.counted = True
                 arrivals.append(at)
@@ -182,7 +185,7 @@ def approve_all(operator: Any) -> Any:
 @defer.inlineCallbacks
 def invoke_rtts(operator: Any, node_id: str, count: int) -> Any:
     times = []
-    for n in range(count):
+    for _ in range(count):
         started = time.perf_counter()
         answer = yield operator.request("node.invoke", {"nodeId": node_id, "command": "system.notify", "idempotencyKey": secrets.token_hex(8)})
         if not answer.get("ok"):
@@ -203,7 +206,7 @@ def event_latencies(writer: Any, same: Any, other: Any, count: int) -> Any:
         arrivals: dict[str, float] = {}
         both: defer.Deferred = defer.Deferred()
 
-        def watcher(name: str) -> Any:
+        def watcher(name: str, label: str, arrivals: dict[str, float], both: defer.Deferred) -> Any:
             def on_event(frame: dict[str, Any], at: float) -> None:
                 if frame.get("event") == "sessions.changed" and frame["payload"].get("sessionKey") == f"agent:main:{label}":
                     arrivals.setdefault(name, at)
@@ -212,7 +215,7 @@ def event_latencies(writer: Any, same: Any, other: Any, count: int) -> Any:
 
             return on_event
 
-        same.on_event, other.on_event = watcher("same"), watcher("other")
+        same.on_event, other.on_event = watcher("same", label, arrivals, both), watcher("other", label, arrivals, both)
         sent = time.perf_counter()
         writer.request("sessions.patch", {"key": f"agent:main:{label}", "label": label})
         yield both.addTimeout(10, reactor)

@@ -27,7 +27,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
@@ -266,10 +267,10 @@ def measure(factory: Any, options: argparse.Namespace, device: DeviceKeyPair | N
         results["handshake_token_us"] = best(options.repeats, lambda: handshakes(factory, options.count // 4, Credentials(TOKEN, READ)))
     for method in ("health", "status"):
         if method in chosen:
-            results[f"{method}_us"] = best(options.repeats, lambda: rpc(factory, options.count, method))
+            results[f"{method}_us"] = best(options.repeats, lambda method=method: rpc(factory, options.count, method))
     if "fanout" in chosen:
         for listeners in options.listeners:
-            results[f"fanout_{listeners}_us"] = best(options.repeats, lambda: fanout(factory, listeners, options.fanout_rounds))
+            results[f"fanout_{listeners}_us"] = best(options.repeats, lambda listeners=listeners: fanout(factory, listeners, options.fanout_rounds))
     return results
 
 

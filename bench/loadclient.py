@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import orjson
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS

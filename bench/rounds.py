@@ -11,7 +11,8 @@ result.
 from __future__ import annotations
 
 import statistics
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from report import ROWS, TARGETS, cell
 

@@ -244,11 +244,11 @@ def fanout(target, options) -> Any:
         listeners += yield connect_many(target.url, Credentials(target.token, READ), count - len(listeners))
         yield sleep(0.5)  # let the presence churn of the new connections settle
         lasts, medians, missing = [], [], 0
-        for round_number in range(options.fanout_rounds):
+        for _ in range(options.fanout_rounds):
             arrivals: list[float] = []
             everyone = defer.Deferred()
 
-            def arrived(frame: dict[str, Any], at: float, connection) -> None:
+            def arrived(frame: dict[str, Any], at: float, connection, arrivals=arrivals, everyone=everyone, listeners=listeners) -> None:
                 if frame.get("event") == "presence" and not connection.counted:
                     connection.counted = True
                     arrivals.append(at)
@@ -260,7 +260,7 @@ def fanout(target, options) -> Any:
                 connection.on_event = lambda frame, at, c=connection: arrived(frame, at, c)
             sent = time.perf_counter()
             sender.request("system-event", {"text": "bench fan-out", "instanceId": "bench-fan-out"})
-            timeout = reactor.callLater(10, lambda: everyone.called or everyone.callback(None))
+            timeout = reactor.callLater(10, lambda everyone=everyone: everyone.called or everyone.callback(None))
             yield everyone
             if timeout.active():
                 timeout.cancel()
@@ -302,12 +302,12 @@ def chat(target, options) -> Any:
         return {"skipped": "target has no model provider pointing at the bench upstream"}
     connection = yield connect(target.url, Credentials(target.token, ADMIN))
     directs, totals, firsts = [], [], []
-    for round_number in range(options.chat_rounds):
+    for _ in range(options.chat_rounds):
         directs.append((yield _direct_stream(options.upstream_url)))
         done = defer.Deferred()
         first: list[float] = []
 
-        def on_event(frame: dict[str, Any], at: float) -> None:
+        def on_event(frame: dict[str, Any], at: float, first: list[float] = first, done: defer.Deferred = done) -> None:
             payload = frame.get("payload") or {}
             if frame.get("event") == "agent" and payload.get("stream") == "assistant" and not first:
                 first.append(at)
@@ -324,7 +324,7 @@ def chat(target, options) -> Any:
         if not answer.get("ok"):
             connection.close()
             return {"skipped": f"chat.send failed: {answer.get('error')}"}
-        timeout = reactor.callLater(60, lambda: done.called or done.callback("timeout"))
+        timeout = reactor.callLater(60, lambda done=done: done.called or done.callback("timeout"))
         state = yield done
         if timeout.active():
             timeout.cancel()

@@ -61,7 +61,7 @@ def dashboard_line(settings: Any) -> str:
     return dashboard_url(settings)
 
 
-def model_ready(gateway: "GatewayHub") -> bool:
+def model_ready(gateway: GatewayHub) -> bool:
     """Whether the default agent has at least one model a run can be sent to."""
     catalog = gateway.catalog
     return any(catalog.resolve(ref) is not None for ref in catalog.candidates(None))
@@ -71,7 +71,7 @@ def http_api_enabled(config: Any) -> bool:
     return any(lookup(config, f"gateway.http.endpoints.{name}.enabled") is True for name in ("chatCompletions", "responses"))
 
 
-def banner_lines(gateway: "GatewayHub") -> tuple[list[str], list[str]]:
+def banner_lines(gateway: GatewayHub) -> tuple[list[str], list[str]]:
     """``(lines, warnings)`` of the banner for this gateway's current settings."""
     settings = gateway.settings
     ws_url, http_url = base_urls(settings)
@@ -101,8 +101,8 @@ def banner_lines(gateway: "GatewayHub") -> tuple[list[str], list[str]]:
     return lines, warnings
 
 
-def log_banner(gateway: "GatewayHub") -> None:
+def log_banner(gateway: GatewayHub) -> None:
     lines, warnings = banner_lines(gateway)
     _log.info("{banner}", banner="\n".join(lines))
     for warning in warnings:
-        _log.warn("warning: {warning}", warning=warning)
+        _log.warn("warning: {text}", text=warning)

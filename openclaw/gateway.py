@@ -7,7 +7,8 @@ with ``task.Clock`` and in-memory transports.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import attrs
 import orjson
@@ -19,7 +20,6 @@ from .agents.catalog import Catalog
 from .agents.dedupe import IdempotencyCache
 from .agents.runs import RunManager
 from .config import reload_plan as plan_actions
-from .config.loader import lookup
 from .connection.handshake import Admission, Handshake
 from .connection.limits import PreauthLimiter, RefusalLogBudget
 from .approvals.policy_file import ExecApprovalsFile
@@ -34,6 +34,7 @@ from .security.rate_limit import is_loopback
 from .security.scopes import ADMIN
 from .services.event_loop import EventLoopMonitor
 from .services.pairing import DevicePairingService
+from .services.reconfigure import ReconfigureStep, run_steps
 from .sessions.keys import agent_id_of, canonical_session_key, main_session_key
 from .settings import GatewaySettings
 from .state.clients import ClientRegistry, ConnectedClient
@@ -156,19 +157,34 @@ class Gateway:
         self.heartbeat = self.make_heartbeat(self) if self.make_heartbeat is not None else None
 
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None:
-        """Take a hot-reloaded config into use (the planner chose the ``actions``)."""
+        """Take a hot-reloaded config into use: each part the planner's ``actions`` name
+        reconfigures itself, in the declared order (:meth:`reconfigure_steps`)."""
         self.settings = settings
         self.stability.record("config.reloaded", action=",".join(actions) or "none")
-        if plan_actions.RELOAD_CATALOG in actions:
-            # Built before anything changes: a config that cannot load leaves the old catalog.
-            self.catalog = Catalog.from_config(settings.config, settings.provider_env)
-        if plan_actions.RELOAD_RATE_LIMIT in actions:
-            configure_rate_limiter(self.rate_limiter, settings)
-        if plan_actions.RESTART_HEARTBEAT in actions and self.heartbeat is not None:
-            self.heartbeat.reschedule()
-        if plan_actions.RELOAD_LOGGING in actions and self.log_file is not None:
-            self.log_file.set_level(lookup(settings.config, "logging.level", "info"))
+        run_steps(self.reconfigure_steps(), settings, actions)
         self.health.refresh()
+
+    def reconfigure_steps(self) -> tuple[ReconfigureStep, ...]:
+        """The parts' hot-reload steps, in ``reload_plan.ACTION_ORDER``.
+
+        The catalog comes first: it is built before anything else changes, so a config that
+        cannot load leaves the old catalog (and the other parts) as they were.
+        """
+        steps = [
+            ReconfigureStep(plan_actions.RELOAD_CATALOG, "catalog", self._reload_catalog),
+            ReconfigureStep(plan_actions.RELOAD_RATE_LIMIT, "rate-limiter", self._reconfigure_rate_limiter),
+        ]
+        if self.heartbeat is not None:
+            steps.append(ReconfigureStep(plan_actions.RESTART_HEARTBEAT, "heartbeat", self.heartbeat.reconfigure))
+        if self.log_file is not None:
+            steps.append(ReconfigureStep(plan_actions.RELOAD_LOGGING, "log-file", self.log_file.reconfigure))
+        return tuple(steps)
+
+    def _reload_catalog(self, settings: GatewaySettings) -> None:
+        self.catalog = Catalog.from_config(settings.config, settings.provider_env)
+
+    def _reconfigure_rate_limiter(self, settings: GatewaySettings) -> None:
+        configure_rate_limiter(self.rate_limiter, settings)
 
     def current_config(self) -> Mapping[str, Any]:
         """The config as it is now; HTTP enable flags are read from here on every request."""

@@ -8,29 +8,80 @@ here, in a module that imports nothing that imports it back; only the compositio
 the import graph acyclic, type-only imports included.
 
 Parts whose classes themselves work through the hub (the handshake, the method registry, the
-metrics) are ``Any`` here for that reason.
+metrics, the heartbeat) would import this module back: for them this module declares the little
+of each that is used through the hub (:class:`Admitter`, :class:`MethodTable`,
+:class:`MetricsSink`, :class:`Heartbeat`). The parts that differ between a single process and a
+cluster are typed by their seams (:mod:`openclaw.seams`). Those members are read-only properties
+here, so the hub may hold a more specific class than the one declared.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IReactorTime
 
     from .agents.catalog import Catalog
     from .agents.dedupe import IdempotencyCache
+    from .agents.runs import RunManager
     from .approvals.policy_file import ExecApprovalsFile
     from .approvals.service import ExecApprovals
     from .connection.limits import PreauthLimiter, RefusalLogBudget
     from .protocol.validation import ProtocolValidators
+    from .seams import IAuthRateLimiter, INodeRegistry, IPresence, ISessionStore
     from .services.event_loop import EventLoopMonitor
+    from .services.log_file import GatewayLogFile
     from .services.node_pairing import NodePairingService
     from .services.pairing import DevicePairingService
+    from .services.reload import ConfigReloader
     from .settings import GatewaySettings
     from .state.clients import ClientRegistry, ConnectedClient
     from .state.diagnostics import StabilityRecord
     from .state.health import HealthMonitor
     from .state.process import ProcessMemory
+    from .stores.sqlite import Executor
+
+
+class Admitter(Protocol):
+    """The handshake (``connection.handshake.Handshake``): admits a ``connect`` request."""
+
+    # params: the connect request's, already checked against its schema by the caller.
+    def admit(self, info: Any, params: Any) -> Deferred[Any]: ...
+
+
+class MethodTable(Protocol):
+    """The method registry (``methods.registry.MethodRegistry``) as the hub's users call it."""
+
+    def get(self, name: str) -> object | None: ...
+
+    def run(self, context: Any) -> Any: ...
+
+
+class MetricsSink(Protocol):
+    """The Prometheus metrics (``state.metrics.GatewayMetrics``)."""
+
+    def request_done(self, method: str, outcome: str, seconds: float) -> None: ...
+
+    def events_delivered(self, event: str, sent: int, dropped: int) -> None: ...
+
+    def auth_failed(self, kind: str) -> None: ...
+
+    def render(self) -> bytes: ...
+
+
+class Heartbeat(Protocol):
+    """The heartbeat service (``services.heartbeat.HeartbeatService``), as its methods use it."""
+
+    enabled: bool
+
+    @property
+    def last(self) -> dict[str, Any] | None: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def run_once(self) -> Deferred[dict[str, Any]]: ...
 
 
 class GatewayHub(Protocol):
@@ -47,33 +98,56 @@ class GatewayHub(Protocol):
     clients: ClientRegistry
     preauth: PreauthLimiter
     refusal_log: RefusalLogBudget
-    rate_limiter: Any  # security.rate_limit.AuthRateLimiter or a cluster-wide one (seams)
     process_memory: ProcessMemory
     stability: StabilityRecord
-    presence: Any  # seams.IPresence
     catalog: Catalog
     health: HealthMonitor
     event_loop: EventLoopMonitor
     pairing: DevicePairingService
-    sessions: Any  # seams.ISessionStore
     sessions_loaded: bool
     dedupe: IdempotencyCache[Any]  # shared by methods: each key prefix has its own value shape
-    runs: Any  # agents.runs.RunManager
-    heartbeat: Any  # services.heartbeat.HeartbeatService, or None
-    log_file: Any  # services.log_file.GatewayLogFile, or None
+    runs: RunManager
     log_file_path: str
-    config_control: Any  # services.reload.ConfigReloader, or None
     node_pairing: NodePairingService
-    nodes: Any  # seams.INodeRegistry
     exec_approvals: ExecApprovals
     exec_approvals_file: ExecApprovalsFile
-    handshake: Any  # connection.handshake.Handshake
-    methods: Any  # methods.registry.MethodRegistry
     events: list[str]
-    metrics: Any  # state.metrics.GatewayMetrics
-    file_executor: Any
 
     def node_id_for(self, client: ConnectedClient, /) -> str: ...
+
+    # Read-only: the hub may hold a more specific class (or, for the seams, either kind).
+    @property
+    def rate_limiter(self) -> IAuthRateLimiter: ...
+
+    @property
+    def presence(self) -> IPresence: ...
+
+    @property
+    def sessions(self) -> ISessionStore: ...
+
+    @property
+    def nodes(self) -> INodeRegistry: ...
+
+    @property
+    def heartbeat(self) -> Heartbeat | None: ...
+
+    @property
+    def log_file(self) -> GatewayLogFile | None: ...
+
+    @property
+    def config_control(self) -> ConfigReloader | None: ...
+
+    @property
+    def handshake(self) -> Admitter: ...
+
+    @property
+    def methods(self) -> MethodTable: ...
+
+    @property
+    def metrics(self) -> MetricsSink: ...
+
+    @property
+    def file_executor(self) -> Executor: ...
 
     def apply_settings(self, settings: GatewaySettings, actions: tuple[str, ...]) -> None: ...
 

@@ -10,7 +10,8 @@ in one module the two would import each other.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import attrs
 

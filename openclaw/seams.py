@@ -10,7 +10,8 @@ each seam it gets.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
@@ -177,6 +178,16 @@ class ISessionStore(Interface):
     ) -> Deferred[Any]:
         """Keys matching criteria (``sessions.resolve``)."""
 
+    def usage_cost(
+        now_ms: int, days: int, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None = None
+    ) -> Deferred[dict[str, Any]]:
+        """The ``usage.cost`` payload, from the usage ledger."""
+
+    def usage_report(
+        now_ms: int, start: Any, end: Any, prices: Mapping[tuple[str, str], Mapping[str, Any]], agent_id: str | None, limit: int
+    ) -> Deferred[dict[str, Any]]:
+        """The ``sessions.usage`` payload for a UTC date range."""
+
 
 class IEventRelay(Interface):
     """The part of event fan-out that reaches connections held by other processes.
@@ -214,6 +225,12 @@ class IPresence(Interface):
     def queued_system_events() -> list[str]:
         """Recent ``system-event`` texts."""
 
+    def queue_system_text(text: str) -> None:
+        """Queue a text for the next heartbeat without a presence entry (``wake``)."""
+
+    def take_queued_system_events() -> list[str]:
+        """The queued texts, handed to a heartbeat run once (the queue is emptied)."""
+
 
 class INodeRegistry(Interface):
     """Connected nodes and invoke routing: ``invoke`` reaches the node wherever it is connected."""
@@ -247,13 +264,13 @@ class IAuthRateLimiter(Interface):
     ) -> None:
         """New limits."""
 
-    def retry_after_ms(address: str, kind: str) -> int | None:
+    def retry_after_ms(address: str | None, kind: str) -> int | None:
         """Milliseconds left on a lockout, or None."""
 
-    def record_failure(address: str, kind: str) -> None:
+    def record_failure(address: str | None, kind: str) -> None:
         """Count a failure."""
 
-    def record_success(address: str, kind: str) -> None:
+    def record_success(address: str | None, kind: str) -> None:
         """Forget the failures of a key."""
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import attrs
 

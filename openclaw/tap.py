@@ -9,7 +9,8 @@ from __future__ import annotations
 from functools import partial
 
 import os
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import treq.client
 from autobahn.twisted.resource import WebSocketResource
@@ -322,7 +323,7 @@ def _announce_unused(config: Mapping[str, Any]) -> None:
 def _announce_model_warnings(gateway: Gateway) -> None:
     """Models the config names that no run can use (no key, unknown provider): said once, here."""
     for warning in gateway.catalog.warnings:
-        _log.warn("{warning}", warning=warning)
+        _log.warn("{text}", text=warning)
 
 
 def _announce_fingerprint(fingerprint: str | None, cert_path: str) -> None:

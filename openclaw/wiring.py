@@ -11,7 +11,8 @@ small function that reads them from the hub when called, not a copy taken at bui
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from .agents.catalog import Catalog
 from .agents.dedupe import IdempotencyCache

@@ -213,8 +213,8 @@ class PreauthFloodTests(TestCase):
         upgrade = rawws.upgrade_request(port)
         opened = yield rawws.gather([rawws.open_raw(port, upgrade, sockets) for _ in range(count)])
         results = yield DeferredList([socket.upgraded for socket in opened], consumeErrors=True)
-        accepted = [socket for socket, (ok, _) in zip(opened, results) if ok]
-        refused = [socket for socket, (ok, _) in zip(opened, results) if not ok]
+        accepted = [socket for socket, (ok, _) in zip(opened, results, strict=True) if ok]
+        refused = [socket for socket, (ok, _) in zip(opened, results, strict=True) if not ok]
         return accepted, refused
 
     @inlineCallbacks

@@ -12,7 +12,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from openclaw.client import ClientOptions, GatewayClient
-from openclaw.client.cli import parse_args, run, table
+from openclaw.client.cli import parse_args, run
+from openclaw.client.render import table
 from openclaw.security.device_identity import DeviceKeyPair
 from openclaw.security.scopes import READ
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
 
 import treq
 from twisted.internet import reactor

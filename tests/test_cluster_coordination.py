@@ -118,7 +118,7 @@ class IdempotencyTests(TwoBusesTestBase):
 
         def caches(_):
             self.caches = [ClusterIdempotencyCache(reactor, bus) for bus in self.buses]
-            for bus, peer in zip(self.buses, ("b", "a")):
+            for bus, peer in zip(self.buses, ("b", "a"), strict=False):
                 bus.live_instances.add(peer)
 
         return d.addCallback(caches)

@@ -90,7 +90,7 @@ class RedisRestartTests(ClusterTestBase):
 
     @staticmethod
     def gaps_in(seqs):
-        return [(a, b) for a, b in zip(seqs, seqs[1:]) if b != a + 1]
+        return [(a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
 
 
 class PostgresDownTests(ClusterTestBase):

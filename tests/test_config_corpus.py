@@ -160,7 +160,7 @@ class SecretReferenceTests(SynchronousTestCase):
     ``--secret-input-mode ref`` writes) reads the variable; other sources refuse to start."""
 
     def settings(self, token, env):
-        raw = '{ gateway: { auth: { mode: "token", token: %s } } }' % token
+        raw = f'{{ gateway: {{ auth: {{ mode: "token", token: {token} }} }} }}'
         return resolve_settings({"state-dir": self.mktemp()}, env, snapshot.parse(raw, "x", env))
 
     def test_env_reference(self):

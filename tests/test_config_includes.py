@@ -77,7 +77,7 @@ class IncludeTests(SynchronousTestCase):
         os.makedirs(outside)
         with open(os.path.join(outside, "agents.json5"), "w", encoding="utf-8") as handle:
             handle.write('{ defaults: { maxConcurrent: 2 } }')
-        text = '{ agents: { $include: "%s" } }' % os.path.join(outside, "agents.json5")
+        text = f'{{ agents: {{ $include: "{os.path.join(outside, "agents.json5")}" }} }}'
         self.assertFalse(self.read(text).valid)
         self.assertTrue(self.read(text, {"OPENCLAW_INCLUDE_ROOTS": outside}).valid)
 
@@ -94,7 +94,7 @@ class PatchNextToAnIncludeTests(_ConfigRpcBase):
         with open(self.agents_file, "w", encoding="utf-8") as handle:
             handle.write("{ defaults: { timeoutSeconds: 60, maxConcurrent: 2 } }")
         self.environment = {"OPENCLAW_INCLUDE_ROOTS": folder}
-        self.initial = '{ gateway: { auth: { mode: "token", token: "%s" } }, agents: { $include: "%s" } }' % (TOKEN, self.agents_file)
+        self.initial = f'{{ gateway: {{ auth: {{ mode: "token", token: "{TOKEN}" }} }}, agents: {{ $include: "{self.agents_file}" }} }}'
         return super().setUp()
 
     @inlineCallbacks

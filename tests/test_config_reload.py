@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock

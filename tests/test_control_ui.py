@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any
 
 import attrs
 import brotli
@@ -67,7 +66,7 @@ class _UiMixin:
         self.gateway = make_gateway(self, control_ui=settings)
         self.site = GatewaySite(build_root(self.gateway), reactor=self.gateway.clock)
 
-    def get(self, path: str, method: str = "GET", **headers: str) -> tuple["_Response", bytes]:
+    def get(self, path: str, method: str = "GET", **headers: str) -> tuple[_Response, bytes]:
         """One request on the raw wire: exact request headers, the body exactly as sent."""
         lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
         lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
@@ -120,7 +119,7 @@ class ServingTests(_UiMixin, SynchronousTestCase):
         self.assertEqual(response.code, 404)
 
     def test_assets_are_immutable_and_precompressed_per_accept_encoding(self):
-        for accept, coding, data in (
+        for accept, coding, _ in (
             ("gzip, deflate, br", "br", brotli.compress(ASSET)),
             ("gzip", "gzip", None),
             ("identity", None, ASSET),

@@ -3,7 +3,7 @@ loopback WebSocket, with the shapes captured from the reference gateway driving 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from twisted.internet.defer import inlineCallbacks
 
@@ -220,7 +220,7 @@ class OperatorPageTests(SessionsTestCase):
     @inlineCallbacks
     def test_sessions_usage_comes_from_answered_runs(self):
         yield self.chat("main", "hi")
-        today = datetime.fromtimestamp(self.gateway.now_ms() / 1000, timezone.utc).date().isoformat()
+        today = datetime.fromtimestamp(self.gateway.now_ms() / 1000, UTC).date().isoformat()
         report = yield self.ok(
             "sessions.usage", {"startDate": today, "endDate": today, "agentId": "main", "mode": "specific", "groupBy": "family", "limit": 1000}
         )

@@ -315,7 +315,7 @@ class PeriodicBroadcastTests(SynchronousTestCase):
         self.assertEqual([frame["event"] for frame in self.node.frames], ["tick"])
         self.clock.pump([0.5, 30, 30])
         for sink in (self.operator, self.node, self.admin):
-            health = [(frame, droppable) for frame, droppable in zip(sink.frames, sink.droppable) if frame["event"] == "health"]
+            health = [(frame, droppable) for frame, droppable in zip(sink.frames, sink.droppable, strict=True) if frame["event"] == "health"]
             self.assertEqual([frame["stateVersion"] for frame, _ in health], [{"presence": 0, "health": 1}, {"presence": 0, "health": 2}])
             self.assertEqual([droppable for _, droppable in health], [False, False])  # health is not dropIfSlow
             self.assertIs(health[0][0]["payload"]["ok"], True)

@@ -21,7 +21,6 @@ guarantees to ``onMessage``.
 from __future__ import annotations
 
 import os
-import uuid
 from collections import Counter
 from typing import Any
 

@@ -83,11 +83,11 @@ def deep_texts(draw: Any) -> str:
 @st.composite
 def surrogate_texts(draw: Any) -> str:
     """A config whose key or value somewhere holds a lone surrogate escape."""
-    escape = '"%s\\u%04x"' % (draw(st.sampled_from(["", "a", "é"])), draw(st.integers(0xD800, 0xDFFF)))
-    value = escape if draw(st.booleans()) else "{%s: 1}" % escape
+    escape = f'"{draw(st.sampled_from(["", "a", "é"]))}\\u{draw(st.integers(0xD800, 0xDFFF)):04x}"'
+    value = escape if draw(st.booleans()) else f"{{{escape}: 1}}"
     for _ in range(draw(st.integers(0, 4))):
-        value = draw(st.sampled_from(["[%s]", '{"k": %s}'])) % value
-    return '{"channels": {"x": %s}}' % value
+        value = draw(st.sampled_from(["[{}]", '{{"k": {}}}'])).format(value)
+    return f'{{"channels": {{"x": {value}}}}}'
 
 
 def explicitly_none(document: Any) -> bool:

@@ -190,7 +190,7 @@ class _GatewayTestBase(TestCase):
             for connection in left:
                 connection.abortConnection()
             yield wait_until(lambda: not _upstream_connections(self.port))
-            raise AssertionError(f"connections to the gateway were left open: {left}")
+            raise AssertionError(f"connections to the gateway were left open: {left}") from None
 
     # -- clients --------------------------------------------------------------------------------
 
@@ -702,12 +702,12 @@ class RateLimitTests(_GatewayTestBase):
 
     @inlineCallbacks
     def test_success_clears_the_count(self):
-        for attempt in range(9):
+        for _ in range(9):
             response, _ = yield self.request("GET", "/v1/models", token="wrong")
             self.assertEqual(response.code, 401)
         response, _ = yield self.request("GET", "/v1/models")
         self.assertEqual(response.code, 200)
-        for attempt in range(9):
+        for _ in range(9):
             response, _ = yield self.request("GET", "/v1/models", token="wrong")
             self.assertEqual(response.code, 401)
         response, _ = yield self.request("GET", "/v1/models")

@@ -60,7 +60,7 @@ class LogFileTests(SynchronousTestCase):
     def test_failures_carry_the_traceback(self):
         self.start()
         try:
-            1 / 0
+            1 / 0  # noqa: B018 (the ZeroDivisionError is the point)
         except ZeroDivisionError:
             self.log.failure("while {action}", action="dividing")
         (record,) = read_records(self.path)

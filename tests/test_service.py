@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from twisted.application.service import IServiceMaker, MultiService, Service
 from twisted.internet.error import CannotListenError
@@ -294,11 +295,11 @@ class ServiceLifecycleTests(_TreeMixin, SynchronousTestCase):
                 handle.write(b"this is not an SQLite database" * 100)
             outcome: list = []
             root.startService().addBoth(outcome.append)
-            reactor.run_thread_results(lambda: outcome)
+            reactor.run_thread_results(lambda outcome=outcome: outcome)
             self.assertTrue(outcome[0].check(StoreUnavailable), outcome[0])
             self.assertIn(f"could not open the {label} at {corrupt}", outcome[0].getErrorMessage())
             self.flushLoggedErrors(StoreUnavailable)
-            reactor.run_thread_results(lambda: not root.running and not root.tree.getServiceNamed("agents").running)
+            reactor.run_thread_results(lambda root=root: not root.running and not root.tree.getServiceNamed("agents").running)
             reactor.run_thread_results(lambda: not pool_threads())
             self.assertEqual(pool_threads(), [])  # every store and executor that started was stopped
             self.assertEqual(reactor.tcpServers, [])  # never listened

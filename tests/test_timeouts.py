@@ -18,7 +18,7 @@ from openclaw.services.websocket import WebSocketService
 
 
 class _Connection:
-    def __init__(self, factory: "_Factory", conn_id: str):
+    def __init__(self, factory: _Factory, conn_id: str):
         self.factory, self.conn_id, self.aborted = factory, conn_id, False
 
     def dropConnection(self, abort: bool = False) -> None:

@@ -323,7 +323,7 @@ class TLSLoopbackTests(TestCase):
         try:
             probe.bind(("::1", 0))
         except OSError:
-            raise self.skipTest("no IPv6 loopback")
+            raise self.skipTest("no IPv6 loopback") from None
         finally:
             probe.close()
         pool = HTTPConnectionPool(reactor, persistent=True)

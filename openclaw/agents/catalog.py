@@ -12,7 +12,8 @@ start-up error: it is a warning logged at start-up, and a run that needs it fail
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import attrs
 
@@ -267,7 +268,7 @@ class Catalog:
     warnings: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> "Catalog":
+    def from_config(cls, config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Catalog:
         """Build the catalog, or raise ConfigError naming the offending key.
 
         ``env`` supplies provider keys (``OPENAI_API_KEY``, …; the config's ``env.vars`` fill

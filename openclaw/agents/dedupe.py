@@ -44,7 +44,7 @@ class IdempotencyCache(Generic[V]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    def claim(self, key: str, fingerprint: str) -> "Deferred[Any]":
+    def claim(self, key: str, fingerprint: str) -> Deferred[Any]:
         """One process: ``get`` already answered every replay, so the key is always ours."""
         return succeed(None)
 
@@ -54,7 +54,7 @@ class IdempotencyCache(Generic[V]):
     def abandon(self, key: str) -> None:
         """One process: nothing was stored for a request that did not start."""
 
-    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> "Deferred[Any]":
+    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> Deferred[Any]:
         """Never needed in one process (``claim`` never names another owner)."""
         return succeed(record)
 

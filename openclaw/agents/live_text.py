@@ -14,7 +14,7 @@ square of the answer and readers were closed as slow consumers. So text goes out
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
@@ -155,7 +156,7 @@ class Run:
         """Why the run is being (or was) stopped early: "timeout", "rpc", ...; None while it runs on."""
         return self._abort_reason
 
-    def begin(self, now_ms: int, clock: IReactorTime, on_timeout: Callable[["Run"], None]) -> None:
+    def begin(self, now_ms: int, clock: IReactorTime, on_timeout: Callable[[Run], None]) -> None:
         self.status = STATUS_RUNNING
         self.started_at = now_ms
         if self.timeout_s:

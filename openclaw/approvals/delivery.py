@@ -24,13 +24,13 @@ APPROVAL_CLIENT_IDS = frozenset(("openclaw-control-ui", "openclaw-macos", "openc
 APPROVAL_CAPS = frozenset(("approvals", "exec-approvals"))
 
 
-def shows_exec_approvals(client: "ConnectedClient") -> bool:
+def shows_exec_approvals(client: ConnectedClient) -> bool:
     if client.role != "operator" or not (ADMIN in client.scopes or APPROVALS in client.scopes):
         return False
     return client.client_id in APPROVAL_CLIENT_IDS or any(cap in APPROVAL_CAPS for cap in client.caps)
 
 
-def may_see(record: "ApprovalRecord", client: "ConnectedClient") -> bool:
+def may_see(record: ApprovalRecord, client: ConnectedClient) -> bool:
     if ADMIN in client.scopes:
         return True
     if record.requested_by_device_id:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import orjson
 from twisted.internet.defer import Deferred

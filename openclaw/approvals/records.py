@@ -14,7 +14,8 @@ a request somebody is looking at.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import attrs
 from twisted.internet.defer import Deferred, succeed

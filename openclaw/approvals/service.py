@@ -17,7 +17,8 @@ import hashlib
 import shlex
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import orjson
 from twisted.internet.defer import Deferred, succeed
@@ -132,7 +133,7 @@ class ExecApprovals:
         self.records = ApprovalRecords(clock, on_terminal=self._ended)
         # Decided and expired approvals since this gateway started (newest last), for
         # ``approval.get``/``approval.history``; bounded, and like pending ones not kept on disk.
-        self._history: "OrderedDict[str, ApprovalRecord]" = OrderedDict()
+        self._history: OrderedDict[str, ApprovalRecord] = OrderedDict()
 
     def _ended(self, record: ApprovalRecord) -> None:
         self._history[record.id] = record

@@ -12,7 +12,8 @@ gateway-issued ``runId``.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from ..protocol.errors import GatewayError, invalid_request
 from ..state.clients import ConnectedClient

@@ -23,7 +23,8 @@ import json
 import os
 import sys
 import webbrowser
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
+from collections.abc import Callable, Sequence
 
 from urllib.parse import quote
 
@@ -36,7 +37,6 @@ from .client import ClientOptions, GatewayCallError, GatewayClient
 from .commands import DEFAULT_LOG_LIMIT, Session, config_command, dashboard_url, logs_command, simple_handler
 from .conversation import DEFAULT_RUN_TIMEOUT_S, StdinLines, agent_command, chat_command
 from .identity import DeviceTokenStore, load_or_create_identity
-from .render import table
 
 ALL_OPERATOR_SCOPES = ("operator.admin", "operator.read", "operator.write", "operator.approvals", "operator.pairing")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import platform as platform_module
 import uuid
-from typing import Any, Callable, Mapping, cast
+from typing import Any, cast
+from collections.abc import Callable, Mapping
 
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS

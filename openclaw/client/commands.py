@@ -7,7 +7,8 @@ payload as JSON; otherwise it prints what a person wants to read (see ``render``
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
+from collections.abc import Callable
 
 import attrs
 import json5

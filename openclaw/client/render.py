@@ -7,8 +7,9 @@ so tests need no real clock.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Sequence
 
 
 def yes_no(value: Any) -> str:
@@ -51,7 +52,7 @@ def timestamp(ms: Any, now_ms: int, utc: bool = False) -> str:
     """``2026-12-05 07:29:22 (4m ago)`` in local time (or UTC)."""
     if not isinstance(ms, (int, float)) or isinstance(ms, bool):
         return "-"
-    when = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    when = datetime.fromtimestamp(ms / 1000, UTC)
     if not utc:
         when = when.astimezone()
     return f"{when.strftime('%Y-%m-%d %H:%M:%S')} ({ago(ms, now_ms)})"
@@ -68,7 +69,7 @@ def cell(value: Any) -> str:
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     cells = [[str(header) for header in headers]] + [[cell(value) for value in row] for row in rows]
     widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=False)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,8 @@ nodes, and fail the invokes they routed to it with UNAVAILABLE.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Generator, Mapping
+from typing import Any
+from collections.abc import Callable, Generator, Mapping
 
 import orjson
 import txredisapi
@@ -44,7 +45,7 @@ MAX_TRACKED_PEERS = 1024  # peers whose event numbering is followed (ids change 
 def _hash(reply: Any) -> dict[str, Any]:
     """An HGETALL reply (a flat field, value, … list) of JSON values, as a dict."""
     items = list(reply or ())
-    return {str(field): orjson.loads(value) for field, value in zip(items[::2], items[1::2])}
+    return {str(field): orjson.loads(value) for field, value in zip(items[::2], items[1::2], strict=False)}
 
 
 def node_unavailable(message: str) -> GatewayError:
@@ -129,7 +130,7 @@ class ClusterBus:
         self._stopping = True
         if self._beat.running:
             self._beat.stop()
-        for _, d, timer in list(self._routed.values()):
+        for _, _, timer in list(self._routed.values()):
             if timer.active():
                 timer.cancel()
         self._fail_routed(lambda target: True, "gateway instance stopping")
@@ -228,7 +229,7 @@ class ClusterBus:
         known = {str(member) for member in (members or ())} | set(self.remote_presence) | set(self.remote_nodes)
         peers = sorted(known - {self.instance_id})
         beats = (yield self.link.command("MGET", *[self.key("instance", peer) for peer in peers])) if peers else []
-        selves = {peer: orjson.loads(beat) for peer, beat in zip(peers, beats) if beat is not None}
+        selves = {peer: orjson.loads(beat) for peer, beat in zip(peers, beats, strict=False) if beat is not None}
         for dead in sorted(set(peers) - set(selves)):
             yield self._instance_died(dead)
         joined = set(selves) - set(self.remote_selves)

@@ -75,7 +75,7 @@ class ClusterConfigSync:
         self._bus = bus
         self.control: Any = None  # the ConfigReloader; None when the gateway has no config file
         self.revision = 0  # the newest revision written or applied here
-        self._applying: "Deferred[Any] | None" = None
+        self._applying: Deferred[Any] | None = None
         bus.config_sync = self
 
     def attach(self, control: Any) -> None:
@@ -83,10 +83,10 @@ class ClusterConfigSync:
         self.control = control
         control.on_written = self.shared
 
-    def shared(self, text: str) -> "Deferred[Any]":
+    def shared(self, text: str) -> Deferred[Any]:
         """A ``config.*`` write taken into use here: the newest revision, announced to peers."""
         now_ms = int(self._clock.seconds() * 1000)
-        d: "Deferred[Any]" = self._db.run(_insert_revision, text, self._bus.instance_id, now_ms)
+        d: Deferred[Any] = self._db.run(_insert_revision, text, self._bus.instance_id, now_ms)
 
         def stored(revision: int) -> Any:
             self.revision = max(self.revision, revision)
@@ -96,10 +96,10 @@ class ClusterConfigSync:
         d.addErrback(lambda failure: self._log.error("config change not shared with the cluster: {error}", error=failure.getErrorMessage()))
         return d
 
-    def received(self, revision: int | None) -> "Deferred[Any]":
+    def received(self, revision: int | None) -> Deferred[Any]:
         """A peer's revision (None: the newest, to catch up); applied in order, one at a time."""
         previous = self._applying
-        d: "Deferred[Any]" = self._apply(revision) if previous is None else previous.addBoth(lambda _: self._apply(revision))
+        d: Deferred[Any] = self._apply(revision) if previous is None else previous.addBoth(lambda _: self._apply(revision))
         self._applying = d
 
         def done(result: Any) -> Any:

@@ -48,15 +48,15 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
         super().__init__(clock, ttl_s)
         self._bus = bus
         self._ttl_ms = int(ttl_s * 1000)
-        self._waiters: dict[str, list[tuple[str, "Deferred[Any]", Any]]] = {}
+        self._waiters: dict[str, list[tuple[str, Deferred[Any], Any]]] = {}
         bus.idempotency = self
 
     def _key(self, key: str) -> str:
         return f"{self._bus.key('idem')}:{key}"
 
-    def claim(self, key: str, fingerprint: str) -> "Deferred[Any]":
+    def claim(self, key: str, fingerprint: str) -> Deferred[Any]:
         record = orjson.dumps({"owner": self._bus.instance_id, "fp": fingerprint, "done": False})
-        d: "Deferred[Any]" = self._bus.link.command("EVAL", CLAIM, 1, self._key(key), record, self._ttl_ms)
+        d: Deferred[Any] = self._bus.link.command("EVAL", CLAIM, 1, self._key(key), record, self._ttl_ms)
 
         def answered(reply: Any) -> dict[str, Any] | None:
             return None if reply is None else orjson.loads(reply)
@@ -89,7 +89,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
             d.addErrback(lambda failure: self._log.warn("idempotency claim not freed: {error}", error=failure.getErrorMessage()))
         self.completed(key, {"done": True, "abandoned": True})
 
-    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> "Deferred[Any]":
+    def wait(self, key: str, record: dict[str, Any], timeout_s: float) -> Deferred[Any]:
         if record.get("done"):
             return succeed(record)
         owner = str(record.get("owner"))
@@ -98,7 +98,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
             return _failed(unavailable(f"the gateway instance that took this idempotencyKey ({owner}) is gone; retry"))
         if sum(len(w) for w in self._waiters.values()) >= MAX_WAITERS:
             return _failed(GatewayError(UNAVAILABLE, "too many requests waiting for another instance", retryable=True))
-        result: "Deferred[Any]" = Deferred()
+        result: Deferred[Any] = Deferred()
         timer = self._clock.callLater(timeout_s, self._settle_one, key, result, unavailable("waiting for another instance's outcome timed out; retry"))
         self._waiters.setdefault(key, []).append((owner, result, timer))
         # The outcome may have been announced before this waiter was listed.
@@ -124,7 +124,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
             for owner, d, _ in [w for w in waiters if w[0] == instance_id]:
                 self._settle_one(key, d, unavailable(f"the gateway instance that took this idempotencyKey ({owner}) is gone; retry"))
 
-    def _settle_one(self, key: str, d: "Deferred[Any]", error: GatewayError) -> None:
+    def _settle_one(self, key: str, d: Deferred[Any], error: GatewayError) -> None:
         waiters = self._waiters.get(key, [])
         for entry in list(waiters):
             if entry[1] is d:
@@ -143,7 +143,7 @@ class ClusterIdempotencyCache(IdempotencyCache[Any]):
         d.addErrback(lambda _: None)
 
 
-def _failed(error: GatewayError) -> "Deferred[Any]":
-    d: "Deferred[Any]" = Deferred()
+def _failed(error: GatewayError) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
     d.errback(error)
     return d

@@ -15,7 +15,8 @@ import argparse
 import os
 import sqlite3
 import sys
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
+from collections.abc import Sequence
 
 import psycopg
 

@@ -9,7 +9,8 @@ import os
 import re
 import secrets
 import socket
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 import attrs

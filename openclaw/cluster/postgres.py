@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
 
 import psycopg
 from twisted.internet.defer import Deferred
@@ -95,7 +96,7 @@ class PostgresDatabase:
         self._lock = threading.Lock()
 
     @classmethod
-    def threaded(cls, reactor: Any, dsn: str, schema: str, name: str) -> "PostgresDatabase":
+    def threaded(cls, reactor: Any, dsn: str, schema: str, name: str) -> PostgresDatabase:
         return cls(dsn, schema, ThreadExecutor(reactor, f"postgres:{name}"))
 
     def connect(self) -> psycopg.Connection:

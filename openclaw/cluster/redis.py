@@ -6,7 +6,8 @@ again and ``on_ready`` runs (the bus then re-announces this instance and re-read
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy

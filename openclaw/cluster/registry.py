@@ -7,7 +7,8 @@ share is merged in when this instance lists presence or nodes. A node connected 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -87,7 +88,7 @@ class RemoteNode:
     routed = True
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "RemoteNode":
+    def from_record(cls, record: Mapping[str, Any]) -> RemoteNode:
         client = RemoteClient(
             dict(record.get("client") or {}),
             tuple(record.get("caps") or ()),

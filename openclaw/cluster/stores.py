@@ -19,7 +19,8 @@ behave the same in both modes:
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
 
 import orjson
 from twisted.internet.defer import Deferred, succeed

@@ -8,7 +8,8 @@ servers and the schema version and refuses to start, saying why, when one is mis
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Generator
+from typing import Any
+from collections.abc import Generator
 
 from psycopg.conninfo import conninfo_to_dict
 from twisted.application.service import Service

@@ -29,7 +29,8 @@ import copy
 import functools
 import json
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from .schema import CONFIG_SCHEMA, Schema
 

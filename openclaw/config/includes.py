@@ -15,7 +15,8 @@ edit to an included file reloads like an edit to the main file.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from .parsing import parse_config_text
 

@@ -5,7 +5,8 @@ Reading and checking the file is :mod:`openclaw.config.snapshot`.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 DEFAULT_STATE_DIR = "~/.openclaw"
 CONFIG_FILE_NAME = "openclaw.json"

@@ -6,7 +6,8 @@ than restarting the gateway onto the same settings.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 # (config path, command-line option, environment variable or None)
 _OVERRIDABLE: tuple[tuple[str, str, str | None], ...] = (

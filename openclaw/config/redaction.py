@@ -194,7 +194,7 @@ def restore_raw(raw: str, parsed: Any, current: Any) -> str:
         return raw
     if len(literals) != len(values):
         raise SentinelError(f'Sentinel value "{SENTINEL}" could not be restored in the file text')
-    text = _splice(raw, [(start, end, _quoted(value, quote)) for (start, end, quote), value in zip(literals, values)])
+    text = _splice(raw, [(start, end, _quoted(value, quote)) for (start, end, quote), value in zip(literals, values, strict=True)])
     if load_json5(text) != restored:
         raise SentinelError(f'Sentinel value "{SENTINEL}" could not be restored in the file text')
     return text

@@ -7,7 +7,8 @@ unknown change is never assumed safe.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import attrs
 

@@ -9,7 +9,8 @@ beyond loopback without auth is refused outright, explicit or not, by
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from ..security.shared_secret import AUTH_NONE, AuthSettings
 from .loader import lookup

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 Schema = dict[str, Any]
 

@@ -8,7 +8,8 @@ keys. ``$${VAR}`` is a literal ``${VAR}`` (no substitution).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A whole value that is one reference, as the reference gateway tests it (``isConcreteSensitiveString``).
@@ -72,7 +73,7 @@ def as_written(parsed: Any, resolved: Any) -> Any:
     if isinstance(parsed, Mapping) and isinstance(resolved, Mapping):
         return {key: as_written(parsed[key], value) if key in parsed else value for key, value in resolved.items()}
     if isinstance(parsed, list) and isinstance(resolved, list) and len(parsed) == len(resolved):
-        return [as_written(before, after) for before, after in zip(parsed, resolved)]
+        return [as_written(before, after) for before, after in zip(parsed, resolved, strict=True)]
     if isinstance(parsed, str) and has_reference(parsed):
         return parsed
     return resolved

@@ -21,7 +21,7 @@ CLOSE_HANDSHAKE_TIMEOUT_S = 1
 class GatewayWebSocketFactory(WebSocketServerFactory):
     protocol = GatewayServerProtocol
 
-    def __init__(self, gateway: "GatewayHub", reactor: Any = None):
+    def __init__(self, gateway: GatewayHub, reactor: Any = None):
         # No ``Server`` banner on the 101 (Autobahn sends ``server`` as that header when set),
         # consistent with the HTTP responses, which strip it.
         super().__init__(server=None, reactor=reactor)

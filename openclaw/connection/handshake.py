@@ -5,7 +5,8 @@ connection must use, so the transport code only has to send the response and clo
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
 from urllib.parse import urlsplit
 
 import attrs
@@ -157,7 +158,7 @@ def keeps_scopes_without_device(params: dict[str, Any], info: ConnectionInfo) ->
 
 
 class Handshake:
-    def __init__(self, gateway: "GatewayHub"):
+    def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
 
     def _origin_allowed(self, info: ConnectionInfo) -> bool:
@@ -250,7 +251,7 @@ class Handshake:
             raise auth_failure("rate_limited", retry_after_ms=retry_after)
         return limit_kind
 
-    def _admit_without_device(self, attempt: "_Attempt", protocol: int) -> Admission:
+    def _admit_without_device(self, attempt: _Attempt, protocol: int) -> Admission:
         """Shared secret only: operators, and scopes only for the local CLI and backend exceptions."""
         params, limiter = attempt.params, self._gateway.rate_limiter
         if params["client"].get("id") == CONTROL_UI_CLIENT_ID:
@@ -277,7 +278,7 @@ class Handshake:
             protocol=protocol, role=attempt.role, scopes=scopes, params=params, auth_method=attempt.auth_method
         )
 
-    def _authenticate_device(self, attempt: "_Attempt") -> tuple[VerifiedDevice, DeviceToken | None]:
+    def _authenticate_device(self, attempt: _Attempt) -> tuple[VerifiedDevice, DeviceToken | None]:
         """The signed device proof, then the shared secret or, failing it, the device's own token."""
         gateway, info = self._gateway, attempt.info
         device = verify_device_proof(

@@ -7,7 +7,7 @@ anything else that does not fit means the peer is a slow consumer and must be di
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 SENT = "sent"
 QUEUED = "queued"

@@ -171,7 +171,7 @@ class GatewayServerProtocol(WebSocketServerProtocol):
 
     def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
         """The refusal as a complete HTTP response: short text body and our security headers."""
-        body = f"{reason}\n".encode("utf-8")
+        body = f"{reason}\n".encode()
         lines = [f"HTTP/1.1 {code} {reason}"]
         lines += [f"{name.decode('latin-1')}: {value.decode('latin-1')}" for name, value in SECURITY_HEADERS]
         hsts = None

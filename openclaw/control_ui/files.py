@@ -14,7 +14,8 @@ import mimetypes
 import os
 from collections import OrderedDict
 from email.utils import formatdate
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
 import attrs

@@ -18,7 +18,8 @@ File work runs on the gateway's file executor (a worker thread), never on the re
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import orjson
 from twisted.logger import Logger
@@ -71,7 +72,7 @@ class ControlUiHandler:
 
     def __init__(
         self,
-        gateway: "GatewayHub",
+        gateway: GatewayHub,
         executor: Any,
         config_json: Callable[[str | None], dict[str, Any]],
         authenticate: Callable[[Any], bytes | None],

@@ -5,7 +5,8 @@ whose ``script-src`` allows only the page's own files plus the hashes of its inl
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 UI_PERMISSIONS_POLICY = b"camera=(self), microphone=*, geolocation=*, clipboard-write=*"
 

@@ -6,7 +6,8 @@ build one per gateway and drive it through ``treq.testing.StubTreq``.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -50,7 +51,7 @@ def json_body(request: Any, status: int, body: Any) -> bytes:
 
 
 def openai_route(
-    app: Klein, path: str, method: bytes, scope: str, enabled: Callable[["GatewayHub"], bool], branch: bool = False
+    app: Klein, path: str, method: bytes, scope: str, enabled: Callable[[GatewayHub], bool], branch: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A ``/v1`` route: 404 when its endpoint is off (whatever the method, so a disabled API is
     invisible), 405 for another method (before auth), then the bearer and ``scope`` checks.
@@ -61,7 +62,7 @@ def openai_route(
 
     def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(handler)
-        def route(self: "GatewayHttpApp", request: Any, **kwargs: Any) -> Any:
+        def route(self: GatewayHttpApp, request: Any, **kwargs: Any) -> Any:
             if not enabled(self._gateway):
                 return plain_text(request, 404, "Not Found")
             if request.method != method:
@@ -82,7 +83,7 @@ class _NonUtf8PathGuard(Resource):
 
     isLeaf = True
 
-    def __init__(self, app: "GatewayHttpApp", klein: Any):
+    def __init__(self, app: GatewayHttpApp, klein: Any):
         super().__init__()
         self._app = app
         self._klein = klein
@@ -104,7 +105,7 @@ class GatewayHttpApp:
     app = Klein()
     _log = Logger()
 
-    def __init__(self, gateway: "GatewayHub"):
+    def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
         self._chat_completions = ChatCompletionsEndpoint(gateway)
         self._responses = ResponsesEndpoint(gateway)

@@ -6,7 +6,8 @@ websocket`` and ``Connection: upgrade``) is handed to Autobahn's ``WebSocketReso
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource

@@ -11,7 +11,8 @@ an edit of the file (hot apply or in-process restart, per ``gateway.reload.mode`
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from twisted.internet.defer import inlineCallbacks
 

@@ -1,7 +1,8 @@
 """Device pairing and device-token methods (protocol §9.6, §3.7)."""
 from __future__ import annotations
 
-from typing import Any, Generator
+from typing import Any
+from collections.abc import Generator
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 

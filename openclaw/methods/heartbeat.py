@@ -21,7 +21,7 @@ _log = Logger()
 INVALID_SET_HEARTBEATS = "invalid set-heartbeats params: enabled (boolean) required"
 
 
-def _service(ctx: RequestContext) -> "HeartbeatService | None":
+def _service(ctx: RequestContext) -> HeartbeatService | None:
     return getattr(ctx.gateway, "heartbeat", None)
 
 

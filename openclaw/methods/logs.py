@@ -14,7 +14,8 @@ The file is read on the executor (a thread in production), never on the reactor 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure

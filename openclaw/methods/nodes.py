@@ -7,7 +7,8 @@ gate (``openclaw.approvals.system_run``). What nodes publish about themselves is
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import orjson
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed

@@ -10,7 +10,7 @@ import os
 import platform
 import shutil
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from typing import Any
 
 from ..protocol.errors import invalid_request
@@ -133,7 +133,7 @@ def _date(value: Any, name: str) -> date:
 def sessions_usage(ctx: RequestContext) -> Any:
     params = ctx.params or {}
     gateway = ctx.gateway
-    today = datetime.fromtimestamp(gateway.now_ms() / 1000, timezone.utc).date()
+    today = datetime.fromtimestamp(gateway.now_ms() / 1000, UTC).date()
     end = _date(params["endDate"], "endDate") if params.get("endDate") else today
     days = USAGE_RANGE_DAYS.get(params.get("range") or "", USAGE_DEFAULT_DAYS)
     start = _date(params["startDate"], "startDate") if params.get("startDate") else end - timedelta(days=days - 1)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from inspect import iscoroutine
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -55,8 +56,8 @@ class MethodSpec:
 class RequestContext:
     """What a handler gets: the gateway, the calling client, and the request."""
 
-    gateway: "GatewayHub"
-    client: "ConnectedClient"
+    gateway: GatewayHub
+    client: ConnectedClient
     request_id: str
     method: str
     params: Any
@@ -97,7 +98,7 @@ class MethodRegistry:
             self._advertised = [name for name, spec in self._specs.items() if spec.advertised]
         return list(self._advertised)
 
-    def authorize(self, client: "ConnectedClient", method: str, params: Any) -> MethodSpec:
+    def authorize(self, client: ConnectedClient, method: str, params: Any) -> MethodSpec:
         """Apply the role and scope gates; return the spec, or raise the protocol's error."""
         spec = self._specs.get(method)
         if spec is not None and spec.role == ROLE_ANY:

@@ -7,7 +7,8 @@ it only removes an archived session.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from twisted.internet.defer import inlineCallbacks
 

@@ -16,7 +16,8 @@ Two lists are derived from that:
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from ..config.loader import lookup
 

@@ -6,7 +6,8 @@ every problem in the wording the reference clients show (``at /client/id: must b
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import fastjsonschema
 import jsonschema

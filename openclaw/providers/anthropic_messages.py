@@ -8,7 +8,8 @@ tokens, ``message_stop``, and ``error``).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 
 from .errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_REFUSAL, ProviderError

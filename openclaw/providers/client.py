@@ -5,7 +5,8 @@ only while nothing has been streamed yet. Everything else (4xx, timeouts, refusa
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -82,7 +83,7 @@ class ModelClient:
         on_delta: Callable[[str], None],
         options: Mapping[str, Any] | None = None,
         unavailable: str | None = None,
-    ) -> "FallbackStream":
+    ) -> FallbackStream:
         """``unavailable`` says why there are no targets, when the run asked for models that
         cannot be used (no key, unknown provider)."""
         return FallbackStream(self, targets, messages, on_delta, options, unavailable)

@@ -24,7 +24,7 @@ class ProviderError(Exception):
         self.retryable = retryable
 
     @classmethod
-    def for_status(cls, status: int, detail: str, provider: str) -> "ProviderError":
+    def for_status(cls, status: int, detail: str, provider: str) -> ProviderError:
         text = f"{provider} returned HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429:
             return cls(text, kind=KIND_RATE_LIMIT, status=status, retryable=True)

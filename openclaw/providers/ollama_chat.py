@@ -7,7 +7,8 @@ Each line is one object: ``message.content`` carries text, the last has ``done: 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 
 from .errors import KIND_CONTEXT_LENGTH, ProviderError

@@ -1,7 +1,8 @@
 """The ``openai-completions`` flavour: ``POST {baseUrl}/chat/completions`` with ``stream: true``."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 
 from .errors import KIND_CONTEXT_LENGTH, KIND_REFUSAL, ProviderError

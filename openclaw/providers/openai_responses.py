@@ -1,7 +1,8 @@
 """The ``openai-responses`` flavour: ``POST {baseUrl}/responses`` with ``stream: true``."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 
 from .errors import KIND_CONTEXT_LENGTH, KIND_RATE_LIMIT, KIND_REFUSAL, ProviderError

@@ -9,7 +9,8 @@ wherever the request is, so an aborted run stops costing upstream tokens at once
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Protocol as TypingProtocol, cast
+from typing import Any, Protocol as TypingProtocol, cast
+from collections.abc import Callable, Mapping
 
 import attrs
 import orjson
@@ -102,7 +103,7 @@ def scrub_key(text: str, secret: str | None) -> str:
 
 
 class _BodyReader(Protocol):
-    def __init__(self, stream: "UpstreamStream", error_status: int | None = None):
+    def __init__(self, stream: UpstreamStream, error_status: int | None = None):
         self._stream = stream
         self._error_status = error_status
         self._error_body = bytearray()

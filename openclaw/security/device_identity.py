@@ -100,7 +100,7 @@ class SignatureFields:
         signed_at_ms: int,
         auth: dict[str, Any] | None,
         nonce: str,
-    ) -> "SignatureFields":
+    ) -> SignatureFields:
         """The fields as both sides derive them from a connect request."""
         return cls(
             device_id=device_id,
@@ -227,11 +227,11 @@ class DeviceKeyPair:
     private_key: Ed25519PrivateKey
 
     @classmethod
-    def generate(cls) -> "DeviceKeyPair":
+    def generate(cls) -> DeviceKeyPair:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def from_pem(cls, pem: bytes) -> "DeviceKeyPair":
+    def from_pem(cls, pem: bytes) -> DeviceKeyPair:
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise DeviceKeyError("not an Ed25519 private key")

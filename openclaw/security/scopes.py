@@ -5,7 +5,7 @@ rather than comparing scope strings itself.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 ADMIN = "operator.admin"
 READ = "operator.read"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class AgentService(Service):
-    def __init__(self, gateway: "GatewayHub", pool: Any = None):
+    def __init__(self, gateway: GatewayHub, pool: Any = None):
         self._gateway = gateway
         self._pool = pool
 

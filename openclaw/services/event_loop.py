@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
+from collections.abc import Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -34,6 +35,7 @@ from ..sessions.keys import agent_id_of, normalize_agent_id
 
 if TYPE_CHECKING:
     from ..hub import GatewayHub
+    from ..settings import GatewaySettings
 
 DEFAULT_EVERY = "30m"
 DEFAULT_PROMPT = (
@@ -112,7 +114,7 @@ def classify_reply(text: str) -> tuple[str, str | None]:
 class HeartbeatService(Service):
     _log = Logger()
 
-    def __init__(self, gateway: "GatewayHub", clock: IReactorTime):
+    def __init__(self, gateway: GatewayHub, clock: IReactorTime):
         self._gateway = gateway
         self._clock = clock
         self._enabled = True
@@ -161,6 +163,10 @@ class HeartbeatService(Service):
     def stopService(self) -> Any:
         self._cancel()
         return super().stopService()
+
+    def reconfigure(self, settings: GatewaySettings) -> None:
+        """The hot-reload step (``restart-heartbeat``): the hub holds ``settings`` already."""
+        self.reschedule()
 
     def reschedule(self) -> None:
         """Re-read the interval from the config (the reload service calls this on heartbeat changes).

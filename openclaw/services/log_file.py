@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import datetime, timezone
-from typing import Any, cast
+from datetime import datetime, UTC
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -30,7 +30,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, InvalidLogLevelError, LogLevel, LogPublisher, formatEvent, globalLogPublisher
 from twisted.python.logfile import LogFile
 
+from ..config.loader import lookup
 from ..stores.sqlite import Executor
+
+if TYPE_CHECKING:
+    from ..settings import GatewaySettings
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 5
@@ -62,7 +66,7 @@ def format_line(event: dict[str, Any]) -> str:
     """One log event as a JSON line (with its newline)."""
     level = event.get("log_level") or LogLevel.info
     stamp = event.get("log_time")
-    when = datetime.fromtimestamp(stamp if isinstance(stamp, (int, float)) else 0, timezone.utc)
+    when = datetime.fromtimestamp(stamp if isinstance(stamp, (int, float)) else 0, UTC)
     record: dict[str, Any] = {
         "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "level": getattr(level, "name", str(level)),
@@ -113,6 +117,10 @@ class GatewayLogFile(Service):
             self.level = LogLevel.levelWithName(log_level_name(name))
         except InvalidLogLevelError:
             pass
+
+    def reconfigure(self, settings: GatewaySettings) -> None:
+        """The hot-reload step (``reload-logging``): ``logging.level`` from the new config."""
+        self.set_level(lookup(settings.config, "logging.level", "info"))
 
     def startService(self) -> None:
         directory, name = os.path.split(self.path)

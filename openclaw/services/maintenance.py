@@ -5,7 +5,7 @@ would otherwise stop a ``LoopingCall`` for good while the service still claims t
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime

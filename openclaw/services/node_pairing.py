@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterable
 
 import attrs
 from twisted.application.service import Service
@@ -64,7 +65,7 @@ class DevicePairingService(Service):
         self,
         store: DeviceStore,
         clock: IReactorTime,
-        clients: "ClientRegistry",
+        clients: ClientRegistry,
         *,
         auto_approve_local: Callable[[], bool] = lambda: True,
         pending_ttl_ms: int = PAIRING_PENDING_TTL_MS,

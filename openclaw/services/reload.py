@@ -21,7 +21,8 @@ Reloads are single-flight: a change noticed while one runs is picked up right af
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -85,8 +86,8 @@ class ConfigReloader(Service):
         clock: IReactorTime,
         executor: Executor,
         snapshot: config_snapshot.ConfigSnapshot,
-        settings_for: Callable[[config_snapshot.ConfigSnapshot], "GatewaySettings"],
-        apply_hot: Callable[["GatewaySettings", ReloadPlan], None],
+        settings_for: Callable[[config_snapshot.ConfigSnapshot], GatewaySettings],
+        apply_hot: Callable[[GatewaySettings, ReloadPlan], None],
         restart: Callable[[str], Deferred[None]],
         env: Mapping[str, str] | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
@@ -122,7 +123,7 @@ class ConfigReloader(Service):
         # cluster shares it with the other instances: openclaw/cluster/config_sync.py).
         self.on_written: Callable[[str], Any] | None = None
 
-    def current_settings(self) -> "GatewaySettings":
+    def current_settings(self) -> GatewaySettings:
         return self._settings_for(self.snapshot)
 
     def accepted_auth(self) -> AuthSettings | None:
@@ -134,7 +135,7 @@ class ConfigReloader(Service):
                 continue
         return None
 
-    def running_settings(self) -> "GatewaySettings":
+    def running_settings(self) -> GatewaySettings:
         """Settings of the config the running tree was built from (the restart fallback)."""
         return self._settings_for(self._tree_snapshot)
 
@@ -276,7 +277,7 @@ class ConfigReloader(Service):
         self._apply(settings, change)
         return change
 
-    def _apply(self, settings: "GatewaySettings", change: ReloadPlan) -> None:
+    def _apply(self, settings: GatewaySettings, change: ReloadPlan) -> None:
         self._apply_hot(settings, change)
         if not self._restart_pending():
             self._tree_snapshot = self.snapshot

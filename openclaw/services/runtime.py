@@ -17,7 +17,8 @@ import atexit
 import os
 import signal
 import sys
-from typing import Any, Callable, Generator
+from typing import Any
+from collections.abc import Callable, Generator
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred, succeed

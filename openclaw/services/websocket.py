@@ -26,7 +26,7 @@ DEFAULT_SHUTDOWN_REASON = "gateway stopping"
 class WebSocketService(Service):
     _log = Logger()
 
-    def __init__(self, gateway: "GatewayHub", factory: "GatewayWebSocketFactory", clock: IReactorTime):
+    def __init__(self, gateway: GatewayHub, factory: GatewayWebSocketFactory, clock: IReactorTime):
         self._gateway = gateway
         self.factory = factory
         self._clock = clock

@@ -6,7 +6,8 @@ full outbound buffer had to discard, so the client can see the gap.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Iterator, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Collection, Iterator
 
 import attrs
 import orjson

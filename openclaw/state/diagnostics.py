@@ -9,8 +9,9 @@ ones it dropped, so memory stays bounded however long the gateway runs.
 from __future__ import annotations
 
 import collections
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -62,7 +63,7 @@ class StabilityRecord:
             latest = dict(self._memory())
             self._max_rss = max(self._max_rss, latest.get("rssBytes", 0))
             summary["memory"] = {"latest": latest, "maxRssBytes": self._max_rss, "pressureCount": 0}
-        generated = datetime.fromtimestamp(self._clock.seconds(), timezone.utc)
+        generated = datetime.fromtimestamp(self._clock.seconds(), UTC)
         return {
             "generatedAt": generated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "capacity": self._capacity,

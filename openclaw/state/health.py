@@ -7,7 +7,8 @@ heartbeat, channels) contribute sections through :meth:`HealthMonitor.add_contri
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import orjson
 from twisted.internet.interfaces import IReactorTime

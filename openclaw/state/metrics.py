@@ -6,7 +6,8 @@ share counters). Label values are bounded: methods the gateway does not know are
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -20,7 +21,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class _LiveState:
     """Gauges read from the gateway at scrape time (nothing to keep in step)."""
 
-    def __init__(self, gateway: "GatewayHub"):
+    def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
 
     def collect(self) -> Iterator[Any]:
@@ -42,7 +43,7 @@ class _LiveState:
 
 
 class GatewayMetrics:
-    def __init__(self, gateway: "GatewayHub"):
+    def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(

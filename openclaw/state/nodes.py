@@ -8,7 +8,8 @@ goes away (every pending invoke fails at once with UNAVAILABLE).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import attrs
 import orjson

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, ClassVar, Iterable, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
+from collections.abc import Iterable
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -78,7 +79,7 @@ class PairedDevice(_Record):
     last_seen_at_ms: int | None = None
     last_seen_reason: str | None = None
 
-    def to_wire(self, tokens: Iterable["DeviceToken"] = ()) -> dict[str, Any]:
+    def to_wire(self, tokens: Iterable[DeviceToken] = ()) -> dict[str, Any]:
         return _drop_none(
             {
                 "deviceId": self.device_id,

@@ -7,7 +7,8 @@ write is durable wait on the returned Deferred.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import orjson
 from twisted.internet.defer import Deferred

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from twisted.python.failure import Failure
 

@@ -8,8 +8,9 @@ Blocking: runs on the session database's worker thread.
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import date, datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Mapping
 
 from ..sessions.keys import agent_id_of
 from .usage import _add, _rounded, _zero
@@ -18,8 +19,8 @@ MAX_RANGE_DAYS = 366
 
 
 def _day_bounds(start: date, end: date) -> tuple[int, int]:
-    since = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
-    until = datetime(end.year, end.month, end.day, tzinfo=timezone.utc) + timedelta(days=1)
+    since = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    until = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
     return int(since.timestamp() * 1000), int(until.timestamp() * 1000)
 
 
@@ -76,7 +77,7 @@ def _ledger_rows(connection: sqlite3.Connection, start: date, end: date, agent_i
 
 def _day_of(row: tuple[Any, ...]) -> str:
     """The UTC date of a ledger row's timestamp."""
-    return datetime.fromtimestamp(row[2] / 1000, timezone.utc).date().isoformat()
+    return datetime.fromtimestamp(row[2] / 1000, UTC).date().isoformat()
 
 
 def _model_of(row: tuple[Any, ...]) -> tuple[Any, Any]:

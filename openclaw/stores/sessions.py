@@ -18,7 +18,8 @@ import datetime
 import os
 import sqlite3
 import uuid
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 import orjson
@@ -212,7 +213,7 @@ def truncate(text: str, limit: int) -> str:
 
 
 def _iso(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds").replace(
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
@@ -85,7 +86,7 @@ class SQLiteDatabase:
         self._closing: Deferred[None] | None = None
 
     @classmethod
-    def threaded(cls, reactor: Any, path: str, migrations: Sequence[Migration]) -> "SQLiteDatabase":
+    def threaded(cls, reactor: Any, path: str, migrations: Sequence[Migration]) -> SQLiteDatabase:
         return cls(path, migrations, ThreadExecutor(reactor, f"sqlite:{os.path.basename(path)}"))
 
     def _connect(self) -> sqlite3.Connection:

@@ -11,8 +11,9 @@ are counted as ``missingCostEntries`` rather than guessed.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Mapping
 
 from ..sessions.keys import agent_id_of
 
@@ -100,9 +101,9 @@ def cost_summary(
 ) -> dict[str, Any]:
     """The ``usage.cost`` payload for the ``days`` UTC days ending today (blocking; run off the reactor)."""
     days = max(1, min(MAX_DAYS, days))
-    today = datetime.fromtimestamp(now_ms / 1000, timezone.utc).date()
+    today = datetime.fromtimestamp(now_ms / 1000, UTC).date()
     first = today - timedelta(days=days - 1)
-    since = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp() * 1000)
+    since = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp() * 1000)
     query = "SELECT ts, provider, model, input, output, cache_read, cache_write, total FROM usage_ledger WHERE ts >= ?"
     args: tuple[Any, ...] = (since,)
     if agent_id is not None:
@@ -111,7 +112,7 @@ def cost_summary(
     daily = {(first + timedelta(days=offset)).isoformat(): _zero() for offset in range(days)}
     totals = _zero()
     for row in connection.execute(query, args):
-        day = datetime.fromtimestamp(row[0] / 1000, timezone.utc).date().isoformat()
+        day = datetime.fromtimestamp(row[0] / 1000, UTC).date().isoformat()
         price = prices.get((row[1] or "", row[2] or ""))
         if day in daily:
             _add(daily[day], row, price)

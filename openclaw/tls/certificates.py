@@ -94,7 +94,7 @@ def generate_self_signed() -> tuple[bytes, bytes]:
     """A fresh P-256 key and a ~10-year self-signed certificate for localhost (PEM, PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     san = x509.SubjectAlternativeName(
         [
             x509.DNSName("localhost"),

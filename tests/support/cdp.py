@@ -17,7 +17,8 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import error, protocol

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks

@@ -35,7 +35,7 @@ class Behaviour:
 class _Endpoint(Resource):
     isLeaf = True
 
-    def __init__(self, upstream: "FakeUpstream", flavour: str):
+    def __init__(self, upstream: FakeUpstream, flavour: str):
         super().__init__()
         self._upstream = upstream
         self._flavour = flavour
@@ -156,7 +156,7 @@ class _Endpoint(Resource):
 class _ConnectionCounter(WrappingFactory):
     """Keeps ``upstream.connections`` equal to the TCP connections open on the server side."""
 
-    def __init__(self, site: server.Site, upstream: "FakeUpstream"):
+    def __init__(self, site: server.Site, upstream: FakeUpstream):
         super().__init__(site)
         self._upstream = upstream
 
@@ -201,7 +201,7 @@ class FakeUpstream:
         """Without ``/v1``: the base URL Anthropic and Ollama providers are given."""
         return f"http://127.0.0.1:{self.port.getHost().port}"
 
-    def start(self, testcase: Any) -> "FakeUpstream":
+    def start(self, testcase: Any) -> FakeUpstream:
         self.port = self.reactor.listenTCP(0, _ConnectionCounter(self.site, self), interface="127.0.0.1")
 
         @inlineCallbacks

@@ -152,11 +152,11 @@ def build_prompt(messages: list[dict[str, Any]]) -> tuple[str | None, str, list[
 class ChatCompletionsEndpoint:
     """Holds the compiled request schema for one gateway."""
 
-    def __init__(self, gateway: "GatewayHub"):
+    def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
         self._validator = BodyValidator(REQUEST_SCHEMA)
 
-    def handle(self, request: Any, body: dict[str, Any]) -> "Deferred[bytes] | Deferred[None]":
+    def handle(self, request: Any, body: dict[str, Any]) -> Deferred[bytes] | Deferred[None]:
         """The answer (JSON or an SSE stream); cancelling it aborts the run (``runs.py``)."""
         gateway = self._gateway
         options = validate(self._validator, body)
@@ -207,7 +207,7 @@ def _respond(run: Run, request: Any, model: str) -> bytes:
     )
 
 
-def _stream(request: Any, run: Run, model: str, include_usage: bool) -> "Deferred[None]":
+def _stream(request: Any, run: Run, model: str, include_usage: bool) -> Deferred[None]:
     """Chunks as the model writes; the Deferred fires when the response is finished."""
     created = int(run.accepted_at / 1000) or int(time.time())
     writer = SSEWriter(request)

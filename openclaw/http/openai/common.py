@@ -73,12 +73,12 @@ def write_error(request: Any, error: HttpError) -> bytes:
     return write_json(request, error.status, error.body(), error.headers)
 
 
-def endpoint_enabled(gateway: "GatewayHub", name: str) -> bool:
+def endpoint_enabled(gateway: GatewayHub, name: str) -> bool:
     """Read on every request, so toggling the flag in the config needs no restart."""
     return lookup(gateway.current_config(), f"gateway.http.endpoints.{name}.enabled") is True
 
 
-def models_enabled(gateway: "GatewayHub") -> bool:
+def models_enabled(gateway: GatewayHub) -> bool:
     return endpoint_enabled(gateway, CHAT_COMPLETIONS) or endpoint_enabled(gateway, RESPONSES)
 
 
@@ -95,7 +95,7 @@ def bearer_token(request: Any) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
-def authenticate(gateway: "GatewayHub", request: Any, required_scope: str) -> str:
+def authenticate(gateway: GatewayHub, request: Any, required_scope: str) -> str:
     """Check the bearer secret and the scope; returns the caller's auth subject.
 
     Raises HttpError 429 (locked out), 401 (wrong or missing secret) or 403 (missing scope).

@@ -19,12 +19,12 @@ def _model(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []}
 
 
-def list_models(gateway: "GatewayHub") -> dict[str, Any]:
+def list_models(gateway: GatewayHub) -> dict[str, Any]:
     ids = ["openclaw", "openclaw/default"] + [f"openclaw/{agent.id}" for agent in gateway.catalog.agents]
     return {"object": "list", "data": [_model(model_id) for model_id in ids]}
 
 
-def get_model(gateway: "GatewayHub", raw_id: bytes) -> dict[str, Any]:
+def get_model(gateway: GatewayHub, raw_id: bytes) -> dict[str, Any]:
     """``raw_id`` is the still percent-encoded path segment."""
     if not raw_id:
         raise HttpError(400, "Missing model id.")

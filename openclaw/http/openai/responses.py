@@ -118,14 +118,14 @@ class PreviousResponse:
 class ResponsesEndpoint:
     """Holds the schema validator and the ``previous_response_id`` map for one gateway."""
 
-    def __init__(self, gateway: "GatewayHub"):
+    def __init__(self, gateway: GatewayHub):
         self._gateway = gateway
         self._validator = SchemaValidator(REQUEST_SCHEMA)
         self._previous: IdempotencyCache[PreviousResponse] = IdempotencyCache(
             gateway.clock, ttl_s=PREVIOUS_RESPONSE_TTL_S, max_entries=PREVIOUS_RESPONSE_MAX
         )
 
-    def handle(self, request: Any, body: dict[str, Any], auth_subject: str) -> "Deferred[bytes] | Deferred[None]":
+    def handle(self, request: Any, body: dict[str, Any], auth_subject: str) -> Deferred[bytes] | Deferred[None]:
         """The answer (JSON or an SSE stream); cancelling it aborts the run (``runs.py``)."""
         gateway = self._gateway
         problems = self._validator.errors(body)
@@ -282,7 +282,7 @@ def _respond(_: Run, request: Any, view: ResponseView) -> bytes:
     return write_json(request, status, body)
 
 
-def _stream(request: Any, run: Run, view: ResponseView) -> "Deferred[None]":
+def _stream(request: Any, run: Run, view: ResponseView) -> Deferred[None]:
     """Response events as the model writes; the Deferred fires when the response is finished."""
     writer = SSEWriter(request)
     part = {"item_id": view.message_id, "output_index": 0, "content_index": 0}

@@ -27,7 +27,7 @@ CLIENT_DISCONNECTED = "client-disconnected"
 
 
 def start_http_run(
-    gateway: "GatewayHub",
+    gateway: GatewayHub,
     *,
     run_id: str,
     agent_id: str,
@@ -58,7 +58,7 @@ def start_http_run(
     return run
 
 
-def abort_on_cancel(gateway: "GatewayHub", run: Run, outcome: "Deferred[_T]") -> "Deferred[_T]":
+def abort_on_cancel(gateway: GatewayHub, run: Run, outcome: Deferred[_T]) -> Deferred[_T]:
     """``outcome``'s result, in a Deferred whose cancellation stops waiting and aborts ``run``.
 
     The route returns this Deferred (or one with callbacks added to it), so when Klein cancels
@@ -71,7 +71,7 @@ def abort_on_cancel(gateway: "GatewayHub", run: Run, outcome: "Deferred[_T]") ->
     return answer
 
 
-def _client_gone(gateway: "GatewayHub", run: Run, outcome: "Deferred[Any]", answer: "Deferred[Any]") -> None:
+def _client_gone(gateway: GatewayHub, run: Run, outcome: Deferred[Any], answer: Deferred[Any]) -> None:
     """The canceller of :func:`abort_on_cancel`'s Deferred (``answer``)."""
     outcome.cancel()
     gateway.runs.abort(run.session_key, run.run_id, reason=CLIENT_DISCONNECTED)

@@ -48,7 +48,7 @@ class SSEWriter:
         request.registerProducer(self, True)
         request.write(b"")
 
-    def _cancelled(self, _: "Deferred[None]") -> None:
+    def _cancelled(self, _: Deferred[None]) -> None:
         """The client is gone (Klein cancelled the Deferred the route returned): write no more."""
         self._stop()
 

@@ -41,7 +41,7 @@ def agent_from_model(model: Any) -> str | None:
     return match.group(1).lower()
 
 
-def resolve_agent(gateway: "GatewayHub", request: Any, model: Any) -> str:
+def resolve_agent(gateway: GatewayHub, request: Any, model: Any) -> str:
     """Header ``x-openclaw-agent-id`` (or ``x-openclaw-agent``) over ``model`` over the default."""
     named = agent_from_model(model)  # validated even when a header overrides it
     override = header(request, "x-openclaw-agent-id") or header(request, "x-openclaw-agent")
@@ -64,7 +64,7 @@ def requested_session_key(request: Any) -> str | None:
     return key
 
 
-def canonical_explicit_key(gateway: "GatewayHub", explicit: str | None, agent_id: str) -> str | None:
+def canonical_explicit_key(gateway: GatewayHub, explicit: str | None, agent_id: str) -> str | None:
     """The store key for the header's session key; a malformed one (``agent:x``) is a 400."""
     if explicit is None:
         return None
