@@ -374,8 +374,13 @@ class Gateway:
         # --follow` polls once a second, so logging those at info would make the log it follows
         # grow by a line per poll. They go to debug; interactive clients and nodes stay at info.
         emit = self._log.debug if client.mode in ONE_SHOT_CLIENT_MODES else self._log.info
+        # Formatted here, once: every observer (twistd's text log, our JSON file) formats each
+        # event again, and Twisted's formatter is string.Formatter in pure Python (~10 µs per
+        # field-laden line each time), half a handshake's server time. A literal format costs it
+        # almost nothing; the facts stay in the event as fields for the JSON observers.
+        line = f"{client.role} {client.client_id} connected from {client.remote_ip} (conn {client.conn_id}, auth {client.auth_method})"
         emit(
-            "{role} {client_id} connected from {ip} (conn {conn_id}, auth {auth})",
+            line.replace("{", "{{").replace("}", "}}"),
             role=client.role,
             client_id=client.client_id,
             ip=client.remote_ip,
