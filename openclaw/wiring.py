@@ -88,6 +88,7 @@ def build_gateway(
         config_control=config_control,
         make_heartbeat=make_heartbeat,
         tls_fingerprint=tls_fingerprint,
+        extra_health=parts.health,
     )
     hub.gateway = gateway
     _connect(gateway, parts)
