@@ -366,6 +366,7 @@ class Gateway:
 
     def client_admitted(self, client: ConnectedClient) -> None:
         self.clients.add(client)
+        self.exec_approvals.client_joined(client)
         if client.in_presence:
             self._enter_presence(client)
         if client.role == "node":
@@ -416,6 +417,7 @@ class Gateway:
         if self.clients.remove(client.conn_id) is None:
             return
         self.runs.connection_lost(client.conn_id)
+        self.exec_approvals.client_gone(client)
         if client.role == "node":
             self.nodes.disconnected(client)
         if client.in_presence and self.presence.client_disconnected(self.presence_key(client), client.conn_id):
