@@ -254,6 +254,45 @@ def fanout(factory: Any, listeners: int, rounds: int) -> float:
     return clock.ns / rounds / 1000
 
 
+def idle_memory(factory: Any, count: int, top: int = 0) -> float:
+    """Bytes the server allocates (tracemalloc) per idle authenticated connection, ``count`` held.
+
+    The suite's ``memory`` scenario reads RSS over real sockets, where the kernel's and the
+    allocator's slack blur the figure; this counts the Python objects a connection keeps: the
+    protocol, its parser state, queues, timers and registry entries (the in-memory transport's
+    own bytes are counted on both sides alike). ``top`` prints the largest allocation sites.
+    """
+    import gc
+    import tracemalloc
+
+    setup = CpuClock()
+    warm = [_Client(factory, setup) for _ in range(20)]  # first-use caches are not per connection
+    for client in warm:
+        client.connect(Credentials(TOKEN, READ))
+    gc.collect()
+    tracemalloc.start(25 if top else 1)
+    before = tracemalloc.take_snapshot()
+    held = []
+    for _ in range(count):
+        client = _Client(factory, setup)
+        client.connect(Credentials(TOKEN, READ))
+        client.transport.clear()
+        held.append(client)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    # The bench's own side of the wire (its client objects and the in-memory transports) is not the server's.
+    bench_side = [tracemalloc.Filter(False, __file__), tracemalloc.Filter(False, "*/twisted/internet/testing.py")]
+    before, after = before.filter_traces(bench_side), after.filter_traces(bench_side)
+    growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    if top:
+        for stat in after.compare_to(before, "lineno")[:top]:
+            print(f"{stat.size_diff / count:8.1f} B/conn  {stat.traceback.format()[-1].strip()}")
+    for client in [*warm, *held]:
+        client.close()
+    return growth / count
+
+
 def best(repeats: int, run: Callable[[], float]) -> float:
     return round(min(run() for _ in range(repeats)), 1)
 
@@ -268,6 +307,8 @@ def measure(factory: Any, options: argparse.Namespace, device: DeviceKeyPair | N
     for method in ("health", "status"):
         if method in chosen:
             results[f"{method}_us"] = best(options.repeats, lambda method=method: rpc(factory, options.count, method))
+    if "memory" in chosen:
+        results["idle_connection_bytes"] = round(idle_memory(factory, options.idle, options.top))
     if "fanout" in chosen:
         for listeners in options.listeners:
             results[f"fanout_{listeners}_us"] = best(options.repeats, lambda listeners=listeners: fanout(factory, listeners, options.fanout_rounds))
@@ -303,6 +344,8 @@ def main(reactor: Any, argv: list[str]) -> Any:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--listeners", default="100,500,1000")
     parser.add_argument("--fanout-rounds", type=int, default=20)
+    parser.add_argument("--idle", type=int, default=500, help="connections held by the memory scenario")
+    parser.add_argument("--top", type=int, default=0, help="memory: print the N largest allocation sites")
     parser.add_argument("--port", type=int, default=19790, help="ours listens here too (unused by the bench)")
     parser.add_argument("--profile-dir", help="write pyinstrument text trees of ours here")
     options = parser.parse_args(argv)

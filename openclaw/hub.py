@@ -17,7 +17,7 @@ here, so the hub may hold a more specific class than the one declared.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .state.diagnostics import StabilityRecord
     from .state.health import HealthMonitor
     from .state.process import ProcessMemory
+    from .state.status_cache import StatusCache
     from .stores.sqlite import Executor
 
 
@@ -112,6 +113,10 @@ class GatewayHub(Protocol):
     exec_approvals: ExecApprovals
     exec_approvals_file: ExecApprovalsFile
     events: list[str]
+    status_cache: StatusCache
+
+    @property
+    def extra_health(self) -> Callable[[], dict[str, Any]] | None: ...
 
     def node_id_for(self, client: ConnectedClient, /) -> str: ...
 
@@ -158,6 +163,8 @@ class GatewayHub(Protocol):
     def uptime_ms(self) -> int: ...
 
     def failing_checks(self) -> list[str]: ...
+
+    def config_reload_state(self) -> dict[str, Any]: ...
 
     def session_defaults(self) -> dict[str, Any]: ...
 

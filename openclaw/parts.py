@@ -41,6 +41,8 @@ class GatewayParts:
     leases: Any = None  # an ISessionLeases; None: every session may run here at once
     rate_limiter: Callable[[Any], Any] | None = None  # clock -> IAuthRateLimiter; None: in-memory
     dedupe: Callable[[Any], Any] | None = None  # clock -> IIdempotencyCache; None: in-memory
+    # (clock, clients) -> ExecApprovals; None: this instance's own (approvals stay in this process)
+    approvals: Callable[[Any, Any], Any] | None = None
 
 
 def local_parts() -> GatewayParts:

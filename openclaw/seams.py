@@ -119,6 +119,7 @@ class ISessionStore(Interface):
     """Session rows and their transcripts; every method returns a Deferred."""
 
     path = Attribute("where the store lives, for messages")
+    summary_version = Attribute("bumped whenever what summary() returns (but its ages) changes")
 
     def load() -> Deferred[None]:
         """Open (and migrate) and prime the summary."""

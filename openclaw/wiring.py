@@ -79,7 +79,7 @@ def build_gateway(
         ),
         node_pairing=NodePairingService(node_store, clock, clients.broadcast),
         nodes=parts.nodes(clock),
-        exec_approvals=ExecApprovals(clock, clients),
+        exec_approvals=parts.approvals(clock, clients) if parts.approvals is not None else ExecApprovals(clock, clients),
         exec_approvals_file=ExecApprovalsFile(settings.state_dir, file_executor),
         methods=default_methods(file_executor),
         file_executor=file_executor,
@@ -88,6 +88,7 @@ def build_gateway(
         config_control=config_control,
         make_heartbeat=make_heartbeat,
         tls_fingerprint=tls_fingerprint,
+        extra_health=parts.health,
     )
     hub.gateway = gateway
     _connect(gateway, parts)

@@ -33,6 +33,24 @@ class OutboundQueueTests(SynchronousTestCase):
         self.assertEqual(self.written, [b"abc", b"x" * 100])
         self.assertEqual((len(self.queue), self.queue.queued_bytes), (0, 0))
 
+    def test_an_idle_queue_holds_no_buffer(self):
+        """Memory per idle connection: the deque exists only while frames wait, and ordering holds
+        across a drain that gives it back."""
+        self.assertIsNone(self.queue._frames)
+        self.queue.offer(b"a", droppable=False)
+        self.assertIsNone(self.queue._frames)
+        self.queue.pause()
+        self.queue.offer(b"b", droppable=False)
+        self.queue.offer(b"c", droppable=False)
+        self.assertEqual(len(self.queue), 2)
+        self.queue.resume()
+        self.assertIsNone(self.queue._frames)
+        self.queue.pause()
+        self.queue.offer(b"d", droppable=False)
+        self.queue.resume()
+        self.assertEqual(self.written, [b"a", b"b", b"c", b"d"])
+        self.assertFalse(hasattr(self.queue, "__dict__"))
+
     def test_queued_while_paused(self):
         self.queue.pause()
         self.assertEqual(self.queue.offer(b"abcd", droppable=False), QUEUED)

@@ -145,6 +145,21 @@ class ChallengeTests(HandshakeTestCase):
         yield second.close()
 
 
+class IdleConnectionMemoryTests(HandshakeTestCase):
+    """Memory per idle connection (issue 18): once admitted, a connection keeps neither the
+    connect frame nor the upgrade's headers, and its outbound queue holds no buffer."""
+
+    @inlineCallbacks
+    def test_admitted_connection_drops_handshake_state(self):
+        client, _ = yield connect(self, self.running.url)
+        [server] = list(self.running.factory.connections)
+        self.assertIsNone(server._connect_params)
+        self.assertIsNone(server._info)
+        self.assertIsNone(server._outbound._frames)
+        self.assertIsNotNone(server._client)
+        yield client.close()
+
+
 # -- golden summary table: frame-level failures ----------------------------------------------
 
 

@@ -2,6 +2,7 @@
 slash commands, ``wake``, ``status`` with the CLI projection, and the published model catalog."""
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import tempfile
@@ -238,3 +239,33 @@ class ConnectLogLevelTests(SynchronousTestCase):
             gateway.client_admitted(client)
         levels = {event["conn_id"]: event["log_level"].name for event in seen if "conn_id" in event and "connected from" in event["log_format"]}
         self.assertEqual(levels, {"c1": "debug", "c2": "debug", "c3": "info", "c4": "info"})
+
+    def test_the_connect_line_says_the_same_facts_formatted_once(self):
+        """The line is formatted by the gateway (each observer formatting a five-field template
+        was most of the line's cost); every observer still shows the same text, braces in a
+        client's id are data, and the facts stay in the event as fields."""
+        from twisted.logger import formatEvent, formatEventAsClassicLogText, globalLogPublisher
+
+        from openclaw.services.log_file import format_line
+        from openclaw.state.clients import ConnectedClient
+
+        from .support.gateway import make_gateway
+
+        gateway = make_gateway(self, state_dir=tempfile.mkdtemp(prefix="openclaw-connlog-"))
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        client = ConnectedClient(
+            conn_id="c9", role="operator", scopes=frozenset(), client={"id": "app{0}", "mode": "ui"},
+            sink=lambda frame: None, connected_at_ms=0, remote_ip="10.0.0.7", auth_method="device-token",
+        )
+        gateway.client_admitted(client)
+        [event] = [event for event in seen if event.get("conn_id") == "c9"]
+        text = "operator app{0} connected from 10.0.0.7 (conn c9, auth device-token)"
+        self.assertEqual(formatEvent(event), text)
+        self.assertIn(text, formatEventAsClassicLogText(event))
+        self.assertEqual(json.loads(format_line(event))["message"], text)
+        self.assertEqual(
+            {key: event[key] for key in ("role", "client_id", "ip", "conn_id", "auth")},
+            {"role": "operator", "client_id": "app{0}", "ip": "10.0.0.7", "conn_id": "c9", "auth": "device-token"},
+        )

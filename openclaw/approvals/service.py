@@ -136,10 +136,37 @@ class ExecApprovals:
         self._history: OrderedDict[str, ApprovalRecord] = OrderedDict()
 
     def _ended(self, record: ApprovalRecord) -> None:
+        self._remember(record)
+        self._announce_resolved(record)
+
+    def _remember(self, record: ApprovalRecord) -> None:
         self._history[record.id] = record
         while len(self._history) > MAX_HISTORY:
             self._history.popitem(last=False)
-        self._announce_resolved(record)
+
+    # -- what a cluster shares (no-ops in a single process) -------------------------------------
+
+    def client_joined(self, client: ConnectedClient) -> None:
+        """A connection was admitted (cluster mode shares its approval clients)."""
+
+    def client_gone(self, client: ConnectedClient) -> None:
+        """A connection left."""
+
+    def _lookup(self, approval_id: str) -> ApprovalRecord | None:
+        """The record of ``approval_id``, pending or recently ended."""
+        return self.records.get(approval_id)
+
+    def _pending_records(self) -> list[ApprovalRecord]:
+        return self.records.pending()
+
+    def _announce_requested(self, record: ApprovalRecord, event: dict[str, Any], requester: ConnectedClient) -> int:
+        """Show the request to the approval clients that may see it; returns how many."""
+        return self._clients.broadcast("exec.approval.requested", event, drop_if_slow=True, only=self._reviewers(record, requester))
+
+    def _decide(self, record: ApprovalRecord, decision: str, who: str | None) -> Any:
+        """Apply a checked decision; the method's answer (or a Deferred of it)."""
+        self.records.resolve(record, decision, who)
+        return {"ok": True}
 
     # -- asking -------------------------------------------------------------------------------
 
@@ -159,7 +186,7 @@ class ExecApprovals:
             )
         )
         event = {"approvalKind": "exec", "id": record.id, "request": request, "createdAtMs": now, "expiresAtMs": record.expires_at_ms}
-        reached = self._clients.broadcast("exec.approval.requested", event, drop_if_slow=True, only=self._reviewers(record, client))
+        reached = self._announce_requested(record, event, client)
         if not reached:
             self.records.expire(record, NO_ROUTE)
         elif params.get("twoPhase"):
@@ -199,12 +226,12 @@ class ExecApprovals:
     def visible_pending(self, client: ConnectedClient) -> list[dict[str, Any]]:
         return [
             {"id": r.id, "request": r.request, "createdAtMs": r.created_at_ms, "expiresAtMs": r.expires_at_ms, "approvalKind": "exec"}
-            for r in self.records.pending()
+            for r in self._pending_records()
             if may_see(r, client)
         ]
 
     def _visible(self, approval_id: str, client: ConnectedClient) -> ApprovalRecord | None:
-        record = self.records.get(approval_id)
+        record = self._lookup(approval_id)
         return record if record is not None and may_see(record, client) else None
 
     def get(self, approval_id: str, client: ConnectedClient) -> dict[str, Any]:
@@ -224,26 +251,29 @@ class ExecApprovals:
             "expiresAtMs": record.expires_at_ms,
         }
 
-    def resolve(self, approval_id: str, decision: str, client: ConnectedClient) -> dict[str, Any]:
+    def resolve(self, approval_id: str, decision: str, client: ConnectedClient) -> Any:
         if decision not in DECISIONS:
             raise invalid_request("invalid decision")
         record = self._visible(approval_id, client)
         if record is None:
             raise not_found()
+        who = client.client.get("displayName") or client.client_id or client.conn_id
+        return self.decide_checked(record, decision, who)
+
+    def decide_checked(self, record: ApprovalRecord, decision: str, who: str | None) -> Any:
+        """The checks every decision passes (already decided, allowed), then the decision."""
         if not record.pending:
             if record.decision == decision:
                 return {"ok": True}
             raise invalid_request("approval already resolved", {"reason": "APPROVAL_ALREADY_RESOLVED"})
         if decision not in record.request["allowedDecisions"]:
             raise invalid_request("decision not allowed for this approval", {"reason": "DECISION_NOT_ALLOWED"})
-        who = client.client.get("displayName") or client.client_id or client.conn_id
-        self.records.resolve(record, decision, who)
-        return {"ok": True}
+        return self._decide(record, decision, who)
 
     # -- the kind-agnostic methods (approval.*) ----------------------------------------------------
 
     def _known(self, approval_id: str, client: ConnectedClient) -> ApprovalRecord:
-        record = self.records.get(approval_id) or self._history.get(approval_id)
+        record = self._lookup(approval_id) or self._history.get(approval_id)
         if record is None or not may_see(record, client):
             raise invalid_request("approval not found", {"reason": "APPROVAL_NOT_FOUND"})
         return record
@@ -251,14 +281,16 @@ class ExecApprovals:
     def snapshot_of(self, approval_id: str, client: ConnectedClient) -> dict[str, Any]:
         return {"approval": snapshot(self._known(approval_id, client))}
 
-    def resolve_any(self, approval_id: str, kind: str, decision: str, client: ConnectedClient) -> dict[str, Any]:
+    def resolve_any(self, approval_id: str, kind: str, decision: str, client: ConnectedClient) -> Any:
         """First answer wins; every later answer gets the recorded outcome (``applied: false``)."""
         if kind != "exec":
             raise invalid_request("approval not found", {"reason": "APPROVAL_NOT_FOUND"})
         record = self._known(approval_id, client)
         if not record.pending:
             return {"applied": False, "approval": snapshot(record), "alreadyResolved": True}
-        self.resolve(approval_id, decision, client)
+        decided = self.resolve(approval_id, decision, client)
+        if isinstance(decided, Deferred):  # decided on the instance holding the record
+            return decided.addCallback(lambda _: {"applied": True, "approval": snapshot(record), "alreadyResolved": False})
         return {"applied": True, "approval": snapshot(record), "alreadyResolved": False}
 
     def history(self, client: ConnectedClient, cursor: str | None, limit: int, kind: str | None) -> dict[str, Any]:

@@ -9,13 +9,14 @@ Channels (``<prefix>`` is the schema name and a colon):
   more than a gap, which clients already handle).
 - ``<prefix>control``: presence and node entries coming and going, store change notices,
   an instance's hello and bye.
-- ``<prefix>inst:<id>``: what is addressed to one instance (invokes for its nodes, and the
-  results of invokes it routed).
+- ``<prefix>inst:<id>``: what is addressed to one instance (invokes for its nodes, decisions
+  on the exec approvals it holds, and the results of what it routed).
 
 Keys: ``<prefix>instance:<id>`` (the heartbeat, with a TTL), the ``<prefix>instances`` set, and
-the ``<prefix>presence:<id>`` / ``<prefix>nodes:<id>`` hashes peers read when they (re)sync.
-An instance whose heartbeat key has expired is dead: its peers drop its presence entries and
-nodes, and fail the invokes they routed to it with UNAVAILABLE.
+the ``<prefix>presence:<id>`` / ``<prefix>nodes:<id>`` / ``<prefix>approvals:<id>`` (its pending
+exec approvals) / ``<prefix>approvers:<id>`` (its approval clients) hashes peers read when they
+(re)sync. An instance whose heartbeat key has expired is dead: its peers drop its presence
+entries, nodes and approvals, and fail what they routed to it with UNAVAILABLE.
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ INVOKE_GRACE_S = 5.0  # beyond the node's own timeout, for the answer to come ba
 FULL_RESYNC_EVERY_BEATS = 15
 MAX_RECORDED_GAPS = 10
 MAX_TRACKED_PEERS = 1024  # peers whose event numbering is followed (ids change on each start)
+APPROVAL_ROUTE_TIMEOUT_S = 10.0  # a decision routed to the instance holding the approval
+# The hashes each instance keeps of what it shares (besides presence and nodes).
+SHARED_TABLES = ("approvals", "approvers")
 
 
 def _hash(reply: Any) -> dict[str, Any]:
@@ -50,6 +54,11 @@ def _hash(reply: Any) -> dict[str, Any]:
 
 def node_unavailable(message: str) -> GatewayError:
     return GatewayError(UNAVAILABLE, message, {"code": "NOT_CONNECTED"}, retryable=True)
+
+
+def approval_unavailable(message: str) -> GatewayError:
+    """The instance holding an approval could not be reached (it died, or Redis is away)."""
+    return GatewayError(UNAVAILABLE, message, {"code": "APPROVAL_OWNER_UNAVAILABLE"}, retryable=True)
 
 
 @implementer(IEventRelay)
@@ -81,12 +90,15 @@ class ClusterBus:
         self.rate_limiter: Any = None  # ClusterRateLimiter
         self.idempotency: Any = None  # ClusterIdempotencyCache
         self.config_sync: Any = None  # ClusterConfigSync
+        self.approvals: Any = None  # ClusterExecApprovals
         self.remote_presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.remote_selves: dict[str, dict[str, Any]] = {}  # each live peer's own presence entry
         self._drops: dict[str, int] = {}  # times each peer was dropped (a read begun before is void)
         self.remote_nodes: dict[str, dict[str, dict[str, Any]]] = {}
         self.live_instances: set[str] = set()
-        self._routed: dict[str, tuple[str, Deferred[dict[str, Any]], Any]] = {}
+        # What this instance asked another to do (an invoke, an approval decision), by id:
+        # (target instance, the answer, its timer, the error if the target goes away).
+        self._routed: dict[str, tuple[str, Deferred[dict[str, Any]], Any, Callable[[str], GatewayError]]] = {}
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._beats = 0
@@ -130,7 +142,7 @@ class ClusterBus:
         self._stopping = True
         if self._beat.running:
             self._beat.stop()
-        for _, _, timer in list(self._routed.values()):
+        for _, _, timer, _ in list(self._routed.values()):
             if timer.active():
                 timer.cancel()
         self._fail_routed(lambda target: True, "gateway instance stopping")
@@ -196,13 +208,17 @@ class ClusterBus:
     def _rewrite_own_entries(self) -> Any:
         gateway = self.gateway
         presence_key, nodes_key = self.key("presence", self.instance_id), self.key("nodes", self.instance_id)
-        yield self.link.command("DEL", presence_key, nodes_key)
+        yield self.link.command("DEL", presence_key, nodes_key, *[self.key(table, self.instance_id) for table in SHARED_TABLES])
         if gateway is None:
             return
         for key, entry in gateway.presence.local_client_entries().items():
             yield self.link.command("HSET", presence_key, key, orjson.dumps(entry))
         for node_id, record in self.local_nodes.local_records().items():
             yield self.link.command("HSET", nodes_key, node_id, orjson.dumps(record))
+        shared = self.approvals.local_entries() if self.approvals is not None else {}
+        for table, entries in shared.items():
+            for field, value in entries.items():
+                yield self.link.command("HSET", self.key(table, self.instance_id), field, orjson.dumps(value))
 
     # -- heartbeat and liveness --------------------------------------------------------------
 
@@ -247,11 +263,16 @@ class ClusterBus:
         beat = yield self.link.command("GET", self.key("instance", peer))
         presence = yield self.link.command("HGETALL", self.key("presence", peer))
         nodes = yield self.link.command("HGETALL", self.key("nodes", peer))
+        shared = {}
+        for table in SHARED_TABLES if self.approvals is not None else ():
+            shared[table] = _hash((yield self.link.command("HGETALL", self.key(table, peer))))
         if beat is None or self._drops.get(peer, 0) != drops:
             return  # gone already (or dropped while this read was under way): nothing to bring back
         self.remote_selves[peer] = orjson.loads(beat)
         self.remote_presence[peer] = _hash(presence)
         self.remote_nodes[peer] = _hash(nodes)
+        if self.approvals is not None:
+            self.approvals.peer_read(peer, shared["approvals"], shared["approvers"])
         self._presence_changed()
 
     @inlineCallbacks
@@ -277,6 +298,8 @@ class ClusterBus:
         nodes = self.remote_nodes.pop(peer, {})
         self.live_instances.discard(peer)
         self._fail_routed(lambda target: target == peer, f"gateway instance {peer} is gone")
+        if self.approvals is not None:
+            self.approvals.peer_gone(peer)
         if self.idempotency is not None:
             self.idempotency.owner_gone(peer)
         if had_presence or nodes:
@@ -286,7 +309,8 @@ class ClusterBus:
 
     def _forget_instance(self, peer: str) -> Deferred[Any]:
         d = self.link.command("SREM", self.key("instances"), peer)
-        d.addCallback(lambda _: self.link.command("DEL", self.key("presence", peer), self.key("nodes", peer), self.key("instance", peer)))
+        tables = ("presence", "nodes", *SHARED_TABLES, "instance")
+        d.addCallback(lambda _: self.link.command("DEL", *[self.key(table, peer) for table in tables]))
         return d
 
     def _presence_changed(self) -> None:
@@ -319,6 +343,15 @@ class ClusterBus:
 
     def node_changed(self, node_id: str, record: dict[str, Any] | None) -> None:
         self._share("nodes", node_id, record, {"k": "node", "i": self.instance_id, "id": node_id, "node": record})
+
+    def approval_changed(self, approval_id: str, record: dict[str, Any] | None, ended: dict[str, Any] | None = None) -> None:
+        """An exec approval held here is pending (``record``) or has ended (``ended``)."""
+        notice = {"k": "approval", "i": self.instance_id, "id": approval_id, "rec": record, "ended": ended}
+        self._share("approvals", approval_id, record, notice)
+
+    def approver_changed(self, conn_id: str, entry: dict[str, Any] | None) -> None:
+        """An approval client connected here (``entry``: who it is, for visibility) or left."""
+        self._share("approvers", conn_id, entry, {"k": "approver", "i": self.instance_id, "key": conn_id, "entry": entry})
 
     def _share(self, table: str, field: str, value: Any, notice: dict[str, Any]) -> None:
         hash_key = self.key(table, self.instance_id)
@@ -406,11 +439,18 @@ class ClusterBus:
             self.idempotency.completed(data["key"], data["rec"])
         elif kind == "lockout" and self.rate_limiter is not None:
             self.rate_limiter.lock(data["address"], data["kind"], int(data["untilMs"]))
+        elif kind == "approval" and self.approvals is not None:
+            self.approvals.approval_notice(origin, data["id"], data.get("rec"), data.get("ended"))
+        elif kind == "approver" and self.approvals is not None:
+            self.approvals.approver_notice(origin, data["key"], data.get("entry"))
 
     def _addressed(self, data: dict[str, Any]) -> None:
         kind = data.get("k")
         if kind == "invoke":
-            self._serve_invoke(data)
+            self._serve(data, self._invoke_here)
+        elif kind == "approval.resolve" and self.approvals is not None:
+            approvals = self.approvals
+            self._serve(data, lambda d: approvals.resolve_routed(d["approval"], d["decision"], d.get("who")))
         elif kind == "invoke.result":
             self._routed_result(data)
 
@@ -447,29 +487,42 @@ class ClusterBus:
         self, target: str, node_id: str, command: str, params: Any, timeout_ms: int, idempotency_key: str, extra: Mapping[str, Any]
     ) -> Deferred[dict[str, Any]]:
         """Ask instance ``target`` to invoke its node; fires with the node's result dict."""
-        if len(self._routed) >= MAX_ROUTED_INVOKES:
-            raise GatewayError(UNAVAILABLE, "too many invokes in flight to other instances", retryable=True)
-        invoke_id = str(uuid.uuid4())
-        result: Deferred[dict[str, Any]] = Deferred()
-        timer = self._clock.callLater(timeout_ms / 1000.0 + INVOKE_GRACE_S, self._routed_timeout, invoke_id)
-        self._routed[invoke_id] = (target, result, timer)
         message = {
-            "k": "invoke", "from": self.instance_id, "id": invoke_id, "node": node_id, "command": command,
+            "k": "invoke", "node": node_id, "command": command,
             "params": params, "timeoutMs": timeout_ms, "idem": idempotency_key, "extra": dict(extra),
         }
+        timed_out = GatewayError(UNAVAILABLE, "node invoke timed out", {"nodeError": {"code": "TIMEOUT", "message": "node invoke timed out"}})
+        return self.route(target, message, timeout_ms / 1000.0 + INVOKE_GRACE_S, timed_out, node_unavailable, f"node {node_id}")
+
+    def route_approval_resolve(self, target: str, approval_id: str, decision: str, who: str | None) -> Deferred[dict[str, Any]]:
+        """Ask instance ``target``, which holds the approval, to apply a decision made here."""
+        message = {"k": "approval.resolve", "approval": approval_id, "decision": decision, "who": who}
+        timed_out = approval_unavailable("deciding the approval timed out")
+        return self.route(target, message, APPROVAL_ROUTE_TIMEOUT_S, timed_out, approval_unavailable, f"approval {approval_id}")
+
+    def route(
+        self, target: str, message: dict[str, Any], timeout_s: float, timed_out: GatewayError,
+        unavailable: Callable[[str], GatewayError], subject: str,
+    ) -> Deferred[dict[str, Any]]:
+        """Send ``message`` to instance ``target``; fires with its answer (or fails with its
+        error, ``timed_out``, or ``unavailable(why)`` when ``target`` cannot answer)."""
+        if len(self._routed) >= MAX_ROUTED_INVOKES:
+            raise GatewayError(UNAVAILABLE, "too many requests in flight to other instances", retryable=True)
+        routed_id = str(uuid.uuid4())
+        result: Deferred[dict[str, Any]] = Deferred()
+        timer = self._clock.callLater(timeout_s, self._settle, routed_id, timed_out)
+        self._routed[routed_id] = (target, result, timer, unavailable)
 
         def sent(receivers: Any) -> None:
             if not receivers:
-                self._settle(invoke_id, node_unavailable(f"the gateway instance holding node {node_id} is not listening"))
+                self._settle(routed_id, unavailable(f"the gateway instance holding {subject} is not listening"))
 
         def not_sent(failure: Any) -> None:
-            self._settle(invoke_id, node_unavailable(f"cluster bus unavailable: {failure.getErrorMessage()}"))
+            self._settle(routed_id, unavailable(f"cluster bus unavailable: {failure.getErrorMessage()}"))
 
-        self.publish(self.instance_channel(target), message).addCallbacks(sent, not_sent)
+        full = {**message, "from": self.instance_id, "id": routed_id}
+        self.publish(self.instance_channel(target), full).addCallbacks(sent, not_sent)
         return result
-
-    def _routed_timeout(self, invoke_id: str) -> None:
-        self._settle(invoke_id, GatewayError(UNAVAILABLE, "node invoke timed out", {"nodeError": {"code": "TIMEOUT", "message": "node invoke timed out"}}))
 
     def _routed_result(self, data: dict[str, Any]) -> None:
         if data.get("ok"):
@@ -485,7 +538,7 @@ class ClusterBus:
         routed = self._routed.pop(invoke_id, None)
         if routed is None:
             return
-        _, result, timer = routed
+        _, result, timer, _ = routed
         if timer.active():
             timer.cancel()
         if isinstance(outcome, Exception):
@@ -494,12 +547,13 @@ class ClusterBus:
             result.callback(outcome)
 
     def _fail_routed(self, which: Callable[[str], bool], why: str) -> None:
-        for invoke_id, (target, _, _) in list(self._routed.items()):
+        for routed_id, (target, _, _, unavailable) in list(self._routed.items()):
             if which(target):
-                self._settle(invoke_id, node_unavailable(why))
+                self._settle(routed_id, unavailable(why))
 
-    def _serve_invoke(self, data: dict[str, Any]) -> None:
-        """Another instance's invoke for a node connected here."""
+    def _serve(self, data: dict[str, Any], handler: Callable[[dict[str, Any]], Any]) -> None:
+        """Another instance's request (an invoke for a node connected here, a decision on an
+        approval held here): run ``handler`` and publish its outcome back."""
         reply_to = data["from"]
 
         def answer(outcome: Any) -> None:
@@ -511,7 +565,7 @@ class ClusterBus:
                 message = {"k": "invoke.result", "id": data["id"], "ok": False, "error": {**shape}}
             self.publish(self.instance_channel(reply_to), message).addErrback(lambda failure: None)
 
-        maybeDeferred(self._invoke_here, data).addBoth(answer)
+        maybeDeferred(handler, data).addBoth(answer)
 
     @inlineCallbacks
     def _invoke_here(self, data: dict[str, Any]) -> Any:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from ..parts import GatewayParts
 from . import schema as cluster_schema
+from .approvals import ClusterExecApprovals
 from .bus import ClusterBus
 from .config_sync import ClusterConfigSync
 from .coordination import ClusterLeases, ClusterRateLimiter
@@ -63,6 +64,7 @@ class ClusterWiring:
             leases=bus.leases,
             rate_limiter=lambda clock: ClusterRateLimiter(clock, bus),
             dedupe=lambda clock: ClusterIdempotencyCache(clock, bus),
+            approvals=lambda clock, clients: ClusterExecApprovals(clock, clients, bus),
         )
         self.service = ClusterService(self)
 

@@ -16,16 +16,19 @@ OVERFLOW = "overflow"
 
 
 class OutboundQueue:
+    # One per connection: slots, and no deque (~760 bytes empty) until a frame has to wait.
+    __slots__ = ("_write", "_max_bytes", "_frames", "queued_bytes", "paused", "dropped")
+
     def __init__(self, write: Callable[[bytes], None], max_bytes: int):
         self._write = write
         self._max_bytes = max_bytes
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[bytes] | None = None
         self.queued_bytes = 0
         self.paused = False
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) if self._frames is not None else 0
 
     def offer(self, frame: bytes, *, droppable: bool) -> str:
         if not self.paused and not self._frames:
@@ -39,6 +42,8 @@ class OutboundQueue:
             return OVERFLOW
         # A compact copy: orjson's output can pin several KiB of allocator memory beyond its
         # length, which would make the real cost of a full queue many times ``max_bytes``.
+        if self._frames is None:
+            self._frames = deque()
         self._frames.append(bytes(memoryview(frame)))
         self.queued_bytes += size
         return QUEUED
@@ -53,13 +58,16 @@ class OutboundQueue:
             frame = self._frames.popleft()
             self.queued_bytes -= len(frame)
             self._write(frame)
+        if not self._frames:
+            self._frames = None  # drained: give the deque's blocks back
 
     def flush(self) -> None:
         """Hand everything queued to the transport regardless of pause (used right before close)."""
         while self._frames:
             self._write(self._frames.popleft())
+        self._frames = None
         self.queued_bytes = 0
 
     def clear(self) -> None:
-        self._frames.clear()
+        self._frames = None
         self.queued_bytes = 0

@@ -340,6 +340,10 @@ class GatewayServerProtocol(WebSocketServerProtocol):
             permissions=dict(params.get("permissions") or {}),
             path_env=params.get("pathEnv") if isinstance(params.get("pathEnv"), str) else None,
         )
+        # Only the handshake reads these (the refusal log line, the upgrade's headers): an idle
+        # connection should not keep the whole connect frame and header map for its lifetime.
+        self._connect_params = None
+        self._info = None
         hello = gateway.hello_ok_for_wire(self._client, admission)
         self.maxMessagePayloadSize = gateway.settings.max_payload
         self.maxFramePayloadSize = gateway.settings.max_payload

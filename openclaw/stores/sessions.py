@@ -257,6 +257,8 @@ class SessionStore:
         self._count = 0
         self._search_index: bool | None = None
         self._recent: list[tuple[str, int]] = []
+        # Bumped whenever the count or the recent keys are replaced: what caches of them key on.
+        self.summary_version = 0
 
     @property
     def path(self) -> str:
@@ -274,6 +276,7 @@ class SessionStore:
 
     def _set_summary(self, summary: tuple[int, list[tuple[str, int]]]) -> None:
         self._count, self._recent = summary
+        self.summary_version += 1
 
     def summary(self, now_ms: int) -> StoreSummary:
         """Session count and the five most recently updated keys, from memory."""
