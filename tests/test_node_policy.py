@@ -56,8 +56,14 @@ class PairingRequestTests(SynchronousTestCase):
 class RuntimeTests(SynchronousTestCase):
     def test_unapproved_surface_has_no_effective_commands(self):
         self.assertEqual(policy.effective({}, LINUX_HOST, None), [])
-        # A desktop host command is allowlisted only through the approved surface.
-        self.assertEqual(policy.refusal({}, LINUX_HOST, None, "system.which")[0], "command not allowlisted")
+        # A declared desktop host command waiting for `nodes approve` says so (not "not in the
+        # allowlist for platform linux", which is false: it is on the list, only not approved yet).
+        reason, message = policy.refusal({}, LINUX_HOST, None, "system.which")
+        self.assertEqual(reason, "node did not declare commands")
+        self.assertIn("pending approval", message)
+        self.assertNotIn("allowlist", message)
+        # A declared command outside the platform's list is still refused as not allowlisted.
+        self.assertEqual(policy.refusal({}, dict(LINUX_HOST, commands=["file.stat"]), None, "file.stat")[0], "command not allowlisted")
         # A platform default that is declared but not yet approved: pending approval.
         node = dict(LINUX_HOST, commands=["system.notify"])
         reason, message = policy.refusal({}, node, None, "system.notify")

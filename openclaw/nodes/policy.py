@@ -128,10 +128,19 @@ def effective(config: Mapping[str, Any], node: Mapping[str, Any], approved: Iter
     return [c for c in requestable(config, node) if c in granted]
 
 
+_PENDING = (
+    "node command not allowed: the node's declared command surface is pending approval; "
+    "run `openclaw nodes pending`, then `openclaw nodes approve <requestId>`"
+)
+
+
 def refusal(config: Mapping[str, Any], node: Mapping[str, Any], approved: Iterable[str] | None, command: str) -> tuple[str, str] | None:
     """``(reason, message)`` when ``command`` may not run on this node, as the reference words it."""
     commands = effective(config, node, approved)
     platform = node.get("platform") or "unknown"
+    if not commands and command in (node.get("commands") or ()) and command in pairing_allowlist(config, node):
+        # Declared and requestable, only not approved yet: say so, not "not in the allowlist".
+        return "node did not declare commands", _PENDING
     if command not in runtime_allowlist(config, node, commands):
         _, deny = _config_lists(config)
         if command.startswith("talk."):
@@ -145,10 +154,7 @@ def refusal(config: Mapping[str, Any], node: Mapping[str, Any], approved: Iterab
         return "command not allowlisted", f"node command not allowed: {why}"
     if not commands:
         if command in (node.get("commands") or ()):
-            return "node did not declare commands", (
-                "node command not allowed: the node's declared command surface is pending approval; "
-                "run `openclaw nodes pending`, then `openclaw nodes approve <requestId>`"
-            )
+            return "node did not declare commands", _PENDING
         return "node did not declare commands", "node command not allowed: the node did not declare any supported commands"
     if command not in commands:
         return "command not declared by node", f'node command not allowed: the node (platform: {platform}) does not support "{command}"'
