@@ -258,3 +258,24 @@ class DeviceTokenMemoryTests(SynchronousTestCase):
         self.assertNoResult(pending)  # the token's new scopes are a real change: hello-ok waits for the disk
         self.disk.writes[-1].callback(None)
         self.assertEqual(self.successResultOf(pending).device_token.scopes, paired_scopes)
+
+
+class ConnectionCountTests(SynchronousTestCase):
+    """``status`` reads the counts on every call, so they are kept as clients come and go."""
+
+    def test_counts_follow_adds_removes_and_replacements(self):
+        from openclaw.state.clients import ClientRegistry
+
+        def client(conn_id: str, role: str) -> ConnectedClient:
+            return ConnectedClient(conn_id=conn_id, role=role, scopes=frozenset(), client={}, sink=_Sink(), connected_at_ms=0)
+
+        registry = ClientRegistry()
+        registry.add(client("a", "operator"))
+        registry.add(client("b", "node"))
+        registry.add(client("c", "operator"))
+        self.assertEqual(registry.counts(), {"total": 3, "operators": 2, "nodes": 1})
+        registry.add(client("c", "node"))  # the same connection id again replaces, never double-counts
+        self.assertEqual(registry.counts(), {"total": 3, "operators": 1, "nodes": 2})
+        self.assertIsNotNone(registry.remove("a"))
+        self.assertIsNone(registry.remove("a"))  # a second remove changes nothing
+        self.assertEqual(registry.counts(), {"total": 2, "operators": 0, "nodes": 2})

@@ -105,6 +105,9 @@ class ClientRegistry:
 
     def __init__(self, relay: Any = None) -> None:
         self._clients: dict[str, ConnectedClient] = {}
+        # Kept as clients come and go (a client's role never changes): ``status`` reads the counts
+        # on every call, and walking every connection for them made it O(connections).
+        self._operators = 0
         # An IEventRelay (cluster mode): broadcasts also reach the other instances' connections.
         self._relay = relay
 
@@ -115,10 +118,17 @@ class ClientRegistry:
         return iter(list(self._clients.values()))
 
     def add(self, client: ConnectedClient) -> None:
+        replaced = self._clients.get(client.conn_id)
+        if replaced is not None:
+            self._operators -= replaced.role == "operator"
         self._clients[client.conn_id] = client
+        self._operators += client.role == "operator"
 
     def remove(self, conn_id: str) -> ConnectedClient | None:
-        return self._clients.pop(conn_id, None)
+        client = self._clients.pop(conn_id, None)
+        if client is not None:
+            self._operators -= client.role == "operator"
+        return client
 
     def get(self, conn_id: str) -> ConnectedClient | None:
         return self._clients.get(conn_id)
@@ -127,8 +137,7 @@ class ClientRegistry:
         return [client for client in self._clients.values() if client.device_id == device_id]
 
     def counts(self) -> dict[str, int]:
-        operators = sum(1 for client in self._clients.values() if client.role == "operator")
-        return {"total": len(self._clients), "operators": operators, "nodes": len(self._clients) - operators}
+        return {"total": len(self._clients), "operators": self._operators, "nodes": len(self._clients) - self._operators}
 
     def broadcast(
         self,
