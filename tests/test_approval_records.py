@@ -33,6 +33,17 @@ class RecordsTests(SynchronousTestCase):
         self.assertIsNone(self.records.get("a"))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_no_route_stays_readable_until_its_expiry(self):
+        """A request nobody could see is kept until its own expiry, not only the grace period."""
+        r = self.records.register(record("a", timeout_ms=60_000))
+        self.records.expire(r, "no-approval-route")
+        self.assertEqual((r.pending, r.decision), (False, None))
+        self.clock.advance(59)
+        self.assertIs(self.records.get("a"), r)
+        self.clock.advance(1.5)
+        self.assertIsNone(self.records.get("a"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_decided_once(self):
         r = self.records.register(record("a"))
         self.records.resolve(r, "allow-once", "ui")

@@ -127,3 +127,17 @@ class GateTests(ApprovalTestBase):
         for key in ("a1", "a2"):
             forwarded = yield self.ran(runner, key, command=["echo", "ok"], approved=True, runId=approval_id)
             self.assertEqual(forwarded["approvalDecision"], "allow-always")
+
+    @inlineCallbacks
+    def test_a_request_nobody_could_see_is_refused_for_what_it_is(self):
+        """Issue 19 row 5h: the id of a no-approval-route request is known (not "unknown or
+        expired"): its requester is told approval is required, another connection that the id is not its own."""
+        runner = yield self.client(scopes=RUNNER_SCOPES)
+        other = yield self.client(scopes=RUNNER_SCOPES)
+        response = yield runner.request(
+            "exec.approval.request", {"command": "echo ok", "host": "node", "nodeId": self.node_id, "systemRunPlan": PLAN, "twoPhase": True}
+        )
+        self.assertIsNone(response["payload"]["decision"])
+        no_route = response["payload"]["id"]
+        yield self.refused(runner, "n1", "APPROVAL_REQUIRED", command=["echo", "ok"], approved=True, runId=no_route)
+        yield self.refused(other, "n2", "APPROVAL_CLIENT_MISMATCH", command=["echo", "ok"], approved=True, runId=no_route)

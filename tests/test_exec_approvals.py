@@ -56,6 +56,21 @@ class RequestTests(ApprovalTestBase):
         self.assertEqual(waited["payload"]["terminalReason"], "no-approval-route")
 
     @inlineCallbacks
+    def test_nobody_to_ask_is_remembered_as_denied_by_the_system(self):
+        """Issue 19 rows 5g/5h: as in the reference, a request with no approval route is a denial
+        by ``system:no-approval-route``; a later answer is told so, not "expired"."""
+        requester = yield self.client(scopes=["operator.approvals", "operator.admin"])
+        response = yield requester.request("exec.approval.request", approval_params(twoPhase=True))
+        approval_id = response["payload"]["id"]
+        got = yield requester.request("approval.get", {"id": approval_id})
+        approval = got["payload"]["approval"]
+        self.assertEqual((approval["status"], approval["decision"], approval["reason"]), ("denied", "deny", "no-route"))
+        self.assertEqual(approval["resolver"], {"kind": "system", "id": "no-approval-route"})
+        late = yield requester.request("approval.resolve", {"id": approval_id, "kind": "exec", "decision": "allow-once"})
+        self.assertEqual((late["payload"]["applied"], late["payload"]["alreadyResolved"]), (False, True))
+        self.assertEqual(late["payload"]["approval"]["decision"], "deny")
+
+    @inlineCallbacks
     def test_two_phase_request_resolved_by_a_reviewer(self):
         requester = yield self.client()
         reviewer = yield self.client(scopes=["operator.admin"], caps=REVIEWER_CAPS)

@@ -8,7 +8,11 @@ and (for ``allow-once``) has not been used yet. Like the reference, pending appr
 survive a restart: a lost approval is simply asked for again.
 
 Decided records stay readable for a short grace period (``waitDecision`` after the fact, the
-``system.run`` that follows the decision); then they are dropped. The number of records is
+``system.run`` that follows the decision); then they are dropped. A request that ended at once
+because no approval client could see it (``no-approval-route``) is a denial, not an expiry, and
+stays readable until its own expiry time, as in the reference: a later ``approvals resolve`` says
+it was already denied, and a ``system.run`` naming it is refused for what it is (another
+client's approval, no approval) rather than as an unknown id. The number of records is
 bounded; when every slot holds a pending request, new requests are refused rather than evicting
 a request somebody is looking at.
 """
@@ -144,7 +148,8 @@ class ApprovalRecords:
         record.resolved_at_ms = self.now_ms()
         if record.timer is not None and record.timer.active():
             record.timer.cancel()
-        record.timer = self._clock.callLater(self._grace_ms / 1000.0, self._drop, record.id)
+        keep_ms = max(self._grace_ms, record.expires_at_ms - record.resolved_at_ms) if reason == NO_ROUTE else self._grace_ms
+        record.timer = self._clock.callLater(keep_ms / 1000.0, self._drop, record.id)
         waiters, record.waiters = record.waiters, []
         self._on_terminal(record)
         for waiter in waiters:

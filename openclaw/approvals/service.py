@@ -118,7 +118,12 @@ def snapshot(record: ApprovalRecord) -> dict[str, Any]:
         "createdAtMs": record.created_at_ms,
         "expiresAtMs": record.expires_at_ms,
     }
-    if not record.pending:
+    if record.terminal_reason == NO_ROUTE:
+        # Nobody could be asked: the system denied it (the reference's "deny by
+        # system:no-approval-route"), though the requester was answered with no decision.
+        view.update({"status": "denied", "resolvedAtMs": record.resolved_at_ms, "reason": "no-route", "decision": "deny"})
+        view.update({"source": {}, "resolver": {"kind": "system", "id": NO_ROUTE}})
+    elif not record.pending:
         view.update({"resolvedAtMs": record.resolved_at_ms, "reason": record.terminal_reason})
         if record.decision is not None:
             view["decision"] = record.decision
