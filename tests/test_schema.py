@@ -147,7 +147,9 @@ class ExportTests(SynchronousTestCase):
 NOT_AVAILABLE = frozenset(
     spec.name for family in (absent, absent_workspace, themes) for spec in family.methods() if not spec.advertised
 )
-OPEN_PARAMS = frozenset(("models.list", "set-heartbeats", "wake", "usage.cost", "commands.list")) | NOT_AVAILABLE
+# node.runnerInventory.update: a closed format too, but checked by its own parser so that every
+# refusal reads "invalid node runner inventory", as in the reference (openclaw/nodes/runner_inventory.py).
+OPEN_PARAMS = frozenset(("models.list", "set-heartbeats", "wake", "usage.cost", "commands.list", "node.runnerInventory.update")) | NOT_AVAILABLE
 
 
 class CoverageTests(SynchronousTestCase):
