@@ -25,7 +25,7 @@ class NodeSideTests(NodeTestBase):
         self.assertEqual(skills["payload"], {"nodeId": node_id, "skills": [{"name": "s"}]})
         tools = yield node.request("node.pluginTools.update", {"tools": [{"name": "t", "command": "echo"}]})
         self.assertEqual(tools["payload"], {"nodeId": node_id, "tools": [{"name": "t", "command": "echo"}]})
-        inventory = yield node.request("node.runnerInventory.update", {"protocolFeatures": ["x"], "workerHost": {"enabled": False}})
+        inventory = yield node.request("node.runnerInventory.update", {"protocolFeatures": ["node-worker-supervisor-v6"], "workerHost": {"enabled": False}})
         self.assertEqual(inventory["payload"], {"nodeId": node_id})
         described = yield op.request("node.describe", {"nodeId": node_id})
         row = described["payload"]
@@ -57,6 +57,33 @@ class NodeSideTests(NodeTestBase):
         # Skills and plugin tools are accepted while the surface waits, as in the reference.
         skills = yield node.request("node.skills.update", {"skills": []})
         self.assertTrue(skills["ok"], skills)
+
+    @inlineCallbacks
+    def test_runner_inventory_is_checked_before_the_pairing(self):
+        """Issue 19 row 7c: a malformed declaration is refused as such even while the surface
+        waits; a retired supervisor protocol is told to update."""
+        node = yield self.node(commands=["echo"], approve=False)
+        for bad in ({"protocolFeatures": ["worker-supervisor.v1"]}, {"protocolFeatures": ["node-worker-supervisor-v6"]}, {}):
+            refused = yield node.request("node.runnerInventory.update", bad)
+            self.assertEqual(refused["error"], {"code": "INVALID_REQUEST", "message": "invalid node runner inventory"}, bad)
+        retired = yield node.request("node.runnerInventory.update", {"protocolFeatures": ["node-worker-supervisor-v5"], "workerRuns": []})
+        self.assertEqual(retired["error"]["code"], "INVALID_REQUEST")
+        self.assertIn(f"device worker node {node.key.device_id} requires an update", retired["error"]["message"])
+        waiting = yield node.request("node.runnerInventory.update", {"protocolFeatures": ["node-worker-supervisor-v6"], "workerHost": {"enabled": False}})
+        self.assertIn("awaiting operator approval", waiting["error"]["message"])
+
+    @inlineCallbacks
+    def test_events_wait_for_the_surface(self):
+        """As in the reference, a node whose surface is not approved cannot reach operators."""
+        op = yield self.operator(["operator.read"])
+        node = yield self.node(commands=["echo"], approve=False)
+        pending = self.gateway.node_pairing.store.pending_for(node.key.device_id)
+        refused = yield node.request("node.event", {"event": "node.host.stats", "payload": {"cpuCount": 2}})
+        self.assertEqual(refused["error"]["code"], "UNAVAILABLE")
+        self.assertEqual(refused["error"]["details"], {"code": "PAIRING_CHANGED", "requestId": pending["requestId"]})
+        self.assertIs(refused["error"]["retryable"], True)
+        yield op.request("node.list", {})  # a round trip: a broadcast would have arrived before it
+        self.assertFalse([f for f in [*op.frames, *op.skipped] if f.get("event") == "node.hostStats"])
 
     @inlineCallbacks
     def test_bad_input_and_unknown_methods(self):

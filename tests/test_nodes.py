@@ -160,9 +160,12 @@ class ManualPairingTests(NodeTestBase):
         self.assertEqual([r["requestId"] for r in listed["payload"]["pending"]], [request["requestId"]])
         self.assertEqual(listed["payload"]["paired"], [])
 
-        # Not yet approved: the node is connected but not paired.
+        # Not yet approved: as in the reference, the node's device is paired (listed under
+        # "Paired" by `openclaw nodes list`) while its surface waits, and the row says what waits.
         nodes = yield observer.request("node.list", {})
-        self.assertEqual([(n["nodeId"], n["paired"], n["connected"]) for n in nodes["payload"]["nodes"]], [(node_id, False, True)])
+        [row] = nodes["payload"]["nodes"]
+        self.assertEqual((row["nodeId"], row["paired"], row["connected"], row["approvalState"]), (node_id, True, True, "pending-approval"))
+        self.assertEqual((row["pendingRequestId"], row["pendingDeclaredCommands"], row["pendingDeclaredCaps"]), (request["requestId"], ["echo"], ["camera", "screen"]))
 
         approved = yield observer.request("node.pair.approve", {"requestId": request["requestId"]})
         self.assertTrue(approved["ok"], approved)
@@ -217,8 +220,12 @@ class ManualPairingTests(NodeTestBase):
         self.assertEqual(resolved["payload"]["decision"], "removed")
         listed = yield observer.request("node.pair.list", {})
         self.assertEqual(listed["payload"]["paired"], [])
+        # As in the reference, the device loses its node role and the node is disconnected.
+        code, _ = yield node.closed
+        self.assertEqual(code, 4001)
+        self.assertIsNone(self.gateway.pairing.store.paired(node_id))
         nodes = yield observer.request("node.list", {})
-        self.assertEqual([(n["nodeId"], n["paired"]) for n in nodes["payload"]["nodes"]], [(node_id, False)])
+        self.assertEqual(nodes["payload"]["nodes"], [])
         unknown = yield observer.request("node.pair.remove", {"nodeId": node_id})
         self.assertError(unknown, "INVALID_REQUEST", "unknown nodeId")
 
@@ -276,14 +283,18 @@ class ManualPairingTests(NodeTestBase):
         observer = yield self.operator()
         node, request = yield self.connect_pending(observer, commands=["echo"])
         node_id = node.key.device_id
-        refused = yield observer.request("node.invoke", {"nodeId": node_id, "command": "echo", "idempotencyKey": "a"})
-        self.assertError(
-            refused,
-            "INVALID_REQUEST",
-            "node command not allowed: the node's declared command surface is pending approval; "
-            "run `openclaw nodes pending`, then `openclaw nodes approve <requestId>`",
-        )
-        self.assertEqual(refused["error"]["details"]["reason"], "node did not declare commands")
+        # As in the reference: no approved surface, no node work (UNAVAILABLE, PAIRING_CHANGED,
+        # retryable), whatever the command; the message says what to run.
+        for key, command in (("a", "echo"), ("a2", "file.stat")):
+            refused = yield observer.request("node.invoke", {"nodeId": node_id, "command": command, "idempotencyKey": key})
+            self.assertError(
+                refused,
+                "UNAVAILABLE",
+                f"node command surface is awaiting operator approval; run `openclaw nodes approve {request['requestId']}` "
+                "(see `openclaw nodes pending`)",
+            )
+            self.assertEqual(refused["error"]["details"], {"code": "PAIRING_CHANGED", "requestId": request["requestId"]})
+            self.assertIs(refused["error"]["retryable"], True)
         yield observer.request("node.pair.approve", {"requestId": request["requestId"]})
         request_id = send_request(observer, "node.invoke", {"nodeId": node_id, "command": "echo", "idempotencyKey": "b"})
         invoke = yield event_seen(node, is_event("node.invoke.request"))
@@ -376,8 +387,16 @@ class LocalSilentApprovalTests(NodeTestBase):
         self.assertIsNone(self.gateway.node_pairing.store.paired(node_id))
         nodes = yield observer.request("node.list", {})
         [row] = nodes["payload"]["nodes"]
-        self.assertEqual((row["nodeId"], row["paired"], row["connected"], row["commands"]), (node_id, False, True, []))
+        self.assertEqual((row["nodeId"], row["paired"], row["connected"], row["commands"]), (node_id, True, True, []))
         self.assertEqual(row["approvalState"], "pending-approval")
+        # Issue 19 row 1d: gone from the socket, still known (device paired, request waiting).
+        yield node.close()
+        nodes = yield observer.request("node.list", {})
+        [row] = nodes["payload"]["nodes"]
+        self.assertEqual((row["paired"], row["connected"], row["approvalState"]), (True, False, "pending-approval"))
+        self.assertEqual(row["pendingDeclaredCommands"], ["echo", "system.run"])
+        described = yield observer.request("node.describe", {"nodeId": node_id})
+        self.assertEqual(described["payload"]["platform"], "linux")
         approved = yield observer.request("node.pair.approve", {"requestId": requested["payload"]["requestId"]})
         self.assertEqual(approved["payload"]["node"]["commands"], ["echo", "system.run"])
         described = yield observer.request("node.describe", {"nodeId": node_id})

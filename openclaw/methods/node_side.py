@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 from ..protocol.errors import UNAVAILABLE, GatewayError, invalid_request
+from ..nodes import runner_inventory
+from ..nodes import surface as node_surface
 from .registry import ROLE_NODE, MethodSpec, RequestContext
 
 MAX_PUBLISHED_ITEMS = 256
@@ -49,17 +51,34 @@ def plugin_tools_update(ctx: RequestContext) -> dict[str, Any]:
     return {"nodeId": node.node_id, "tools": node.published["pluginTools"]}
 
 
+def _awaiting_approval(ctx: RequestContext, node_id: str) -> GatewayError | None:
+    """The refusal for a node whose command surface still waits for ``openclaw nodes approve``."""
+    pending = ctx.gateway.node_pairing.store.pending_for(node_id)
+    if pending is None:
+        return None
+    return GatewayError(
+        UNAVAILABLE,
+        "node capability surface is awaiting operator approval; run "
+        f"`openclaw nodes approve {pending['requestId']}` (see `openclaw nodes pending`), then this node retries automatically",
+    )
+
+
 def runner_inventory_update(ctx: RequestContext) -> dict[str, Any]:
-    """As in the reference, a node whose command surface awaits approval is told how to fix it."""
+    """As in the reference: the declaration is checked first, then the node's pairing.
+
+    The node's offer to host sessions is kept, but ``sessionHost`` stays false: this gateway
+    does not place agent sessions on nodes.
+    """
+    declaration = runner_inventory.parse_declaration(ctx.params)
+    if declaration is None:
+        raise invalid_request("invalid node runner inventory")
     node = _live(ctx)
-    pending = ctx.gateway.node_pairing.store.pending_for(node.node_id)
-    if pending is not None:
-        raise GatewayError(
-            UNAVAILABLE,
-            "node capability surface is awaiting operator approval; run "
-            f"`openclaw nodes approve {pending['requestId']}` (see `openclaw nodes pending`), then this node retries automatically",
-        )
-    node.published["runnerInventory"] = {k: ctx.params[k] for k in ("protocolFeatures", "workerHost") if k in ctx.params}
+    if runner_inventory.needs_update(declaration):
+        raise invalid_request(runner_inventory.update_required_message(node.node_id))
+    refusal = _awaiting_approval(ctx, node.node_id)
+    if refusal is not None:
+        raise refusal
+    node.published["runnerInventory"] = declaration
     return {"nodeId": node.node_id}
 
 
@@ -73,7 +92,11 @@ def _event_payload(params: dict[str, Any]) -> Any:
 
 
 def node_event(ctx: RequestContext) -> dict[str, Any]:
+    """Events from a node whose surface is not approved are refused, as in the reference: such a
+    node must not reach operators (``node.hostStats`` goes to every ``operator.read`` holder)."""
     node = _live(ctx)
+    if ctx.gateway.node_pairing.store.paired(node.node_id) is None:
+        raise node_surface.not_approved(ctx.gateway.node_pairing.store.pending_for(node.node_id))
     event = ctx.params["event"]
     if event == "node.host.stats":
         payload = _event_payload(ctx.params)

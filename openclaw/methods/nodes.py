@@ -8,7 +8,7 @@ gate (``openclaw.approvals.system_run``). What nodes publish about themselves is
 from __future__ import annotations
 
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import orjson
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
@@ -20,14 +20,15 @@ from ..security.scopes import ADMIN, PAIRING, READ, WRITE
 from ..approvals.system_run import forward_system_run
 from ..services.node_pairing import normalize_list
 from ..nodes import policy as node_policy
+from ..nodes import surface as node_surface
 from ..state.nodes import DEFAULT_INVOKE_TIMEOUT_MS, node_metadata
+from ..stores.devices import PairedDevice
 from .registry import ROLE_NODE, MethodSpec, RequestContext
 
 REPLAY_GRACE_S = 5.0  # beyond the invoke's own timeout, for its outcome to reach this instance
 
-LIVE_FIELDS = frozenset(
-    ("displayName", "platform", "version", "coreVersion", "uiVersion", "clientId", "clientMode", "deviceFamily", "modelIdentifier", "remoteIp")
-)
+SHOWN_FIELDS = ("displayName", "platform", "version", "coreVersion", "uiVersion", "clientId", "clientMode", "deviceFamily", "modelIdentifier", "remoteIp")
+LIVE_FIELDS = frozenset(SHOWN_FIELDS)
 
 
 def approval_state(ctx: RequestContext, node_id: str, paired: Mapping[str, Any] | None) -> str:
@@ -38,36 +39,59 @@ def approval_state(ctx: RequestContext, node_id: str, paired: Mapping[str, Any] 
     return "approved" if paired else "unapproved"
 
 
+def _node_device(ctx: RequestContext, node_id: str) -> PairedDevice | None:
+    """The node's paired *device* (role ``node``), which may exist before its surface is approved."""
+    device = ctx.gateway.pairing.store.paired(node_id)
+    return device if device is not None and "node" in device.roles else None
+
+
+def _device_facts(device: PairedDevice | None) -> dict[str, Any]:
+    if device is None:
+        return {}
+    facts = {
+        "displayName": device.display_name,
+        "platform": device.platform,
+        "deviceFamily": device.device_family,
+        "clientId": device.client_id,
+        "clientMode": device.client_mode,
+        "remoteIp": device.remote_ip,
+    }
+    return {key: value for key, value in facts.items() if value is not None}
+
+
+def _pending_fields(pending: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a waiting request declares, so an operator sees what ``nodes approve`` would grant."""
+    if pending is None:
+        return {}
+    fields = {"pendingRequestId": pending["requestId"], "pendingDeclaredCaps": list(pending.get("caps", [])), "pendingDeclaredCommands": list(pending.get("commands", []))}
+    if pending.get("permissions"):
+        fields["pendingDeclaredPermissions"] = dict(pending["permissions"])
+    return fields
+
+
 def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
     """Stored and live facts about one node, in the reference's shape; live values win.
 
-    ``commands`` are the node's *effective* commands: declared, approved and allowed.
+    ``commands`` are the node's *effective* commands: declared, approved and allowed. As in the
+    reference, a node is ``paired`` once its device is (a loopback node host's is paired
+    silently), even while its command surface waits for ``nodes approve``.
     """
     gateway = ctx.gateway
     stored = gateway.node_pairing.store.paired(node_id)
+    device = _node_device(ctx, node_id)
+    pending = gateway.node_pairing.store.pending_for(node_id)
     live = gateway.nodes.get(node_id)
     row: dict[str, Any] = {"nodeId": node_id}
-    record = stored or {}
-    for key in ("displayName", "platform", "version", "coreVersion", "uiVersion", "clientId", "clientMode", "deviceFamily", "modelIdentifier"):
+    record = {**{k: v for k, v in (pending or {}).items() if k in SHOWN_FIELDS}, **_device_facts(device), **(stored or {})}
+    for key in SHOWN_FIELDS:
         if record.get(key) is not None:
             row[key] = record[key]
-    row["caps"] = list(record.get("caps", []))
+    row["caps"] = list((stored or {}).get("caps", []))
     row["commands"] = list((stored or {}).get("commands", []))
     if live is not None:
-        metadata = node_metadata(live.client)
-        renamed = bool((stored or {}).get("renamed"))
-        row.update({key: value for key, value in metadata.items() if key in LIVE_FIELDS and value is not None and not (renamed and key == "displayName")})
-        row["caps"] = normalize_list(live.client.caps)
-        row["commands"] = node_policy.effective(gateway.current_config(), metadata, stored.get("commands") if stored else None)
-        if live.client.permissions:
-            row["permissions"] = dict(live.client.permissions)
-        row["sessionHost"] = False
-        if "hostStats" in live.published:
-            row["hostStats"] = live.published["hostStats"]
-        row["nodePluginTools"] = list(live.published.get("pluginTools", []))
-        if live.client.path_env is not None:
-            row["pathEnv"] = live.client.path_env
+        _add_live(row, gateway, live, stored)
     row["approvalState"] = approval_state(ctx, node_id, stored)
+    row.update(_pending_fields(pending))
     if live is not None:
         row["connectedAtMs"] = live.connected_at_ms
     last_connected = live.connected_at_ms if live is not None else (stored or {}).get("lastConnectedAtMs")
@@ -76,10 +100,30 @@ def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
     if live is not None:
         row["lastSeenAtMs"] = live.last_seen_at_ms
         row["lastSeenReason"] = live.last_seen_reason
-    if record.get("approvedAtMs") is not None:
-        row["approvedAtMs"] = record["approvedAtMs"]
-    row.update({"paired": stored is not None, "connected": live is not None})
+    approved_at = record.get("approvedAtMs") if stored is not None else (device.approved_at_ms if device is not None else None)
+    if approved_at is not None:
+        row["approvedAtMs"] = approved_at
+    row.update({"paired": stored is not None or device is not None, "connected": live is not None})
     return row
+
+
+def _add_live(row: dict[str, Any], gateway: Any, live: Any, stored: Mapping[str, Any] | None) -> None:
+    metadata = node_metadata(live.client)
+    renamed = bool((stored or {}).get("renamed"))
+    row.update({key: value for key, value in metadata.items() if key in LIVE_FIELDS and value is not None and not (renamed and key == "displayName")})
+    # Like commands, the caps a node has are the declared ones its approved surface grants.
+    approved_caps = set((stored or {}).get("caps", ()))
+    row["caps"] = [cap for cap in normalize_list(live.client.caps) if cap in approved_caps]
+    row["commands"] = node_policy.effective(gateway.current_config(), metadata, stored.get("commands") if stored else None)
+    if live.client.permissions:
+        row["permissions"] = dict(live.client.permissions)
+    # This gateway does not place agent sessions on nodes, whatever a node host offers.
+    row["sessionHost"] = False
+    if "hostStats" in live.published:
+        row["hostStats"] = live.published["hostStats"]
+    row["nodePluginTools"] = list(live.published.get("pluginTools", []))
+    if live.client.path_env is not None:
+        row["pathEnv"] = live.client.path_env
 
 
 def _sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -87,18 +131,46 @@ def _sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return (not row["connected"], name, row["nodeId"])
 
 
-def node_list(ctx: RequestContext) -> dict[str, Any]:
+def known_node_ids(ctx: RequestContext) -> set[str]:
+    """Every node the gateway knows of: approved surfaces, node devices, waiting requests, live nodes."""
     gateway = ctx.gateway
-    ids = {record["nodeId"] for record in gateway.node_pairing.store.all_paired()} | {node.node_id for node in gateway.nodes.all()}
-    return {"ts": gateway.now_ms(), "nodes": sorted((node_row(ctx, node_id) for node_id in ids), key=_sort_key)}
+    ids = {record["nodeId"] for record in gateway.node_pairing.store.all_paired()}
+    ids.update(device.device_id for device in gateway.pairing.store.all_paired() if "node" in device.roles)
+    ids.update(request["nodeId"] for request in gateway.node_pairing.store.all_pending())
+    ids.update(node.node_id for node in gateway.nodes.all())
+    return ids
+
+
+PENDING_FIELDS = ("pendingRequestId", "pendingDeclaredCaps", "pendingDeclaredCommands", "pendingDeclaredPermissions")
+
+
+def _as_seen_by(ctx: RequestContext, row: dict[str, Any]) -> dict[str, Any] | None:
+    """As in the reference, what waits for approval is shown only to those who may approve it
+    (``operator.pairing`` or admin): others see neither the pending fields (a node sees its own
+    request id) nor nodes that are only a request."""
+    if ctx.client.scopes & {ADMIN, PAIRING}:
+        return row
+    if not row["paired"] and not row["connected"]:
+        return None
+    own = row["nodeId"] == ctx.client.device_id
+    return {key: value for key, value in row.items() if key not in PENDING_FIELDS or (own and key == "pendingRequestId")}
+
+
+def _visible_rows(ctx: RequestContext, node_ids: Iterable[str]) -> list[dict[str, Any]]:
+    rows = (_as_seen_by(ctx, node_row(ctx, node_id)) for node_id in node_ids)
+    return [row for row in rows if row is not None]
+
+
+def node_list(ctx: RequestContext) -> dict[str, Any]:
+    return {"ts": ctx.gateway.now_ms(), "nodes": sorted(_visible_rows(ctx, known_node_ids(ctx)), key=_sort_key)}
 
 
 def node_describe(ctx: RequestContext) -> dict[str, Any]:
     node_id = ctx.params["nodeId"]
-    gateway = ctx.gateway
-    if gateway.node_pairing.store.paired(node_id) is None and gateway.nodes.get(node_id) is None:
+    rows = _visible_rows(ctx, [node_id]) if node_id in known_node_ids(ctx) else []
+    if not rows:
         raise invalid_request("unknown nodeId")
-    return {"ts": gateway.now_ms(), **node_row(ctx, node_id)}
+    return {"ts": ctx.gateway.now_ms(), **rows[0]}
 
 
 def node_rename(ctx: RequestContext) -> Any:
@@ -141,6 +213,8 @@ def node_invoke(ctx: RequestContext) -> Any:
     # view of its pairing (openclaw/cluster/bus.py).
     approved = gateway.node_pairing.store.paired(node_id)
     routed = getattr(node, "routed", False)
+    if approved is None and not routed:
+        raise node_surface.not_approved(gateway.node_pairing.store.pending_for(node_id))
     refusal = None if routed else node_policy.refusal(gateway.current_config(), node_metadata(node.client), approved.get("commands") if approved else None, command)
     if refusal is not None:
         raise invalid_request(refusal[1], {"reason": refusal[0], "command": command})
@@ -270,8 +344,20 @@ def node_pair_reject(ctx: RequestContext) -> Any:
     return ctx.gateway.node_pairing.reject(ctx.params["requestId"])
 
 
+@inlineCallbacks
 def node_pair_remove(ctx: RequestContext) -> Any:
-    return ctx.gateway.node_pairing.remove(ctx.params["nodeId"])
+    """Forget the node's approved surface and its device's ``node`` role, as the reference does:
+    a node that stayed device-paired would still be listed as paired."""
+    node_id = ctx.params["nodeId"]
+    gateway = ctx.gateway
+    if gateway.node_pairing.store.paired(node_id) is None and _node_device(ctx, node_id) is None:
+        raise invalid_request("unknown nodeId")
+    if gateway.node_pairing.store.paired(node_id) is not None:
+        result = yield gateway.node_pairing.remove(node_id)
+    else:
+        result = {"nodeId": node_id, "removedAtMs": gateway.now_ms()}
+    yield gateway.pairing.remove_role(node_id, "node")
+    return result
 
 
 @inlineCallbacks

@@ -324,6 +324,27 @@ class DevicePairingService(Service):
         return removed
 
     @inlineCallbacks
+    def remove_role(self, device_id: str, role: str) -> Generator[Deferred[Any], Any, bool]:
+        """Take one role from a paired device (``node.pair.remove`` takes ``node``), as the reference.
+
+        The device is forgotten when that was its only role; its token for the role goes, and its
+        connections in that role are closed (a node host reconnects and asks again).
+        """
+        device = self.store.paired(device_id)
+        if device is None or role not in device.roles:
+            return False
+        if device.roles == [role]:
+            yield self.store.remove_paired(device_id)
+        else:
+            device.roles = [r for r in device.roles if r != role]
+            yield self.store.put_paired(device)
+            yield self.store.remove_token(device_id, role)
+        for client in self._clients.by_device(device_id):
+            if client.role == role:
+                client.sink.close_with(CLOSE_INVALIDATED, "client invalidated: device-pair-removed")
+        return True
+
+    @inlineCallbacks
     def rename(self, device_id: str, label: str) -> Generator[Deferred[Any], Any, PairedDevice]:
         device = self.store.paired(device_id)
         if device is None:
