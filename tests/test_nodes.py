@@ -393,7 +393,7 @@ class LocalSilentApprovalTests(NodeTestBase):
         yield node.close()
         nodes = yield observer.request("node.list", {})
         [row] = nodes["payload"]["nodes"]
-        self.assertEqual((row["paired"], row["connected"], row["approvalState"]), (True, False, "pending-approval"))
+        self.assertEqual((row["paired"], row["connected"], row["approvalState"], row["sessionHost"]), (True, False, "pending-approval", False))
         self.assertEqual(row["pendingDeclaredCommands"], ["echo", "system.run"])
         described = yield observer.request("node.describe", {"nodeId": node_id})
         self.assertEqual(described["payload"]["platform"], "linux")

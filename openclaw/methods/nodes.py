@@ -100,6 +100,11 @@ def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
     if live is not None:
         row["lastSeenAtMs"] = live.last_seen_at_ms
         row["lastSeenReason"] = live.last_seen_reason
+    else:
+        row["sessionHost"] = False
+        if device is not None and device.last_seen_at_ms is not None:
+            row["lastSeenAtMs"] = device.last_seen_at_ms
+            row["lastSeenReason"] = device.last_seen_reason or "connect"
     approved_at = record.get("approvedAtMs") if stored is not None else (device.approved_at_ms if device is not None else None)
     if approved_at is not None:
         row["approvedAtMs"] = approved_at
