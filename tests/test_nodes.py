@@ -382,6 +382,8 @@ class LocalSilentApprovalTests(NodeTestBase):
         node_id = node.key.device_id
         requested = yield event_seen(observer, is_event("node.pair.requested", nodeId=node_id))
         self.assertIs(requested["payload"]["silent"], True)
+        # As in the reference, a loopback address is not reported (the IP column stays empty).
+        self.assertNotIn("remoteIp", requested["payload"])
         self.assertEqual(requested["payload"]["commands"], ["echo", "system.run"])
         self.assertEqual(requested["payload"]["requiredApproveScopes"], ["operator.pairing", "operator.admin"])
         self.assertIsNone(self.gateway.node_pairing.store.paired(node_id))
@@ -389,6 +391,7 @@ class LocalSilentApprovalTests(NodeTestBase):
         [row] = nodes["payload"]["nodes"]
         self.assertEqual((row["nodeId"], row["paired"], row["connected"], row["commands"]), (node_id, True, True, []))
         self.assertEqual(row["approvalState"], "pending-approval")
+        self.assertNotIn("remoteIp", row)
         # Issue 19 row 1d: gone from the socket, still known (device paired, request waiting).
         yield node.close()
         nodes = yield observer.request("node.list", {})

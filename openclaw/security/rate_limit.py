@@ -41,6 +41,12 @@ def is_loopback(address: str | None) -> bool:
     return (mapped or parsed).is_loopback
 
 
+def reported_client_ip(address: str | None) -> str | None:
+    """The address shown to operators (pairing requests, ``node.list``): none for loopback, as in
+    the reference, where a same-host client has no address worth showing."""
+    return None if is_loopback(address) else address
+
+
 @attrs.define
 class _Window:
     failures: deque[float] = attrs.field(factory=deque)

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from ..protocol.constants import CLOSE_INVALIDATED, CLOSE_POLICY_VIOLATION, PAIRING_PENDING_TTL_MS
 from ..protocol.errors import NOT_PAIRED, GatewayError, invalid_request
 from ..security.device_identity import VerifiedDevice, normalise_metadata
+from ..security.rate_limit import reported_client_ip
 from ..security.scopes import ADMIN, first_missing_scope, scopes_cover
 from ..stores.devices import DeviceStore, DeviceToken, PairedDevice, PendingPairing, new_device_token
 from ..stores.sqlite import refuse_to_start_without
@@ -243,7 +244,7 @@ class DevicePairingService(Service):
             device_family=client.get("deviceFamily"),
             client_id=client.get("id"),
             client_mode=client.get("mode"),
-            remote_ip=context.remote_ip,
+            remote_ip=reported_client_ip(context.remote_ip),
             silent=self._may_approve_silently(reason, context, paired),
             is_repair=paired is not None,
         )

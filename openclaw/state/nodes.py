@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from ..protocol.errors import UNAVAILABLE, GatewayError
 from ..seams import INodeRegistry
+from ..security.rate_limit import reported_client_ip
 from .clients import ConnectedClient
 
 DEFAULT_INVOKE_TIMEOUT_MS = 30_000
@@ -45,7 +46,7 @@ def node_metadata(client: ConnectedClient) -> dict[str, Any]:
         "modelIdentifier": info.get("modelIdentifier"),
         "clientId": info.get("id"),
         "clientMode": info.get("mode"),
-        "remoteIp": client.remote_ip,
+        "remoteIp": reported_client_ip(client.remote_ip),
         "caps": list(client.caps),
         "commands": list(client.commands),
         "permissions": client.permissions,
