@@ -303,6 +303,22 @@ class ManualPairingTests(NodeTestBase):
         self.assertEqual(response["payload"]["payload"], 1)
 
     @inlineCallbacks
+    def test_remove_a_node_whose_surface_was_never_approved(self):
+        """As in the reference, a node known only through its device can be removed too: the
+        removal is announced and the node is disconnected."""
+        observer = yield self.operator()
+        node, _ = yield self.connect_pending(observer)
+        node_id = node.key.device_id
+        removed = yield observer.request("node.pair.remove", {"nodeId": node_id})
+        self.assertEqual(removed["payload"]["nodeId"], node_id, removed)
+        resolved = yield event_seen(observer, is_event("node.pair.resolved", nodeId=node_id, decision="removed"))
+        self.assertEqual(resolved["payload"]["requestId"], "")
+        closed = yield node.closed
+        self.assertEqual(closed, (4001, "device removed"))  # the reference's close, as its node host logs it
+        again = yield observer.request("node.pair.remove", {"nodeId": node_id})
+        self.assertError(again, "INVALID_REQUEST", "unknown nodeId")
+
+    @inlineCallbacks
     def test_explicit_request_and_verify(self):
         observer = yield self.operator()
         params = {"nodeId": "explicit-node", "displayName": "Kitchen", "platform": "ios", "commands": ["echo"]}

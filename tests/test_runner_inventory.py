@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.nodes.runner_inventory import needs_update, offers_session_hosting, parse_declaration
+from openclaw.nodes.runner_inventory import needs_update, parse_declaration
 
 V6 = "node-worker-supervisor-v6"
 HOSTING = {"enabled": True, "capacity": {"total": 4, "available": 3}, "bundlePrewarm": 1, "capturedExecPolicy": True}
@@ -15,7 +15,6 @@ class ParseDeclarationTests(SynchronousTestCase):
         self.assertEqual(parse_declaration({"protocolFeatures": [V6], "workerHost": {"enabled": False}}), {"protocolFeatures": [V6], "workerHost": {"enabled": False}})
         declared = parse_declaration({"protocolFeatures": [V6], "workerHost": HOSTING})
         self.assertEqual(declared, {"protocolFeatures": [V6], "workerHost": HOSTING})
-        self.assertTrue(offers_session_hosting(declared))
         self.assertFalse(needs_update(declared))
         self.assertEqual(parse_declaration({"protocolFeatures": []}), {"protocolFeatures": []})
 

@@ -51,18 +51,6 @@ def plugin_tools_update(ctx: RequestContext) -> dict[str, Any]:
     return {"nodeId": node.node_id, "tools": node.published["pluginTools"]}
 
 
-def _awaiting_approval(ctx: RequestContext, node_id: str) -> GatewayError | None:
-    """The refusal for a node whose command surface still waits for ``openclaw nodes approve``."""
-    pending = ctx.gateway.node_pairing.store.pending_for(node_id)
-    if pending is None:
-        return None
-    return GatewayError(
-        UNAVAILABLE,
-        "node capability surface is awaiting operator approval; run "
-        f"`openclaw nodes approve {pending['requestId']}` (see `openclaw nodes pending`), then this node retries automatically",
-    )
-
-
 def runner_inventory_update(ctx: RequestContext) -> dict[str, Any]:
     """As in the reference: the declaration is checked first, then the node's pairing.
 
@@ -75,9 +63,9 @@ def runner_inventory_update(ctx: RequestContext) -> dict[str, Any]:
     node = _live(ctx)
     if runner_inventory.needs_update(declaration):
         raise invalid_request(runner_inventory.update_required_message(node.node_id))
-    refusal = _awaiting_approval(ctx, node.node_id)
-    if refusal is not None:
-        raise refusal
+    pending = ctx.gateway.node_pairing.store.pending_for(node.node_id)
+    if pending is not None:
+        raise node_surface.runner_inventory_waits(pending)
     node.published["runnerInventory"] = declaration
     return {"nodeId": node.node_id}
 
@@ -95,8 +83,7 @@ def node_event(ctx: RequestContext) -> dict[str, Any]:
     """Events from a node whose surface is not approved are refused, as in the reference: such a
     node must not reach operators (``node.hostStats`` goes to every ``operator.read`` holder)."""
     node = _live(ctx)
-    if ctx.gateway.node_pairing.store.paired(node.node_id) is None:
-        raise node_surface.not_approved(ctx.gateway.node_pairing.store.pending_for(node.node_id))
+    node_surface.refuse_unless_approved(ctx.gateway.node_pairing.store, node.node_id)
     event = ctx.params["event"]
     if event == "node.host.stats":
         payload = _event_payload(ctx.params)

@@ -45,20 +45,6 @@ def _node_device(ctx: RequestContext, node_id: str) -> PairedDevice | None:
     return device if device is not None and "node" in device.roles else None
 
 
-def _device_facts(device: PairedDevice | None) -> dict[str, Any]:
-    if device is None:
-        return {}
-    facts = {
-        "displayName": device.display_name,
-        "platform": device.platform,
-        "deviceFamily": device.device_family,
-        "clientId": device.client_id,
-        "clientMode": device.client_mode,
-        "remoteIp": device.remote_ip,
-    }
-    return {key: value for key, value in facts.items() if value is not None}
-
-
 def _pending_fields(pending: Mapping[str, Any] | None) -> dict[str, Any]:
     """What a waiting request declares, so an operator sees what ``nodes approve`` would grant."""
     if pending is None:
@@ -82,12 +68,17 @@ def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
     pending = gateway.node_pairing.store.pending_for(node_id)
     live = gateway.nodes.get(node_id)
     row: dict[str, Any] = {"nodeId": node_id}
-    record = {**{k: v for k, v in (pending or {}).items() if k in SHOWN_FIELDS}, **_device_facts(device), **(stored or {})}
+    # Stored facts win over the device's, which win over what a waiting request said.
+    sources = (pending or {}, device.to_wire() if device is not None else {}, stored or {})
+    record = {key: value for source in sources for key, value in source.items() if key in SHOWN_FIELDS}
+    approved_at = (stored or {}).get("approvedAtMs", device.approved_at_ms if device is not None else None)
     for key in SHOWN_FIELDS:
         if record.get(key) is not None:
             row[key] = record[key]
     row["caps"] = list((stored or {}).get("caps", []))
     row["commands"] = list((stored or {}).get("commands", []))
+    # This gateway does not place agent sessions on nodes, whatever a node host offers.
+    row["sessionHost"] = False
     if live is not None:
         _add_live(row, gateway, live, stored)
     row["approvalState"] = approval_state(ctx, node_id, stored)
@@ -100,12 +91,9 @@ def node_row(ctx: RequestContext, node_id: str) -> dict[str, Any]:
     if live is not None:
         row["lastSeenAtMs"] = live.last_seen_at_ms
         row["lastSeenReason"] = live.last_seen_reason
-    else:
-        row["sessionHost"] = False
-        if device is not None and device.last_seen_at_ms is not None:
-            row["lastSeenAtMs"] = device.last_seen_at_ms
-            row["lastSeenReason"] = device.last_seen_reason or "connect"
-    approved_at = record.get("approvedAtMs") if stored is not None else (device.approved_at_ms if device is not None else None)
+    elif device is not None and device.last_seen_at_ms is not None:
+        row["lastSeenAtMs"] = device.last_seen_at_ms
+        row["lastSeenReason"] = device.last_seen_reason or "connect"
     if approved_at is not None:
         row["approvedAtMs"] = approved_at
     row.update({"paired": stored is not None or device is not None, "connected": live is not None})
@@ -122,8 +110,6 @@ def _add_live(row: dict[str, Any], gateway: Any, live: Any, stored: Mapping[str,
     row["commands"] = node_policy.effective(gateway.current_config(), metadata, stored.get("commands") if stored else None)
     if live.client.permissions:
         row["permissions"] = dict(live.client.permissions)
-    # This gateway does not place agent sessions on nodes, whatever a node host offers.
-    row["sessionHost"] = False
     if "hostStats" in live.published:
         row["hostStats"] = live.published["hostStats"]
     row["nodePluginTools"] = list(live.published.get("pluginTools", []))
@@ -170,9 +156,15 @@ def node_list(ctx: RequestContext) -> dict[str, Any]:
     return {"ts": ctx.gateway.now_ms(), "nodes": sorted(_visible_rows(ctx, known_node_ids(ctx)), key=_sort_key)}
 
 
+def _is_known(ctx: RequestContext, node_id: str) -> bool:
+    gateway = ctx.gateway
+    store = gateway.node_pairing.store
+    return any((store.paired(node_id), _node_device(ctx, node_id), store.pending_for(node_id), gateway.nodes.get(node_id)))
+
+
 def node_describe(ctx: RequestContext) -> dict[str, Any]:
     node_id = ctx.params["nodeId"]
-    rows = _visible_rows(ctx, [node_id]) if node_id in known_node_ids(ctx) else []
+    rows = _visible_rows(ctx, [node_id]) if _is_known(ctx, node_id) else []
     if not rows:
         raise invalid_request("unknown nodeId")
     return {"ts": ctx.gateway.now_ms(), **rows[0]}
@@ -218,8 +210,8 @@ def node_invoke(ctx: RequestContext) -> Any:
     # view of its pairing (openclaw/cluster/bus.py).
     approved = gateway.node_pairing.store.paired(node_id)
     routed = getattr(node, "routed", False)
-    if approved is None and not routed:
-        raise node_surface.not_approved(gateway.node_pairing.store.pending_for(node_id))
+    if not routed:
+        node_surface.refuse_unless_approved(gateway.node_pairing.store, node_id)
     refusal = None if routed else node_policy.refusal(gateway.current_config(), node_metadata(node.client), approved.get("commands") if approved else None, command)
     if refusal is not None:
         raise invalid_request(refusal[1], {"reason": refusal[0], "command": command})
@@ -355,12 +347,7 @@ def node_pair_remove(ctx: RequestContext) -> Any:
     a node that stayed device-paired would still be listed as paired."""
     node_id = ctx.params["nodeId"]
     gateway = ctx.gateway
-    if gateway.node_pairing.store.paired(node_id) is None and _node_device(ctx, node_id) is None:
-        raise invalid_request("unknown nodeId")
-    if gateway.node_pairing.store.paired(node_id) is not None:
-        result = yield gateway.node_pairing.remove(node_id)
-    else:
-        result = {"nodeId": node_id, "removedAtMs": gateway.now_ms()}
+    result = yield gateway.node_pairing.remove(node_id, device_paired=_node_device(ctx, node_id) is not None)
     yield gateway.pairing.remove_role(node_id, "node")
     return result
 

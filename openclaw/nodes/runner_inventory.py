@@ -84,6 +84,3 @@ def update_required_message(node_id: str) -> str:
         "run openclaw update, then reconnect it (for a headless node, run openclaw node restart)"
     )
 
-
-def offers_session_hosting(declaration: dict[str, Any]) -> bool:
-    return bool(declaration.get("workerHost", {}).get("enabled"))

@@ -13,6 +13,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from ..protocol.errors import UNAVAILABLE, GatewayError
+from ..stores.nodes import NodeStore
 
 PAIRING_CHANGED = "PAIRING_CHANGED"
 
@@ -29,3 +30,19 @@ def not_approved(pending: Mapping[str, Any] | None) -> GatewayError:
         message = "node command surface is not approved; reconnect the node to ask operators again"
         details = {"code": PAIRING_CHANGED}
     return GatewayError(UNAVAILABLE, message, details, retryable=True)
+
+
+def refuse_unless_approved(store: NodeStore, node_id: str) -> None:
+    """Raise :func:`not_approved` for a node that has no approved surface at all."""
+    if store.paired(node_id) is None:
+        raise not_approved(store.pending_for(node_id))
+
+
+def runner_inventory_waits(pending: Mapping[str, Any]) -> GatewayError:
+    """The reference's own words for ``node.runnerInventory.update`` (no code, not retryable:
+    the node host retries it on its own), which its node host prints as they are."""
+    return GatewayError(
+        UNAVAILABLE,
+        "node capability surface is awaiting operator approval; run "
+        f"`openclaw nodes approve {pending['requestId']}` (see `openclaw nodes pending`), then this node retries automatically",
+    )

@@ -238,11 +238,13 @@ class NodePairingService(Service):
         self._broadcast("node.pair.resolved", payload)
 
     @inlineCallbacks
-    def remove(self, node_id: str) -> Any:
-        record = self.store.paired(node_id)
-        if record is None:
+    def remove(self, node_id: str, *, device_paired: bool = False) -> Any:
+        """Forget the node's approved surface and announce the removal; ``device_paired`` says the
+        node is known through its device even if its surface was never approved."""
+        if self.store.paired(node_id) is not None:
+            yield self.store.remove_paired(node_id)
+        elif not device_paired:
             raise invalid_request("unknown nodeId")
-        yield self.store.remove_paired(node_id)
         self._broadcast("node.pair.resolved", {"requestId": "", "nodeId": node_id, "decision": "removed", "ts": self._now_ms()})
         return {"nodeId": node_id, "removedAtMs": self._now_ms()}
 

@@ -342,7 +342,7 @@ class DevicePairingService(Service):
             yield self.store.remove_token(device_id, role)
         for client in self._clients.by_device(device_id):
             if client.role == role:
-                client.sink.close_with(CLOSE_INVALIDATED, "client invalidated: device-pair-removed")
+                client.sink.close_with(CLOSE_INVALIDATED, "device removed")
         return True
 
     @inlineCallbacks
